@@ -1,0 +1,713 @@
+//! The configuration file (`config.toml`): serde types with
+//! `deny_unknown_fields`, defaults, and [`Config::validate`], which reports
+//! every problem with the key that is wrong (SPEC §8).
+//!
+//! This module only reads and checks; it opens no sockets and starts nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub sip: SipConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub codes: CodesConfig,
+    #[serde(default)]
+    pub reasons: Vec<ReasonConfig>,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub api_users: Vec<ApiUserConfig>,
+    #[serde(default)]
+    pub queues: Vec<QueueConfig>,
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+}
+
+/// `[sip]`: listeners and SIP behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// `"udp:127.0.0.1:5060"`, `"tcp:[::1]:5060"`, …
+    pub listen: Vec<String>,
+    /// Digest realm and host part of our Contact.
+    pub domain: String,
+    /// Milliseconds between the caller's ACK and facd's BYE.
+    pub confirm_ms: u64,
+    /// Largest SIP message accepted, in bytes (UDP datagram or TCP frame).
+    pub max_message_bytes: usize,
+    /// Cap on open TCP connections.
+    pub max_tcp_connections: usize,
+    /// A TCP connection with no traffic for this long is closed.
+    pub tcp_idle_secs: u64,
+    /// SO_RCVBUF requested for UDP sockets.
+    pub udp_recv_buffer_bytes: usize,
+    /// RFC 3261 T1 in milliseconds (default 500).
+    pub t1_ms: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["udp:127.0.0.1:5060".into(), "tcp:127.0.0.1:5060".into()],
+            domain: "facd.local".into(),
+            confirm_ms: 1000,
+            max_message_bytes: 65536,
+            max_tcp_connections: 1024,
+            tcp_idle_secs: 120,
+            udp_recv_buffer_bytes: 4 << 20,
+            t1_ms: 500,
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// false: trust the From user (lab use only).
+    pub required: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { required: true }
+    }
+}
+
+/// `[codes]`: the star codes (SPEC §3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodesConfig {
+    pub ready: String,
+    pub not_ready: String,
+    pub login: String,
+    pub logout: String,
+}
+
+impl Default for CodesConfig {
+    fn default() -> Self {
+        Self {
+            ready: "*36".into(),
+            not_ready: "*37".into(),
+            login: "*38".into(),
+            logout: "*39".into(),
+        }
+    }
+}
+
+/// `[[reasons]]`: a not-ready reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonConfig {
+    pub code: u32,
+    pub name: String,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { dir: "data".into() }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[[api_users]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiUserConfig {
+    pub name: String,
+    pub token: String,
+    pub role: String,
+    #[serde(default)]
+    pub extension: Option<String>,
+}
+
+/// `[[queues]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub number: String,
+    pub name: String,
+    #[serde(default = "yes")]
+    pub auto_ready: bool,
+    #[serde(default)]
+    pub wrap_up_secs: u64,
+    #[serde(default)]
+    pub not_ready_after_other_call: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[[agents]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub extension: String,
+    pub name: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub ha1: Option<String>,
+    #[serde(default)]
+    pub ha1_sha256: Option<String>,
+    #[serde(default)]
+    pub queues: Vec<String>,
+}
+
+/// A listener address from `[sip] listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub proto: ListenProto,
+    pub addr: SocketAddr,
+}
+
+/// The transport of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenProto {
+    Udp,
+    Tcp,
+}
+
+/// One configuration problem: the key that is wrong and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded: every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render(.0))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+fn render(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![err(
+                path.display().to_string(),
+                format!("cannot read configuration file: {e}"),
+            )])
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "config".into());
+            ConfigErrors(vec![err(key, e.message().trim().to_string())])
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    /// The parsed `[sip] listen` entries (valid after [`Config::validate`]).
+    pub fn listeners(&self) -> Vec<Listen> {
+        self.sip
+            .listen
+            .iter()
+            .filter_map(|s| parse_listen(s).ok())
+            .collect()
+    }
+
+    /// Every problem in the configuration, each with its key.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut e = Vec::new();
+        self.validate_sip(&mut e);
+        self.validate_codes(&mut e);
+        self.validate_reasons(&mut e);
+        let queues = self.validate_queues(&mut e);
+        let agents = self.validate_agents(&queues, &mut e);
+        self.validate_api_users(&agents, &mut e);
+        if self.storage.dir.as_os_str().is_empty() {
+            e.push(err("storage.dir", "must not be empty"));
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            e.push(err(
+                "http.listen",
+                format!(
+                    "{:?} is not an address:port such as \"127.0.0.1:8080\"",
+                    self.http.listen
+                ),
+            ));
+        }
+        e
+    }
+
+    fn validate_sip(&self, e: &mut Vec<ConfigError>) {
+        let sip = &self.sip;
+        if sip.listen.is_empty() {
+            e.push(err("sip.listen", "at least one listener is required"));
+        }
+        let mut seen = HashSet::new();
+        for (i, l) in sip.listen.iter().enumerate() {
+            match parse_listen(l) {
+                Ok(parsed) => {
+                    if !seen.insert((parsed.proto, parsed.addr)) {
+                        e.push(err(
+                            format!("sip.listen[{i}]"),
+                            format!("{l:?} is listed twice"),
+                        ));
+                    }
+                }
+                Err(m) => e.push(err(format!("sip.listen[{i}]"), m)),
+            }
+        }
+        if sip.domain.trim().is_empty() || sip.domain.contains(char::is_whitespace) {
+            e.push(err("sip.domain", "must be a host name without spaces"));
+        }
+        if !(1024..=16 << 20).contains(&sip.max_message_bytes) {
+            e.push(err(
+                "sip.max_message_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
+        if sip.confirm_ms > 60_000 {
+            e.push(err("sip.confirm_ms", "must be at most 60000 (one minute)"));
+        }
+        if sip.max_tcp_connections == 0 {
+            e.push(err("sip.max_tcp_connections", "must be at least 1"));
+        }
+        if sip.tcp_idle_secs == 0 {
+            e.push(err("sip.tcp_idle_secs", "must be at least 1"));
+        }
+        if !(50..=5000).contains(&sip.t1_ms) {
+            e.push(err("sip.t1_ms", "must be between 50 and 5000"));
+        }
+    }
+
+    fn validate_codes(&self, e: &mut Vec<ConfigError>) {
+        let c = &self.codes;
+        let codes = [
+            ("codes.ready", &c.ready),
+            ("codes.not_ready", &c.not_ready),
+            ("codes.login", &c.login),
+            ("codes.logout", &c.logout),
+        ];
+        for (key, code) in codes {
+            if code.is_empty() || code.len() > 8 {
+                e.push(err(key, "must be 1 to 8 characters long"));
+            } else if !code
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+            {
+                e.push(err(
+                    key,
+                    format!("{code:?} may contain only digits, '*' and '#'"),
+                ));
+            } else if code.ends_with(|ch: char| ch.is_ascii_digit()) && code.len() < 2 {
+                e.push(err(key, format!("{code:?} is too short")));
+            }
+        }
+        for (i, (ka, a)) in codes.iter().enumerate() {
+            for (kb, b) in codes.iter().skip(i + 1) {
+                if a.is_empty() || b.is_empty() {
+                    continue;
+                }
+                if a == b {
+                    e.push(err(*kb, format!("{b:?} is the same code as {ka}")));
+                } else if b.starts_with(a.as_str()) {
+                    e.push(err(*ka, format!("{a:?} is a prefix of {kb} = {b:?}")));
+                } else if a.starts_with(b.as_str()) {
+                    e.push(err(*kb, format!("{b:?} is a prefix of {ka} = {a:?}")));
+                }
+            }
+        }
+    }
+
+    fn validate_reasons(&self, e: &mut Vec<ConfigError>) {
+        let mut codes = HashSet::new();
+        let mut names = HashSet::new();
+        for (i, r) in self.reasons.iter().enumerate() {
+            if !(1..=9999).contains(&r.code) {
+                e.push(err(
+                    format!("reasons[{i}].code"),
+                    "must be 1 to 9999 (1–4 digits)",
+                ));
+            } else if !codes.insert(r.code) {
+                e.push(err(
+                    format!("reasons[{i}].code"),
+                    format!("duplicate reason code {}", r.code),
+                ));
+            }
+            if r.name.is_empty()
+                || !r
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
+                e.push(err(
+                    format!("reasons[{i}].name"),
+                    format!("{:?} must be upper-case letters, digits and '_'", r.name),
+                ));
+            } else if is_state_name(&r.name) {
+                e.push(err(
+                    format!("reasons[{i}].name"),
+                    format!("{:?} is a state name and cannot be a reason", r.name),
+                ));
+            } else if !names.insert(r.name.as_str()) {
+                e.push(err(
+                    format!("reasons[{i}].name"),
+                    format!("duplicate reason name {:?}", r.name),
+                ));
+            }
+        }
+    }
+
+    fn validate_queues(&self, e: &mut Vec<ConfigError>) -> HashSet<&str> {
+        let mut numbers = HashSet::new();
+        for (i, q) in self.queues.iter().enumerate() {
+            if !is_queue_number(&q.number) {
+                e.push(err(
+                    format!("queues[{i}].number"),
+                    format!("{:?} must be 1 to 10 digits", q.number),
+                ));
+            } else if !numbers.insert(q.number.as_str()) {
+                e.push(err(
+                    format!("queues[{i}].number"),
+                    format!("duplicate queue number {:?}", q.number),
+                ));
+            }
+            if q.name.trim().is_empty() {
+                e.push(err(format!("queues[{i}].name"), "must not be empty"));
+            }
+            if q.wrap_up_secs > 86_400 {
+                e.push(err(
+                    format!("queues[{i}].wrap_up_secs"),
+                    "must be at most 86400 (one day)",
+                ));
+            }
+        }
+        numbers
+    }
+
+    fn validate_agents(&self, queues: &HashSet<&str>, e: &mut Vec<ConfigError>) -> HashSet<&str> {
+        let mut extensions = HashSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            let key = |k: &str| format!("agents[{i}].{k}");
+            if a.extension.is_empty()
+                || a.extension.len() > 32
+                || !a
+                    .extension
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                e.push(err(
+                    key("extension"),
+                    format!(
+                        "{:?} must be 1 to 32 letters, digits, '-', '_' or '.'",
+                        a.extension
+                    ),
+                ));
+            } else if a.extension.starts_with('*') {
+                e.push(err(key("extension"), "must not start with '*'"));
+            } else if !extensions.insert(a.extension.as_str()) {
+                e.push(err(
+                    key("extension"),
+                    format!("duplicate extension {:?}", a.extension),
+                ));
+            }
+            let secrets = [&a.password, &a.ha1, &a.ha1_sha256]
+                .iter()
+                .filter(|s| s.is_some())
+                .count();
+            if secrets > 1 {
+                e.push(err(
+                    key("password"),
+                    "give only one of password, ha1, ha1_sha256",
+                ));
+            } else if secrets == 0 && self.auth.required {
+                e.push(err(
+                    key("password"),
+                    "a password, ha1 or ha1_sha256 is required when auth.required = true",
+                ));
+            }
+            if let Some(h) = &a.ha1 {
+                if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    e.push(err(key("ha1"), "must be 32 hex digits (MD5)"));
+                }
+            }
+            if let Some(h) = &a.ha1_sha256 {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    e.push(err(key("ha1_sha256"), "must be 64 hex digits (SHA-256)"));
+                }
+            }
+            let mut member = HashSet::new();
+            for (j, q) in a.queues.iter().enumerate() {
+                if !queues.contains(q.as_str()) {
+                    e.push(err(
+                        format!("agents[{i}].queues[{j}]"),
+                        format!("unknown queue {q:?}"),
+                    ));
+                } else if !member.insert(q.as_str()) {
+                    e.push(err(
+                        format!("agents[{i}].queues[{j}]"),
+                        format!("queue {q:?} is listed twice"),
+                    ));
+                }
+            }
+        }
+        extensions
+    }
+
+    fn validate_api_users(&self, agents: &HashSet<&str>, e: &mut Vec<ConfigError>) {
+        let mut names = HashMap::new();
+        for (i, u) in self.api_users.iter().enumerate() {
+            let key = |k: &str| format!("api_users[{i}].{k}");
+            if u.name.is_empty() {
+                e.push(err(key("name"), "must not be empty"));
+            } else if names.insert(u.name.as_str(), i).is_some() {
+                e.push(err(key("name"), format!("duplicate API user {:?}", u.name)));
+            }
+            if u.token.len() < 8 {
+                e.push(err(key("token"), "must be at least 8 characters"));
+            }
+            match (u.role.as_str(), &u.extension) {
+                ("admin", None) => {}
+                ("admin", Some(_)) => e.push(err(
+                    key("extension"),
+                    "only an \"agent\" API user has an extension",
+                )),
+                ("agent", Some(x)) if agents.contains(x.as_str()) => {}
+                ("agent", Some(x)) => e.push(err(key("extension"), format!("unknown agent {x:?}"))),
+                ("agent", None) => e.push(err(
+                    key("extension"),
+                    "an \"agent\" API user needs an extension",
+                )),
+                (r, _) => e.push(err(
+                    key("role"),
+                    format!("{r:?} must be \"admin\" or \"agent\""),
+                )),
+            }
+        }
+    }
+}
+
+/// True for the state names that the REST API accepts as a status.
+fn is_state_name(s: &str) -> bool {
+    matches!(
+        s,
+        "READY"
+            | "NOT_READY"
+            | "WRAP_UP"
+            | "LOGGED_IN"
+            | "LOGGED_OUT"
+            | "QUEUE_CALL"
+            | "OTHER_CALL"
+    )
+}
+
+/// 1 to 10 ASCII digits (SPEC §3).
+pub fn is_queue_number(s: &str) -> bool {
+    (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Parses `"udp:127.0.0.1:5060"` / `"tcp:[::1]:5060"`.
+pub fn parse_listen(s: &str) -> Result<Listen, String> {
+    let (proto, addr) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} must look like \"udp:127.0.0.1:5060\""))?;
+    let proto = match proto.to_ascii_lowercase().as_str() {
+        "udp" => ListenProto::Udp,
+        "tcp" => ListenProto::Tcp,
+        other => return Err(format!("unknown transport {other:?} in {s:?} (udp or tcp)")),
+    };
+    let addr = addr.parse::<SocketAddr>().map_err(|_| {
+        format!("{addr:?} in {s:?} is not an address:port (IPv6 in brackets: \"[::1]:5060\")")
+    })?;
+    Ok(Listen { proto, addr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5060", "tcp:[::1]:5060"]
+domain = "pbx.example.com"
+[auth]
+required = false
+[[reasons]]
+code = 1
+name = "BREAK"
+[[queues]]
+number = "8000"
+name = "Sales"
+[[queues]]
+number = "8001"
+name = "Support"
+auto_ready = false
+wrap_up_secs = 30
+[[agents]]
+extension = "1001"
+name = "Alice"
+password = "secret"
+queues = ["8000", "8001"]
+[[api_users]]
+name = "admin"
+token = "change-me-please"
+role = "admin"
+"#;
+
+    fn keys(text: &str) -> Vec<String> {
+        match Config::from_toml(text) {
+            Ok(_) => vec![],
+            Err(ConfigErrors(v)) => v.into_iter().map(|e| e.key).collect(),
+        }
+    }
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!(c.listeners().len(), 2);
+        assert_eq!(c.listeners()[1].addr, "[::1]:5060".parse().unwrap());
+        assert!(c.queues[0].auto_ready);
+        assert!(!c.queues[1].auto_ready);
+        assert_eq!(c.codes.login, "*38");
+        assert_eq!(c.sip.max_message_bytes, 65536);
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+        Config::from_toml(&text).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml(&GOOD.replace("domain =", "domian =")).unwrap_err();
+        assert!(e.to_string().contains("domian"), "{e}");
+    }
+
+    #[test]
+    fn each_error_names_its_key() {
+        let cases = [
+            (
+                GOOD.replace("udp:127.0.0.1:5060", "sctp:127.0.0.1:5060"),
+                "sip.listen[0]",
+            ),
+            (GOOD.replace("[::1]:5060", "::1:5060"), "sip.listen[1]"),
+            (
+                GOOD.replace("\"8001\"\nname", "\"8000\"\nname"),
+                "queues[1].number",
+            ),
+            (
+                GOOD.replace("number = \"8001\"", "number = \"80x\""),
+                "queues[1].number",
+            ),
+            (
+                GOOD.replace(
+                    "queues = [\"8000\", \"8001\"]",
+                    "queues = [\"8000\", \"9\"]",
+                ),
+                "agents[0].queues[1]",
+            ),
+            (
+                GOOD.replace("[auth]", "[codes]\nready = \"*3\"\n[auth]"),
+                "codes.ready",
+            ),
+            (
+                GOOD.replace("[auth]", "[codes]\nlogin = \"*36\"\n[auth]"),
+                "codes.login",
+            ),
+            (GOOD.replace("code = 1", "code = 10000"), "reasons[0].code"),
+            (
+                GOOD.replace("role = \"admin\"", "role = \"root\""),
+                "api_users[0].role",
+            ),
+            (
+                GOOD.replace("domain = \"pbx.example.com\"", "domain = \"\""),
+                "sip.domain",
+            ),
+        ];
+        for (text, key) in cases {
+            let k = keys(&text);
+            assert!(k.iter().any(|x| x == key), "expected {key} in {k:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_extension_and_missing_password() {
+        let text = format!("{GOOD}\n[[agents]]\nextension = \"1001\"\nname = \"Bob\"\n")
+            .replace("required = false", "required = true");
+        let k = keys(&text);
+        assert!(k.contains(&"agents[1].extension".to_string()), "{k:?}");
+        assert!(k.contains(&"agents[1].password".to_string()), "{k:?}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let text = GOOD
+            .replace("number = \"8001\"", "number = \"\"")
+            .replace("name = \"BREAK\"", "name = \"break\"");
+        assert!(keys(&text).len() >= 2);
+    }
+}
