@@ -1,1 +1,620 @@
-//! (being written)
+//! The core: the one owner of mutable protocol state. It takes parsed
+//! messages from the transports, runs them through the server transactions,
+//! answers what needs no agent logic, turns star-code INVITEs into engine
+//! commands, and keeps each answered call alive until facd hangs up.
+//!
+//! It is synchronous and never reads the clock: the async loop in
+//! [`crate::server`] passes [`Now`] in and calls [`Core::flush`] to send what
+//! the pure layers produced. It must not block and must not `.await`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tracing::{debug, info, warn};
+
+use crate::dialog::{ByeTemplate, DialogEvent, DialogId, Dialogs};
+use crate::engine::{Applied, Cause, Command, Engine, Millis, ReasonRef, Target};
+use crate::sip::build::{self, ResponseBuilder};
+use crate::sip::message::{Message, Method, Request, Response, Scheme};
+use crate::sip::sdp;
+use crate::sip::star_code::{Action, StarCode, StarCodeParser};
+use crate::transaction::{Received, RequestKind, ServerTransactions, TimerConfig, TxId, TxKey};
+use crate::transport::{Inbound, Peer};
+
+/// The methods facd implements (the `Allow` header, RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS";
+/// The bodies facd understands (the `Accept` header, RFC 3261 §20.1).
+pub const ACCEPT: &str = "application/sdp";
+/// The `Server` header.
+pub const SERVER: &str = concat!("facd/", env!("CARGO_PKG_VERSION"));
+/// RFC 3261 §8.1.1.7: the magic cookie of RFC 3261 branches.
+const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
+
+/// Monotonic time for transactions and wall time for agent states.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// For RFC 3261 timers.
+    pub mono: Instant,
+    /// Unix milliseconds, for states and wrap-up deadlines (they survive restarts).
+    pub wall: Millis,
+}
+
+impl Now {
+    /// Reads both clocks (called by the async shell only).
+    pub fn read() -> Self {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self {
+            mono: Instant::now(),
+            wall,
+        }
+    }
+}
+
+/// Settings the core needs.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Our domain: the host part of Contact when the listener has no specific address.
+    pub domain: String,
+    /// Between the caller's ACK and our BYE.
+    pub confirm: Duration,
+    /// RFC 3261 T1/T2/T4.
+    pub timers: TimerConfig,
+    /// Local RTP sink addresses, IPv4 and IPv6, for SDP answers.
+    pub rtp_v4: Option<SocketAddr>,
+    /// See `rtp_v4`.
+    pub rtp_v6: Option<SocketAddr>,
+}
+
+/// Where a transaction or dialog sends: the peer's link and the address.
+#[derive(Debug, Clone)]
+pub struct Dest {
+    /// The socket or connection.
+    pub peer: Peer,
+    /// The UDP destination (ignored on TCP).
+    pub to: SocketAddr,
+}
+
+impl Dest {
+    fn send(&self, bytes: Bytes) {
+        self.peer.send_to(self.to, bytes);
+    }
+}
+
+/// Counters of what the core did.
+#[derive(Debug, Default, Clone)]
+pub struct CoreStats {
+    /// Requests handed up by the transaction layer.
+    pub requests: u64,
+    /// Retransmissions absorbed.
+    pub retransmissions: u64,
+    /// Star codes applied.
+    pub applied: u64,
+    /// Star codes refused.
+    pub refused: u64,
+    /// Stray responses dropped.
+    pub stray_responses: u64,
+}
+
+/// The core state.
+pub struct Core {
+    cfg: CoreConfig,
+    txs: ServerTransactions<Dest>,
+    dialogs: Dialogs<Dest>,
+    engine: Engine,
+    codes: StarCodeParser,
+    rng: SmallRng,
+    draining: bool,
+    /// What the core did, for logs and tests.
+    pub stats: CoreStats,
+}
+
+impl Core {
+    /// A core over `engine`, recognising `codes`.
+    pub fn new(cfg: CoreConfig, engine: Engine, codes: StarCodeParser) -> Self {
+        Self {
+            txs: ServerTransactions::new(cfg.timers),
+            dialogs: Dialogs::new(cfg.timers),
+            engine,
+            codes,
+            rng: SmallRng::from_entropy(),
+            draining: false,
+            stats: CoreStats::default(),
+            cfg,
+        }
+    }
+
+    /// The engine, read-only (for views and snapshots).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// One inbound message.
+    pub fn handle(&mut self, now: Now, inbound: Inbound) {
+        match inbound.msg {
+            Message::Request(req) => self.on_request(now, req, inbound.peer),
+            Message::Response(resp) => self.on_response(now, &resp),
+        }
+    }
+
+    /// Fires every timer that is due.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.txs.handle_timeout(now.mono);
+        self.dialogs.handle_timeout(now.mono);
+        if self.engine.next_deadline().is_some_and(|d| d <= now.wall) {
+            for ev in self.engine.handle_timeout(now.wall) {
+                info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "timer", "state changed");
+            }
+        }
+    }
+
+    /// The earliest deadline of the transactions, dialogs and engine.
+    pub fn poll_timeout(&self, now: Now) -> Option<Instant> {
+        let engine = self.engine.next_deadline().map(|d| {
+            now.mono + Duration::from_millis(d.saturating_sub(now.wall))
+        });
+        [self.txs.poll_timeout(), self.dialogs.poll_timeout(), engine]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Sends everything the pure layers queued.
+    pub fn flush(&mut self) {
+        while let Some((dest, bytes)) = self.txs.poll_transmit() {
+            dest.send(bytes);
+        }
+        while let Some((dest, bytes)) = self.dialogs.poll_transmit() {
+            dest.send(bytes);
+        }
+        while let Some(ev) = self.dialogs.poll_event() {
+            match ev {
+                DialogEvent::AckTimeout(id) => {
+                    warn!(call_id = %String::from_utf8_lossy(&id.call_id), "no ACK for our 200 within 64*T1: hanging up");
+                }
+                other => debug!(event = ?other, "dialog"),
+            }
+        }
+    }
+
+    /// Starts a graceful stop: new INVITEs are refused 503 and every open
+    /// call gets a BYE (SPEC §8).
+    pub fn begin_drain(&mut self, now: Now) {
+        self.draining = true;
+        self.dialogs.hangup_all(now.mono);
+    }
+
+    /// True when no call is left open.
+    pub fn drained(&self) -> bool {
+        self.dialogs.is_empty()
+    }
+
+    fn on_response(&mut self, now: Now, resp: &Response) {
+        // Responses can only be for the BYEs we sent (RFC 3261 §17.1.3
+        // matches them by the branch of our Via); anything else is stray.
+        match resp.base.vias.first().and_then(|v| v.branch.as_ref()) {
+            Some(branch) if resp.base.cseq.method == Method::Bye => {
+                self.dialogs.on_response(now.mono, branch, resp.status);
+            }
+            _ => {
+                self.stats.stray_responses += 1;
+                debug!(status = resp.status, "stray response dropped");
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Now, req: Request, peer: Peer) {
+        let Some(top) = req.base.vias.first() else {
+            return;
+        };
+        // RFC 3261 §18.2.2 / RFC 3581 §4: answer to the source address.
+        let to = if peer.reliable() {
+            peer.addr
+        } else {
+            build::response_target(top, peer.addr)
+        };
+        let dest = Dest {
+            peer: peer.clone(),
+            to,
+        };
+        let kind = match req.method {
+            Method::Invite => RequestKind::Invite,
+            Method::Ack => RequestKind::Ack,
+            Method::Cancel => RequestKind::Cancel,
+            _ => RequestKind::Other,
+        };
+        let key = tx_key(&req);
+        match self.txs.receive(now.mono, key, kind, dest, peer.reliable()) {
+            Received::New(id) => {
+                self.stats.requests += 1;
+                self.on_new(now, id, &req, &peer);
+            }
+            Received::Retransmission => self.stats.retransmissions += 1,
+            Received::AckAbsorbed => {}
+            Received::AckNoTransaction => self.on_ack(now, &req),
+            Received::CancelFor { cancel, invite } => self.on_cancel(now, cancel, invite, &req, &peer),
+        }
+    }
+
+    fn on_new(&mut self, now: Now, id: TxId, req: &Request, peer: &Peer) {
+        // RFC 3261 §8.2.1: method inspection first.
+        match &req.method {
+            Method::Invite | Method::Options | Method::Bye => {}
+            Method::Extension(_) => {
+                return self.reply(now, id, req, peer, 501, "Not Implemented", |b| b.header("Allow", ALLOW));
+            }
+            _ => {
+                return self.reply(now, id, req, peer, 405, "Method Not Allowed", |b| b.header("Allow", ALLOW));
+            }
+        }
+        // RFC 3261 §8.2.2.1: a Request-URI scheme we do not serve.
+        if let Scheme::Other(_) = req.uri.scheme {
+            return self.reply(now, id, req, peer, 416, "Unsupported URI Scheme", |b| b);
+        }
+        // RFC 3261 §8.2.2.3: we support no extension option-tags.
+        let unsupported: Vec<Bytes> = req.headers.get_all("Require").collect();
+        if !unsupported.is_empty() {
+            let list = join(&unsupported);
+            return self.reply(now, id, req, peer, 420, "Bad Extension", |b| b.header("Unsupported", list));
+        }
+        match &req.method {
+            Method::Options => self.reply(now, id, req, peer, 200, "OK", |b| {
+                b.header("Allow", ALLOW)
+                    .header("Accept", ACCEPT)
+                    .header("Supported", "")
+            }),
+            Method::Bye => {
+                let dialog = dialog_id(req);
+                if self.dialogs.bye_received(now.mono, &dialog) {
+                    self.reply(now, id, req, peer, 200, "OK", |b| b)
+                } else {
+                    self.reply(now, id, req, peer, 481, "Call/Transaction Does Not Exist", |b| b)
+                }
+            }
+            _ => self.on_invite(now, id, req, peer),
+        }
+    }
+
+    fn on_invite(&mut self, now: Now, id: TxId, req: &Request, peer: &Peer) {
+        if req.base.to.tag.is_some() {
+            // A re-INVITE: our calls last a second and never change media.
+            let known = self.dialogs.contains(&dialog_id(req));
+            let (status, reason) = if known {
+                (488, "Not Acceptable Here")
+            } else {
+                (481, "Call/Transaction Does Not Exist")
+            };
+            return self.reply(now, id, req, peer, status, reason, |b| b);
+        }
+        if self.draining {
+            return self.reply(now, id, req, peer, 503, "Service Unavailable - Shutting Down", |b| {
+                b.header("Retry-After", "5")
+            });
+        }
+        if self.dialogs.is_full() {
+            return self.reply(now, id, req, peer, 503, "Service Unavailable - Too Many Calls", |b| {
+                b.header("Retry-After", "1")
+            });
+        }
+        // RFC 3261 §8.2.3: content processing.
+        if !req.body.is_empty() {
+            let ctype = req.headers.get("Content-Type").map(|v| media_type(v));
+            if ctype.as_deref() != Some("application/sdp") {
+                return self.reply(now, id, req, peer, 415, "Unsupported Media Type", |b| b.header("Accept", ACCEPT));
+            }
+        }
+        // RFC 3261 §21.4.7: our 200 carries SDP; refuse callers that cannot take it.
+        let accepts: Vec<Bytes> = req.headers.get_all("Accept").collect();
+        if !accepts.is_empty() && !accepts.iter().any(|a| accepts_sdp(a)) {
+            return self.reply(now, id, req, peer, 406, "Not Acceptable", |b| b.header("Accept", ACCEPT));
+        }
+        let code = match req.uri.user_unescaped().map(|u| self.codes.parse(&u)) {
+            Some(Ok(code)) => code,
+            _ => return self.reply(now, id, req, peer, 404, "Not Found", |b| b),
+        };
+        let agent = match self.identify(req) {
+            Ok(agent) => agent,
+            Err((status, reason)) => return self.reply(now, id, req, peer, status, reason, |b| b),
+        };
+        let local = self.media_addr(peer);
+        let session = self.rng.gen::<u32>() as u64;
+        let body = if req.body.is_empty() {
+            sdp::offer(local, session)
+        } else {
+            match sdp::parse_offer(&req.body).and_then(|o| sdp::answer(&o, local, session)) {
+                Ok(a) => a.body,
+                Err(sdp::SdpError::Malformed) => {
+                    return self.reply(now, id, req, peer, 400, "Bad Request - Malformed SDP", |b| b)
+                }
+                Err(sdp::SdpError::NoCommonCodec) => {
+                    return self.reply(now, id, req, peer, 488, "Not Acceptable Here - PCMU or PCMA Only", |b| b)
+                }
+            }
+        };
+        let call_id = String::from_utf8_lossy(&req.base.call_id).into_owned();
+        match self.engine.apply(now.wall, command_for(&code, &agent), Cause::Fac) {
+            Err(rejection) => {
+                self.stats.refused += 1;
+                let (status, reason) = rejection.sip_status();
+                info!(%agent, %call_id, status, reason, "star code refused");
+                self.reply(now, id, req, peer, status, reason, |b| b)
+            }
+            Ok(applied) => {
+                self.stats.applied += 1;
+                for ev in &applied.events {
+                    info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "fac", %call_id, "state changed");
+                }
+                self.answer(now, id, req, peer, &applied, body);
+            }
+        }
+    }
+
+    /// The 200 for an applied star code, and the dialog that follows it.
+    fn answer(&mut self, now: Now, id: TxId, req: &Request, peer: &Peer, applied: &Applied, sdp: String) {
+        let tag = self.new_tag();
+        let contact = self.contact(req, peer);
+        let bytes = build::response(req, peer.addr, 200, "OK")
+            .to_tag(&tag)
+            .header("Contact", &contact)
+            .header("Allow", ALLOW)
+            .header("Supported", "")
+            .header("Server", SERVER)
+            .header("X-Agent-State", agent_state_header(applied))
+            .body("application/sdp", Bytes::from(sdp))
+            .build();
+        let dialog = DialogId {
+            call_id: req.base.call_id.clone(),
+            local_tag: Bytes::from(tag.clone()),
+            remote_tag: req.base.from.tag.clone().unwrap_or_default(),
+        };
+        let remote_target = req
+            .headers
+            .get_all("Contact")
+            .next()
+            .map(|c| contact_uri(&c))
+            .unwrap_or_else(|| req.base.from.uri.raw.clone());
+        let bye = ByeTemplate {
+            request_uri: remote_target,
+            transport: peer.transport(),
+            local_sent_by: sent_by(peer.local),
+            from: Bytes::from(format!("{};tag={tag}", String::from_utf8_lossy(&req.base.to.raw))),
+            to: req.base.from.raw.clone(),
+            call_id: req.base.call_id.clone(),
+            route_set: req.headers.get_all("Record-Route").collect(),
+        };
+        // In-dialog requests reuse the flow the INVITE came on (RFC 5626
+        // style): the packet's source, never a host named in the message.
+        let dest = Dest {
+            peer: peer.clone(),
+            to: peer.addr,
+        };
+        self.dialogs
+            .answered(now.mono, dialog, bytes.clone(), dest, peer.reliable(), bye, self.cfg.confirm);
+        self.txs.respond(now.mono, id, 200, bytes);
+    }
+
+    fn on_ack(&mut self, now: Now, req: &Request) {
+        if !self.dialogs.ack(now.mono, &dialog_id(req)) {
+            debug!(call_id = %String::from_utf8_lossy(&req.base.call_id), "ACK for no dialog dropped");
+        }
+    }
+
+    fn on_cancel(&mut self, now: Now, cancel: TxId, invite: Option<TxId>, req: &Request, peer: &Peer) {
+        // RFC 3261 §9.2: 481 when no INVITE matches; otherwise 200, and the
+        // INVITE, if still unanswered, gets 487 and nothing is applied.
+        let Some(invite) = invite else {
+            return self.reply(now, cancel, req, peer, 481, "Call/Transaction Does Not Exist", |b| b);
+        };
+        self.reply(now, cancel, req, peer, 200, "OK", |b| b);
+        if !self.txs.is_final(invite) {
+            // The 487 carries the INVITE's CSeq method (RFC 3261 §9.2): same
+            // headers as the CANCEL otherwise.
+            let bytes = build::response(req, peer.addr, 487, "Request Terminated")
+                .cseq_method("INVITE")
+                .to_tag(&self.new_tag())
+                .header("Server", SERVER)
+                .build();
+            self.txs.respond(now.mono, invite, 487, bytes);
+        }
+    }
+
+    /// The agent making the request. Digest authentication plugs in here
+    /// (the security issue); until then the From user is trusted.
+    fn identify(&self, req: &Request) -> Result<String, (u16, &'static str)> {
+        let user = req
+            .base
+            .from
+            .uri
+            .user_unescaped()
+            .ok_or((403, "Forbidden"))?;
+        String::from_utf8(user).map_err(|_| (403, "Forbidden"))
+    }
+
+    fn reply(
+        &mut self,
+        now: Now,
+        id: TxId,
+        req: &Request,
+        peer: &Peer,
+        status: u16,
+        reason: &str,
+        extra: impl FnOnce(ResponseBuilder) -> ResponseBuilder,
+    ) {
+        let mut b = build::response(req, peer.addr, status, reason).header("Server", SERVER);
+        // RFC 3261 §8.2.6.2: a To tag on every response but 100.
+        if status > 100 {
+            b = b.to_tag(&self.new_tag());
+        }
+        let bytes = extra(b).build();
+        self.txs.respond(now.mono, id, status, bytes);
+    }
+
+    fn new_tag(&mut self) -> String {
+        format!("{:016x}", self.rng.gen::<u64>())
+    }
+
+    fn media_addr(&self, peer: &Peer) -> SocketAddr {
+        let rtp = if peer.local.is_ipv4() {
+            self.cfg.rtp_v4.or(self.cfg.rtp_v6)
+        } else {
+            self.cfg.rtp_v6.or(self.cfg.rtp_v4)
+        };
+        let port = rtp.map_or(0, |a| a.port());
+        let ip = if peer.local.ip().is_unspecified() {
+            rtp.map_or(peer.local.ip(), |a| a.ip())
+        } else {
+            peer.local.ip()
+        };
+        SocketAddr::new(ip, port)
+    }
+
+    /// Our Contact: the address the call came to, so the caller's ACK and
+    /// BYE come back on the same transport (RFC 3261 §8.1.1.8, §12.1.1).
+    fn contact(&self, req: &Request, peer: &Peer) -> String {
+        let user = req.uri.user.as_ref().map(|u| String::from_utf8_lossy(u).into_owned());
+        let host = if peer.local.ip().is_unspecified() {
+            self.cfg.domain.clone()
+        } else {
+            sent_by(peer.local)
+        };
+        let scheme = if req.uri.scheme == Scheme::Sips { "sips" } else { "sip" };
+        let transport = if peer.reliable() { ";transport=tcp" } else { "" };
+        match user {
+            Some(u) => format!("<{scheme}:{u}@{host}{transport}>"),
+            None => format!("<{scheme}:{host}{transport}>"),
+        }
+    }
+}
+
+/// The transaction key of a request (RFC 3261 §17.2.3). RFC 2543 requests
+/// (no magic cookie) are keyed by Call-ID, CSeq number, From tag and the
+/// top Via as a whole, which the ACK of a non-2xx shares.
+fn tx_key(req: &Request) -> TxKey {
+    let top = &req.base.vias[0];
+    let method = match req.method {
+        Method::Ack => Bytes::from_static(b"INVITE"),
+        ref m => Bytes::copy_from_slice(m.as_str().as_bytes()),
+    };
+    let branch = match &top.branch {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => b.clone(),
+        _ => {
+            let mut k = Vec::with_capacity(128);
+            k.extend_from_slice(b"2543:");
+            k.extend_from_slice(&req.base.call_id);
+            k.extend_from_slice(format!(":{}:", req.base.cseq.seq).as_bytes());
+            k.extend_from_slice(req.base.from.tag.as_deref().unwrap_or_default());
+            k.push(b':');
+            k.extend_from_slice(&top.raw);
+            Bytes::from(k)
+        }
+    };
+    TxKey {
+        branch,
+        sent_by: top.sent_by(),
+        method,
+    }
+}
+
+/// The dialog a request belongs to, from the UAS side (RFC 3261 §12.2.2).
+fn dialog_id(req: &Request) -> DialogId {
+    DialogId {
+        call_id: req.base.call_id.clone(),
+        local_tag: req.base.to.tag.clone().unwrap_or_default(),
+        remote_tag: req.base.from.tag.clone().unwrap_or_default(),
+    }
+}
+
+fn command_for(code: &StarCode, agent: &str) -> Command {
+    let agent = agent.to_string();
+    let target = code.queue.clone().map_or(Target::All, Target::Queue);
+    match code.action {
+        Action::Ready => Command::Ready { agent, target },
+        Action::NotReady => Command::NotReady {
+            agent,
+            target,
+            reason: code.reason.map(ReasonRef::Code),
+        },
+        Action::Login => Command::Login { agent, target },
+        Action::Logout => Command::Logout { agent, target },
+    }
+}
+
+/// `X-Agent-State: queue=8000;state=READY, queue=8001;state=NOT_READY;reason=BREAK`
+fn agent_state_header(applied: &Applied) -> String {
+    let mut out = String::new();
+    for (i, q) in applied.affected.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str("queue=");
+        out.push_str(&q.queue);
+        out.push_str(";state=");
+        out.push_str(q.state.as_str());
+        if let Some(r) = &q.reason {
+            out.push_str(";reason=");
+            out.push_str(r);
+        }
+        if let Some(p) = q.pending {
+            out.push_str(";pending=");
+            out.push_str(p.as_str());
+        }
+    }
+    out
+}
+
+fn join(values: &[Bytes]) -> String {
+    values
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `application/SDP; charset=x` → `application/sdp`.
+fn media_type(v: &[u8]) -> String {
+    let s = String::from_utf8_lossy(v);
+    s.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+fn accepts_sdp(v: &[u8]) -> bool {
+    matches!(media_type(v).as_str(), "application/sdp" | "application/*" | "*/*")
+}
+
+/// The URI inside a Contact value (`"A" <sip:a@h>;expires=1` → `sip:a@h`).
+fn contact_uri(v: &[u8]) -> Bytes {
+    let s = String::from_utf8_lossy(v);
+    let uri = match (s.find('<'), s.find('>')) {
+        (Some(a), Some(b)) if a < b => &s[a + 1..b],
+        _ => s.split(';').next().unwrap_or(&s).trim(),
+    };
+    Bytes::from(uri.to_string())
+}
+
+fn sent_by(addr: SocketAddr) -> String {
+    match addr.ip() {
+        IpAddr::V4(ip) => format!("{ip}:{}", addr.port()),
+        IpAddr::V6(ip) => format!("[{ip}]:{}", addr.port()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_uri_extraction() {
+        assert_eq!(contact_uri(b"\"A\" <sip:a@h:5060;transport=udp>;expires=1"), "sip:a@h:5060;transport=udp");
+        assert_eq!(contact_uri(b"sip:a@h;expires=1"), "sip:a@h");
+    }
+
+    #[test]
+    fn media_types() {
+        assert_eq!(media_type(b"Application/SDP ; charset=utf-8"), "application/sdp");
+        assert!(accepts_sdp(b"application/*"));
+        assert!(!accepts_sdp(b"text/nobodyknowsthis"));
+    }
+}

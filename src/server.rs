@@ -1,1 +1,292 @@
-//! (being written)
+//! Binds the listeners, spawns the transports, runs the core loop, and stops
+//! in order: stop accepting, hang up open calls, let answers in flight go
+//! out, exit (SPEC §8).
+//!
+//! The caller chooses the shutdown trigger (`run(…, shutdown)`), so tests
+//! stop a server with a oneshot and `main` with SIGTERM/SIGINT.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, ListenProto};
+use crate::core::{Core, CoreConfig, Now};
+use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
+use crate::sip::star_code::{Codes, StarCodeParser};
+use crate::transaction::TimerConfig;
+use crate::transport::{self, Inbound, Stats, TransportConfig};
+
+/// How long a graceful stop waits for open calls to end.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How many queued messages the core handles before it flushes.
+const BATCH: usize = 64;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {proto}:{addr}: {source}")]
+    Bind {
+        /// udp or tcp.
+        proto: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A server with its sockets bound, ready to [`Server::run`].
+pub struct Server {
+    config: Config,
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+    rtp: Vec<Arc<UdpSocket>>,
+    stats: Arc<Stats>,
+}
+
+impl Server {
+    /// Binds every `[sip] listen` entry. A UDP and a TCP listener on the same
+    /// `ip:0` share one ephemeral port, so tests get "the same port" too.
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        let listeners = config.listeners();
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut chosen: Vec<SocketAddr> = Vec::new();
+        for l in listeners.iter().filter(|l| l.proto == ListenProto::Udp) {
+            let sock = transport::bind_udp(l.addr, config.sip.udp_recv_buffer_bytes).map_err(|source| {
+                ServerError::Bind {
+                    proto: "udp",
+                    addr: l.addr,
+                    source,
+                }
+            })?;
+            if let Ok(a) = sock.local_addr() {
+                if l.addr.port() == 0 {
+                    chosen.push(a);
+                }
+            }
+            udp.push(Arc::new(sock));
+        }
+        for l in listeners.iter().filter(|l| l.proto == ListenProto::Tcp) {
+            let mut addr = l.addr;
+            if addr.port() == 0 {
+                if let Some(a) = chosen.iter().find(|a| a.ip() == addr.ip()) {
+                    addr = *a;
+                }
+            }
+            let listener = match transport::bind_tcp(addr) {
+                Ok(t) => t,
+                // The UDP port may be taken for TCP; any free port will do.
+                Err(_) if addr != l.addr => transport::bind_tcp(l.addr),
+                Err(e) => Err(e),
+            }
+            .map_err(|source| ServerError::Bind {
+                proto: "tcp",
+                addr: l.addr,
+                source,
+            })?;
+            tcp.push(listener);
+        }
+        // One RTP sink per address family, on the first listener address of
+        // that family: SDP answers name it (the tone comes in a later issue).
+        let mut rtp = Vec::new();
+        for v6 in [false, true] {
+            if let Some(l) = listeners.iter().find(|l| l.addr.is_ipv6() == v6) {
+                let addr = SocketAddr::new(l.addr.ip(), 0);
+                let sock = transport::bind_udp(addr, 1 << 16).map_err(|source| ServerError::Bind {
+                    proto: "udp",
+                    addr,
+                    source,
+                })?;
+                rtp.push(Arc::new(sock));
+            }
+        }
+        Ok(Self {
+            config,
+            udp,
+            tcp,
+            rtp,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// The bound SIP listeners as `("udp" | "tcp", address)`.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        let udp = self.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| ("udp", a));
+        let tcp = self.tcp.iter().filter_map(|s| s.local_addr().ok()).map(|a| ("tcp", a));
+        udp.chain(tcp).collect()
+    }
+
+    /// Runs until `shutdown` resolves, then stops gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let cfg = &self.config;
+        let tcfg = TransportConfig {
+            max_message_bytes: cfg.sip.max_message_bytes,
+            tcp_idle: Duration::from_secs(cfg.sip.tcp_idle_secs),
+            max_tcp_connections: cfg.sip.max_tcp_connections,
+            udp_recv_buffer: cfg.sip.udp_recv_buffer_bytes,
+        };
+        let rtp_addr = |v6: bool| {
+            self.rtp
+                .iter()
+                .filter_map(|s| s.local_addr().ok())
+                .find(|a| a.is_ipv6() == v6)
+        };
+        let core_cfg = CoreConfig {
+            domain: cfg.sip.domain.clone(),
+            confirm: Duration::from_millis(cfg.sip.confirm_ms),
+            timers: TimerConfig {
+                t1: Duration::from_millis(cfg.sip.t1_ms),
+                ..TimerConfig::default()
+            },
+            rtp_v4: rtp_addr(false),
+            rtp_v6: rtp_addr(true),
+        };
+        let mut core = Core::new(core_cfg, Engine::new(model(cfg)), StarCodeParser::new(codes(cfg)));
+
+        let (tx, mut rx) = mpsc::channel::<Inbound>(8192);
+        let stop_accept = CancellationToken::new();
+        let stop_all = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for sock in &self.udp {
+            tasks.spawn(transport::run_udp(
+                sock.clone(),
+                tcfg.clone(),
+                tx.clone(),
+                self.stats.clone(),
+                stop_all.clone(),
+            ));
+        }
+        for listener in self.tcp {
+            tasks.spawn(transport::run_tcp(
+                listener,
+                tcfg.clone(),
+                tx.clone(),
+                self.stats.clone(),
+                stop_accept.clone(),
+                stop_all.clone(),
+            ));
+        }
+        for sock in &self.rtp {
+            tasks.spawn(rtp_sink(sock.clone(), stop_all.clone()));
+        }
+        drop(tx);
+
+        tokio::pin!(shutdown);
+        let sleep = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(sleep);
+        let mut drain_until = None;
+        loop {
+            let now = Now::read();
+            let deadline = core
+                .poll_timeout(now)
+                .unwrap_or(now.mono + Duration::from_secs(3600));
+            sleep.as_mut().reset(deadline.into());
+            tokio::select! {
+                biased;
+                () = &mut shutdown, if drain_until.is_none() => {
+                    info!("shutting down: refusing new calls, hanging up open ones");
+                    stop_accept.cancel();
+                    core.begin_drain(Now::read());
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_LIMIT);
+                }
+                msg = rx.recv() => {
+                    let Some(first) = msg else { break };
+                    let now = Now::read();
+                    core.handle(now, first);
+                    for _ in 1..BATCH {
+                        match rx.try_recv() {
+                            Ok(m) => core.handle(now, m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = &mut sleep => core.handle_timeout(Now::read()),
+            }
+            core.flush();
+            if let Some(until) = drain_until {
+                if core.drained() {
+                    break;
+                }
+                if tokio::time::Instant::now() >= until {
+                    warn!("shutdown: calls still open after {DRAIN_LIMIT:?}; leaving them");
+                    break;
+                }
+            }
+        }
+        core.flush();
+        stop_all.cancel();
+        while tasks.join_next().await.is_some() {}
+        let s = &core.stats;
+        info!(
+            requests = s.requests,
+            applied = s.applied,
+            refused = s.refused,
+            retransmissions = s.retransmissions,
+            "stopped"
+        );
+    }
+}
+
+/// Swallows RTP sent to the address our SDP names, so callers see no ICMP.
+async fn rtp_sink(sock: Arc<UdpSocket>, stop: CancellationToken) {
+    let mut buf = [0u8; 2048];
+    loop {
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => if let Err(e) = r { debug!(error = %e, "rtp sink") },
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The engine's model from the configuration.
+pub fn model(cfg: &Config) -> Model {
+    Model {
+        queues: cfg
+            .queues
+            .iter()
+            .map(|q| QueueDef {
+                number: q.number.clone(),
+                name: q.name.clone(),
+                auto_ready: q.auto_ready,
+                wrap_up_secs: q.wrap_up_secs,
+                not_ready_after_other_call: q.not_ready_after_other_call,
+            })
+            .collect(),
+        agents: cfg
+            .agents
+            .iter()
+            .map(|a| AgentDef {
+                extension: a.extension.clone(),
+                name: a.name.clone(),
+                queues: a.queues.clone(),
+            })
+            .collect(),
+        reasons: cfg
+            .reasons
+            .iter()
+            .map(|r| ReasonDef {
+                code: r.code,
+                name: r.name.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The star codes from the configuration.
+pub fn codes(cfg: &Config) -> Codes {
+    Codes {
+        ready: cfg.codes.ready.clone(),
+        not_ready: cfg.codes.not_ready.clone(),
+        login: cfg.codes.login.clone(),
+        logout: cfg.codes.logout.clone(),
+    }
+}
