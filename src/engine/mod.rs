@@ -1,1 +1,740 @@
-//! (being written)
+//! The agent-state engine: agents, queues, the state of every agent in every
+//! queue, and the transitions of SPEC §2, as a pure state machine.
+//!
+//! No I/O, no clock, no tokio: time comes in as [`Millis`] arguments,
+//! wrap-up deadlines are data ([`Engine::next_deadline`],
+//! [`Engine::handle_timeout`]), and every command applies completely or not
+//! at all (it is worked out on a copy of the agent's cells, then committed).
+//! Every mutation is also recorded as a [`Change`] for the durable store.
+//!
+//! Choices where SPEC §2 is silent:
+//! - An agent who becomes READY while on a call (logging in, or going ready
+//!   in a queue where it was NOT_READY during a non-ACD call) is put in
+//!   OTHER_CALL and returns to READY when its calls end, so the ACD never
+//!   sees a READY agent who is talking.
+//! - Overlapping calls are recorded; queues return to their pre-call state
+//!   when the last call ends. An ACD call needs READY in its queue.
+//! - Manual wrap-up (API) lasts the queue's `wrap_up_secs`, or, when that is
+//!   0, until the agent goes ready or not ready. During a call it is pending.
+//! - A change requested during a call is pending; a later request replaces
+//!   it, and login cancels a pending logout. Pending ready/not ready waits
+//!   out the wrap-up after an ACD call; a pending logout skips it.
+//! - A change of only the pending state or the not-ready reason is an event.
+
+mod command;
+mod event;
+mod state;
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+pub use command::{CallKind, Command, ReasonRef, Rejection, Target};
+pub use event::{Applied, Cause, Event, QueueStatus};
+pub use state::{AgentState, Cell, Millis, UnknownState, Wanted};
+
+/// A queue from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDef {
+    /// 1–10 digits.
+    pub number: String,
+    /// Display name.
+    pub name: String,
+    /// Login (and call end) puts the agent in READY, else NOT_READY.
+    pub auto_ready: bool,
+    /// WRAP_UP after an ACD call, for this long.
+    pub wrap_up_secs: u64,
+    /// NOT_READY after a non-ACD call instead of the state before it.
+    pub not_ready_after_other_call: bool,
+}
+
+/// An agent from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentDef {
+    /// The extension (the SIP user).
+    pub extension: String,
+    /// Display name.
+    pub name: String,
+    /// Queue numbers it belongs to.
+    pub queues: Vec<String>,
+}
+
+/// A not-ready reason from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonDef {
+    /// What is dialled after `*37…*`.
+    pub code: u32,
+    /// The name shown and accepted by the API.
+    pub name: String,
+}
+
+/// The configured world the engine runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Model {
+    /// Queues.
+    pub queues: Vec<QueueDef>,
+    /// Agents.
+    pub agents: Vec<AgentDef>,
+    /// Not-ready reasons.
+    pub reasons: Vec<ReasonDef>,
+}
+
+/// A call in progress for an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    /// The PBX's id.
+    pub call_id: String,
+    /// ACD or other.
+    pub kind: CallKind,
+}
+
+/// One durable record: the full new value of something that changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// An agent × queue cell.
+    Cell {
+        /// Extension.
+        agent: String,
+        /// Queue number.
+        queue: String,
+        /// Its whole record.
+        cell: Cell,
+    },
+    /// The calls an agent is on.
+    Calls {
+        /// Extension.
+        agent: String,
+        /// Every call in progress.
+        calls: Vec<Call>,
+    },
+}
+
+/// Why a stored record was not restored (the configuration changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreSkip {
+    /// The agent is no longer configured.
+    #[error("agent {0} is no longer configured")]
+    UnknownAgent(String),
+    /// The queue is no longer configured.
+    #[error("queue {queue} is no longer configured (agent {agent})")]
+    UnknownQueue {
+        /// Extension.
+        agent: String,
+        /// Queue number.
+        queue: String,
+    },
+    /// The agent is no longer a member of the queue.
+    #[error("agent {agent} is no longer a member of queue {queue}")]
+    NotAMember {
+        /// Extension.
+        agent: String,
+        /// Queue number.
+        queue: String,
+    },
+}
+
+/// An agent's state in one queue, for views.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueView {
+    /// Queue number.
+    pub queue: String,
+    /// State.
+    pub state: AgentState,
+    /// Not-ready reason.
+    pub reason: Option<String>,
+    /// Pending state.
+    pub pending: Option<AgentState>,
+    /// Since when.
+    pub since: Millis,
+}
+
+/// An agent and its state in each of its queues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentView {
+    /// Extension.
+    pub extension: String,
+    /// Display name.
+    pub name: String,
+    /// One entry per queue, in configuration order.
+    pub queues: Vec<QueueView>,
+}
+
+struct Agent {
+    def: AgentDef,
+    /// Queue index of each membership.
+    slots: Vec<usize>,
+    cells: Vec<Cell>,
+    calls: Vec<Call>,
+}
+
+/// `dirty` slot number that stands for an agent's calls.
+const CALLS: u32 = u32::MAX;
+
+/// The engine. See the module documentation.
+pub struct Engine {
+    queues: Vec<QueueDef>,
+    queue_ix: HashMap<String, usize>,
+    /// (agent, slot) of each queue's members.
+    members: Vec<Vec<(usize, usize)>>,
+    agents: Vec<Agent>,
+    agent_ix: HashMap<String, usize>,
+    reasons: Vec<ReasonDef>,
+    /// Wrap-up deadlines: (when, agent, slot).
+    timers: BTreeSet<(Millis, usize, usize)>,
+    /// What changed since the last [`Engine::take_changes`].
+    dirty: BTreeSet<(usize, u32)>,
+}
+
+impl Engine {
+    /// Every agent starts LOGGED_OUT in each of its queues (SPEC §1).
+    /// Memberships naming unknown queues are ignored (config validation
+    /// refuses them before this point).
+    pub fn new(model: Model) -> Self {
+        let queue_ix: HashMap<String, usize> = model
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (q.number.clone(), i))
+            .collect();
+        let mut members = vec![Vec::new(); model.queues.len()];
+        let mut agents = Vec::with_capacity(model.agents.len());
+        let mut agent_ix = HashMap::with_capacity(model.agents.len());
+        for def in model.agents {
+            let ai = agents.len();
+            let slots: Vec<usize> = def
+                .queues
+                .iter()
+                .filter_map(|q| queue_ix.get(q).copied())
+                .collect();
+            for (slot, &qi) in slots.iter().enumerate() {
+                members[qi].push((ai, slot));
+            }
+            agent_ix.insert(def.extension.clone(), ai);
+            agents.push(Agent {
+                cells: vec![Cell::logged_out(0); slots.len()],
+                slots,
+                calls: Vec::new(),
+                def,
+            });
+        }
+        Self {
+            queues: model.queues,
+            queue_ix,
+            members,
+            agents,
+            agent_ix,
+            reasons: model.reasons,
+            timers: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// True if `ext` is a configured agent.
+    pub fn has_agent(&self, ext: &str) -> bool {
+        self.agent_ix.contains_key(ext)
+    }
+
+    /// Applies `cmd` completely, or refuses it and changes nothing.
+    pub fn apply(&mut self, now: Millis, cmd: Command, cause: Cause) -> Result<Applied, Rejection> {
+        let ai = *self
+            .agent_ix
+            .get(cmd.agent())
+            .ok_or(Rejection::UnknownAgent)?;
+        let agent = &self.agents[ai];
+        let mut cells = agent.cells.clone();
+        let mut calls = agent.calls.clone();
+        let on_call = !calls.is_empty();
+        let slots = match &cmd {
+            Command::Login { target, .. }
+            | Command::Logout { target, .. }
+            | Command::Ready { target, .. }
+            | Command::NotReady { target, .. }
+            | Command::WrapUp { target, .. } => self.slots(ai, target)?,
+            Command::CallStart { .. } | Command::CallEnd { .. } => (0..cells.len()).collect(),
+        };
+        match &cmd {
+            Command::Login { .. } => {
+                for &s in &slots {
+                    let q = self.queue(ai, s);
+                    let cell = &mut cells[s];
+                    match cell.state {
+                        AgentState::LoggedOut => enter(cell, auto(q), on_call, q, now),
+                        st if st.on_call() && pending_is(cell, AgentState::LoggedOut) => {
+                            cell.pending = None
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Command::Logout { .. } => {
+                for &s in &slots {
+                    let q = self.queue(ai, s);
+                    let cell = &mut cells[s];
+                    match cell.state {
+                        AgentState::LoggedOut => {}
+                        st if st.on_call() => {
+                            cell.pending = Some(Wanted::plain(AgentState::LoggedOut))
+                        }
+                        _ => enter(cell, Wanted::plain(AgentState::LoggedOut), on_call, q, now),
+                    }
+                }
+            }
+            Command::Ready { target, .. } => {
+                let want = Wanted::plain(AgentState::Ready);
+                self.for_logged_in(ai, &slots, target, &mut cells, |cell, q| match cell.state {
+                    AgentState::NotReady | AgentState::WrapUp => {
+                        enter(cell, want.clone(), on_call, q, now)
+                    }
+                    st if st.on_call() => cell.pending = Some(want.clone()),
+                    _ => {}
+                })?;
+            }
+            Command::NotReady { target, reason, .. } => {
+                let reason = match reason {
+                    None => None,
+                    Some(r) => Some(self.reason(r).ok_or(Rejection::UnknownReason)?),
+                };
+                let want = Wanted {
+                    state: AgentState::NotReady,
+                    reason,
+                };
+                self.for_logged_in(ai, &slots, target, &mut cells, |cell, q| match cell.state {
+                    AgentState::Ready | AgentState::WrapUp => {
+                        enter(cell, want.clone(), on_call, q, now)
+                    }
+                    AgentState::NotReady if cell.reason != want.reason => {
+                        enter(cell, want.clone(), on_call, q, now)
+                    }
+                    st if st.on_call() => cell.pending = Some(want.clone()),
+                    _ => {}
+                })?;
+            }
+            Command::WrapUp { target, .. } => {
+                let want = Wanted::plain(AgentState::WrapUp);
+                self.for_logged_in(ai, &slots, target, &mut cells, |cell, q| match cell.state {
+                    AgentState::Ready | AgentState::NotReady => {
+                        enter(cell, want.clone(), on_call, q, now)
+                    }
+                    st if st.on_call() => cell.pending = Some(want.clone()),
+                    _ => {}
+                })?;
+            }
+            Command::CallStart { call_id, kind, .. } => {
+                if calls.iter().any(|c| &c.call_id == call_id) {
+                    return Err(Rejection::DuplicateCall);
+                }
+                let acd_slot = match kind {
+                    CallKind::Acd { queue } => {
+                        let s = self.slot(ai, queue)?;
+                        if cells[s].state != AgentState::Ready {
+                            return Err(Rejection::NotReadyInQueue);
+                        }
+                        Some(s)
+                    }
+                    CallKind::Other => None,
+                };
+                for (s, cell) in cells.iter_mut().enumerate() {
+                    if cell.state != AgentState::Ready {
+                        continue;
+                    }
+                    cell.before_call = Some(Wanted::plain(AgentState::Ready));
+                    cell.state = if Some(s) == acd_slot {
+                        AgentState::QueueCall
+                    } else {
+                        AgentState::OtherCall
+                    };
+                }
+                calls.push(Call {
+                    call_id: call_id.clone(),
+                    kind: kind.clone(),
+                });
+            }
+            Command::CallEnd { call_id, .. } => {
+                let i = calls
+                    .iter()
+                    .position(|c| &c.call_id == call_id)
+                    .ok_or(Rejection::UnknownCall)?;
+                let call = calls.remove(i);
+                let still_on_call = !calls.is_empty();
+                if let CallKind::Acd { queue } = &call.kind {
+                    if let Ok(s) = self.slot(ai, queue) {
+                        if cells[s].state == AgentState::QueueCall {
+                            let q = self.queue(ai, s);
+                            end_queue_call(&mut cells[s], q, still_on_call, now);
+                        }
+                    }
+                }
+                if !still_on_call {
+                    for (s, cell) in cells.iter_mut().enumerate() {
+                        if cell.state == AgentState::OtherCall {
+                            let q = self.queue(ai, s);
+                            let want = match cell.pending.take() {
+                                Some(p) => p,
+                                None if q.not_ready_after_other_call => {
+                                    Wanted::plain(AgentState::NotReady)
+                                }
+                                None => cell.before_call.take().unwrap_or_else(|| auto(q)),
+                            };
+                            enter(cell, want, false, q, now);
+                        }
+                    }
+                }
+            }
+        }
+        let events = self.commit(ai, cells, calls, now, cause);
+        let agent = &self.agents[ai];
+        let affected = slots
+            .iter()
+            .map(|&s| QueueStatus {
+                queue: self.queues[agent.slots[s]].number.clone(),
+                state: agent.cells[s].state,
+                reason: agent.cells[s].reason.clone(),
+                pending: agent.cells[s].pending.as_ref().map(|p| p.state),
+            })
+            .collect();
+        Ok(Applied { events, affected })
+    }
+
+    /// Ends every wrap-up whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Millis) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(&(when, ai, s)) = self.timers.first() {
+            if when > now {
+                break;
+            }
+            self.timers.pop_first();
+            let agent = &self.agents[ai];
+            let cell = &agent.cells[s];
+            if cell.state != AgentState::WrapUp || cell.wrap_up_until != Some(when) {
+                continue;
+            }
+            let on_call = !agent.calls.is_empty();
+            let mut cells = agent.cells.clone();
+            let calls = agent.calls.clone();
+            let q = self.queue(ai, s);
+            let want = cells[s].pending.take().unwrap_or_else(|| auto(q));
+            enter(&mut cells[s], want, on_call, q, when);
+            events.extend(self.commit(ai, cells, calls, when, Cause::Timer));
+        }
+        events
+    }
+
+    /// The earliest wrap-up deadline.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.timers.first().map(|t| t.0)
+    }
+
+    /// An agent's state in each of its queues.
+    pub fn agent(&self, ext: &str) -> Option<AgentView> {
+        let ai = *self.agent_ix.get(ext)?;
+        let a = &self.agents[ai];
+        Some(AgentView {
+            extension: a.def.extension.clone(),
+            name: a.def.name.clone(),
+            queues: (0..a.cells.len()).map(|s| self.view(ai, s)).collect(),
+        })
+    }
+
+    /// Every member of `queue` with its state there.
+    pub fn queue_agents(&self, queue: &str) -> Option<Vec<(String, String, QueueView)>> {
+        let qi = *self.queue_ix.get(queue)?;
+        Some(
+            self.members[qi]
+                .iter()
+                .map(|&(ai, s)| {
+                    let a = &self.agents[ai];
+                    (
+                        a.def.extension.clone(),
+                        a.def.name.clone(),
+                        self.view(ai, s),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The READY agents of `queue`, longest idle (READY longest) first.
+    pub fn ready_agents(&self, queue: &str) -> Option<Vec<String>> {
+        let qi = *self.queue_ix.get(queue)?;
+        let mut ready: Vec<(Millis, &str)> = self.members[qi]
+            .iter()
+            .map(|&(ai, s)| (&self.agents[ai], s))
+            .filter(|(a, s)| a.cells[*s].state == AgentState::Ready)
+            .map(|(a, s)| (a.cells[s].since, a.def.extension.as_str()))
+            .collect();
+        ready.sort();
+        Some(ready.into_iter().map(|(_, e)| e.to_string()).collect())
+    }
+
+    /// The records changed since the last call, for the journal.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|(ai, s)| self.record(ai, s))
+            .collect()
+    }
+
+    /// Everything that differs from the initial state, as changes (a snapshot).
+    pub fn export(&self) -> Vec<Change> {
+        (0..self.agents.len())
+            .flat_map(|ai| self.export_index(ai))
+            .collect()
+    }
+
+    /// One agent's records (all of them), e.g. to undo a failed commit.
+    pub fn export_agent(&self, ext: &str) -> Vec<Change> {
+        let Some(&ai) = self.agent_ix.get(ext) else {
+            return Vec::new();
+        };
+        let a = &self.agents[ai];
+        (0..a.cells.len() as u32)
+            .chain([CALLS])
+            .map(|s| self.record(ai, s))
+            .collect()
+    }
+
+    fn export_index(&self, ai: usize) -> Vec<Change> {
+        let a = &self.agents[ai];
+        let mut out: Vec<Change> = a
+            .cells
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != Cell::logged_out(0))
+            .map(|(s, _)| self.record(ai, s as u32))
+            .collect();
+        if !a.calls.is_empty() {
+            out.push(self.record(ai, CALLS));
+        }
+        out
+    }
+
+    /// Replays one stored record. Records for agents, queues or memberships
+    /// no longer configured are skipped and reported.
+    pub fn restore(&mut self, change: Change) -> Result<(), RestoreSkip> {
+        match change {
+            Change::Cell { agent, queue, cell } => {
+                let ai = *self
+                    .agent_ix
+                    .get(&agent)
+                    .ok_or_else(|| RestoreSkip::UnknownAgent(agent.clone()))?;
+                let qi = *self
+                    .queue_ix
+                    .get(&queue)
+                    .ok_or_else(|| RestoreSkip::UnknownQueue {
+                        agent: agent.clone(),
+                        queue: queue.clone(),
+                    })?;
+                let s = self.agents[ai]
+                    .slots
+                    .iter()
+                    .position(|&x| x == qi)
+                    .ok_or(RestoreSkip::NotAMember { agent, queue })?;
+                let old = std::mem::replace(&mut self.agents[ai].cells[s], cell);
+                self.retime(ai, s, &old);
+                Ok(())
+            }
+            Change::Calls { agent, calls } => {
+                let ai = *self
+                    .agent_ix
+                    .get(&agent)
+                    .ok_or(RestoreSkip::UnknownAgent(agent))?;
+                self.agents[ai].calls = calls;
+                Ok(())
+            }
+        }
+    }
+
+    fn record(&self, ai: usize, s: u32) -> Change {
+        let a = &self.agents[ai];
+        if s == CALLS {
+            Change::Calls {
+                agent: a.def.extension.clone(),
+                calls: a.calls.clone(),
+            }
+        } else {
+            let s = s as usize;
+            Change::Cell {
+                agent: a.def.extension.clone(),
+                queue: self.queues[a.slots[s]].number.clone(),
+                cell: a.cells[s].clone(),
+            }
+        }
+    }
+
+    fn view(&self, ai: usize, s: usize) -> QueueView {
+        let a = &self.agents[ai];
+        let c = &a.cells[s];
+        QueueView {
+            queue: self.queues[a.slots[s]].number.clone(),
+            state: c.state,
+            reason: c.reason.clone(),
+            pending: c.pending.as_ref().map(|p| p.state),
+            since: c.since,
+        }
+    }
+
+    fn queue(&self, ai: usize, s: usize) -> &QueueDef {
+        &self.queues[self.agents[ai].slots[s]]
+    }
+
+    fn slot(&self, ai: usize, queue: &str) -> Result<usize, Rejection> {
+        let qi = *self.queue_ix.get(queue).ok_or(Rejection::UnknownQueue)?;
+        self.agents[ai]
+            .slots
+            .iter()
+            .position(|&x| x == qi)
+            .ok_or(Rejection::NotAMember)
+    }
+
+    fn slots(&self, ai: usize, target: &Target) -> Result<Vec<usize>, Rejection> {
+        match target {
+            Target::All if self.agents[ai].slots.is_empty() => Err(Rejection::NotAMember),
+            Target::All => Ok((0..self.agents[ai].slots.len()).collect()),
+            Target::Queue(q) => Ok(vec![self.slot(ai, q)?]),
+        }
+    }
+
+    fn reason(&self, r: &ReasonRef) -> Option<String> {
+        self.reasons
+            .iter()
+            .find(|d| match r {
+                ReasonRef::Code(c) => d.code == *c,
+                ReasonRef::Name(n) => d.name.eq_ignore_ascii_case(n),
+            })
+            .map(|d| d.name.clone())
+    }
+
+    /// Applies `f` to the targeted cells where the agent is logged in. One
+    /// queue: LOGGED_OUT there is refused; all queues: refused only if the
+    /// agent is logged in nowhere (SPEC §2).
+    fn for_logged_in(
+        &self,
+        ai: usize,
+        slots: &[usize],
+        target: &Target,
+        cells: &mut [Cell],
+        mut f: impl FnMut(&mut Cell, &QueueDef),
+    ) -> Result<(), Rejection> {
+        let live: Vec<usize> = slots
+            .iter()
+            .copied()
+            .filter(|&s| cells[s].state != AgentState::LoggedOut)
+            .collect();
+        if live.is_empty() || (matches!(target, Target::Queue(_)) && live.len() != slots.len()) {
+            return Err(Rejection::NotLoggedIn);
+        }
+        for s in live {
+            f(&mut cells[s], self.queue(ai, s));
+        }
+        Ok(())
+    }
+
+    /// Stores the new cells and calls of agent `ai`; returns one event per
+    /// cell whose state, reason or pending state changed.
+    fn commit(
+        &mut self,
+        ai: usize,
+        mut cells: Vec<Cell>,
+        calls: Vec<Call>,
+        now: Millis,
+        cause: Cause,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        for (s, new) in cells.iter_mut().enumerate() {
+            let old = &self.agents[ai].cells[s];
+            new.since = if old.state == new.state {
+                old.since
+            } else {
+                now
+            };
+            if old == new {
+                continue;
+            }
+            let old = std::mem::replace(&mut self.agents[ai].cells[s], new.clone());
+            self.retime(ai, s, &old);
+            self.dirty.insert((ai, s as u32));
+            let a = &self.agents[ai];
+            events.push(Event {
+                agent: a.def.extension.clone(),
+                queue: self.queues[a.slots[s]].number.clone(),
+                from: old.state,
+                to: new.state,
+                reason: new.reason.clone(),
+                pending: new.pending.as_ref().map(|p| p.state),
+                cause,
+                at: now,
+            });
+        }
+        if self.agents[ai].calls != calls {
+            self.agents[ai].calls = calls;
+            self.dirty.insert((ai, CALLS));
+        }
+        events
+    }
+
+    /// Keeps the timer set in step with a cell's wrap-up deadline.
+    fn retime(&mut self, ai: usize, s: usize, old: &Cell) {
+        if let Some(t) = old.wrap_up_until {
+            self.timers.remove(&(t, ai, s));
+        }
+        if let Some(t) = self.agents[ai].cells[s].wrap_up_until {
+            self.timers.insert((t, ai, s));
+        }
+    }
+}
+
+/// READY or NOT_READY by the queue's auto_ready.
+fn auto(q: &QueueDef) -> Wanted {
+    Wanted::plain(if q.auto_ready {
+        AgentState::Ready
+    } else {
+        AgentState::NotReady
+    })
+}
+
+fn pending_is(cell: &Cell, state: AgentState) -> bool {
+    cell.pending.as_ref().is_some_and(|p| p.state == state)
+}
+
+/// Puts a cell in the wanted state, clearing what belonged to the old one.
+fn enter(cell: &mut Cell, want: Wanted, on_call: bool, q: &QueueDef, now: Millis) {
+    cell.pending = None;
+    cell.before_call = None;
+    cell.wrap_up_until = None;
+    cell.reason = None;
+    match want.state {
+        AgentState::Ready if on_call => {
+            cell.state = AgentState::OtherCall;
+            cell.before_call = Some(Wanted::plain(AgentState::Ready));
+        }
+        AgentState::WrapUp => {
+            cell.state = AgentState::WrapUp;
+            cell.wrap_up_until = (q.wrap_up_secs > 0).then(|| now + q.wrap_up_secs * 1000);
+        }
+        AgentState::NotReady => {
+            cell.state = AgentState::NotReady;
+            cell.reason = want.reason;
+        }
+        other => cell.state = other,
+    }
+}
+
+/// QUEUE_CALL ends (SPEC §2): a pending logout applies at once; otherwise
+/// wrap-up if the queue has one (a pending change waits for its end), else
+/// the pending change or READY/NOT_READY by auto_ready.
+fn end_queue_call(cell: &mut Cell, q: &QueueDef, on_call: bool, now: Millis) {
+    let pending = cell.pending.take();
+    match pending {
+        Some(p) if p.state == AgentState::LoggedOut => enter(cell, p, on_call, q, now),
+        p if q.wrap_up_secs > 0 => {
+            enter(cell, Wanted::plain(AgentState::WrapUp), on_call, q, now);
+            cell.pending = p.filter(|p| p.state != AgentState::WrapUp);
+        }
+        Some(p) => enter(cell, p, on_call, q, now),
+        None => enter(cell, auto(q), on_call, q, now),
+    }
+}
+
+#[cfg(test)]
+mod tests;

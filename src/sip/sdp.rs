@@ -116,7 +116,9 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
                 });
             }
             "a" => {
-                if let (Some(rest), Some(m)) = (value.strip_prefix("rtpmap:"), offer.media.last_mut()) {
+                if let (Some(rest), Some(m)) =
+                    (value.strip_prefix("rtpmap:"), offer.media.last_mut())
+                {
                     if let Some((pt, enc)) = rest.split_once(' ') {
                         let name = enc.split('/').next().unwrap_or("").to_ascii_uppercase();
                         m.rtpmap.push((pt.trim().to_string(), name));
@@ -147,7 +149,11 @@ impl OfferedMedia {
             return None;
         }
         self.formats.iter().find_map(|f| {
-            let mapped = self.rtpmap.iter().find(|(pt, _)| pt == f).map(|(_, n)| n.as_str());
+            let mapped = self
+                .rtpmap
+                .iter()
+                .find(|(pt, _)| pt == f)
+                .map(|(_, n)| n.as_str());
             match (f.as_str(), mapped) {
                 (_, Some("PCMU")) | ("0", None) => Some(Codec::Pcmu),
                 (_, Some("PCMA")) | ("8", None) => Some(Codec::Pcma),
@@ -184,7 +190,10 @@ pub fn answer(offer: &Offer, local: SocketAddr, session_id: u64) -> Result<Answe
         if i == chosen {
             let c = m.preferred_g711().unwrap_or(Codec::Pcmu);
             codec = c;
-            remote_rtp = m.addr.or(offer.session_addr).map(|ip| SocketAddr::new(ip, m.port));
+            remote_rtp = m
+                .addr
+                .or(offer.session_addr)
+                .map(|ip| SocketAddr::new(ip, m.port));
             let _ = write!(
                 body,
                 "m=audio {} RTP/AVP {pt}\r\na=rtpmap:{pt} {}/8000\r\na=ptime:20\r\n",
@@ -253,29 +262,53 @@ mod tests {
 
     #[test]
     fn dynamic_payload_mapped_by_rtpmap() {
-        let o = SIPP.replace("RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", "RTP/AVP 96\r\na=rtpmap:96 pcma/8000");
-        assert_eq!(answer(&parse_offer(o.as_bytes()).unwrap(), local(), 1).unwrap().codec, Codec::Pcma);
+        let o = SIPP.replace(
+            "RTP/AVP 0\r\na=rtpmap:0 PCMU/8000",
+            "RTP/AVP 96\r\na=rtpmap:96 pcma/8000",
+        );
+        assert_eq!(
+            answer(&parse_offer(o.as_bytes()).unwrap(), local(), 1)
+                .unwrap()
+                .codec,
+            Codec::Pcma
+        );
     }
 
     #[test]
     fn video_refused_audio_accepted() {
         let o = SIPP.replace("m=audio", "m=video 5000 RTP/AVP 31\r\nm=audio");
         let a = answer(&parse_offer(o.as_bytes()).unwrap(), local(), 1).unwrap();
-        assert!(a.body.contains("m=video 0 RTP/AVP 31\r\nm=audio 40000"), "{}", a.body);
+        assert!(
+            a.body.contains("m=video 0 RTP/AVP 31\r\nm=audio 40000"),
+            "{}",
+            a.body
+        );
     }
 
     #[test]
     fn no_g711_is_refused() {
-        let o = SIPP.replace("RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", "RTP/AVP 18\r\na=rtpmap:18 G729/8000");
-        assert_eq!(answer(&parse_offer(o.as_bytes()).unwrap(), local(), 1), Err(SdpError::NoCommonCodec));
+        let o = SIPP.replace(
+            "RTP/AVP 0\r\na=rtpmap:0 PCMU/8000",
+            "RTP/AVP 18\r\na=rtpmap:18 G729/8000",
+        );
+        assert_eq!(
+            answer(&parse_offer(o.as_bytes()).unwrap(), local(), 1),
+            Err(SdpError::NoCommonCodec)
+        );
         let srtp = SIPP.replace("RTP/AVP", "RTP/SAVP");
-        assert_eq!(answer(&parse_offer(srtp.as_bytes()).unwrap(), local(), 1), Err(SdpError::NoCommonCodec));
+        assert_eq!(
+            answer(&parse_offer(srtp.as_bytes()).unwrap(), local(), 1),
+            Err(SdpError::NoCommonCodec)
+        );
     }
 
     #[test]
     fn malformed_is_refused() {
         assert_eq!(parse_offer(b"hello"), Err(SdpError::Malformed));
-        assert_eq!(parse_offer(b"v=0\r\nm=audio x RTP/AVP 0\r\n"), Err(SdpError::Malformed));
+        assert_eq!(
+            parse_offer(b"v=0\r\nm=audio x RTP/AVP 0\r\n"),
+            Err(SdpError::Malformed)
+        );
         assert_eq!(parse_offer(&[0xff, 0xfe]), Err(SdpError::Malformed));
     }
 
