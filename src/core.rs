@@ -32,6 +32,8 @@ pub const ACCEPT: &str = "application/sdp";
 pub const SERVER: &str = concat!("facd/", env!("CARGO_PKG_VERSION"));
 /// RFC 3261 §8.1.1.7: the magic cookie of RFC 3261 branches.
 const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
+/// Answered calls held at once; beyond this new INVITEs get 503.
+const MAX_CALLS: usize = 200_000;
 
 /// Monotonic time for transactions and wall time for agent states.
 #[derive(Debug, Clone, Copy)]
@@ -118,7 +120,7 @@ impl Core {
     pub fn new(cfg: CoreConfig, engine: Engine, codes: StarCodeParser) -> Self {
         Self {
             txs: ServerTransactions::new(cfg.timers),
-            dialogs: Dialogs::new(cfg.timers),
+            dialogs: Dialogs::new(cfg.timers, MAX_CALLS, rand::random()),
             engine,
             codes,
             rng: SmallRng::from_entropy(),

@@ -83,10 +83,9 @@ impl Server {
                 }
             }
             let listener = match transport::bind_tcp(addr) {
-                Ok(t) => t,
                 // The UDP port may be taken for TCP; any free port will do.
                 Err(_) if addr != l.addr => transport::bind_tcp(l.addr),
-                Err(e) => Err(e),
+                other => other,
             }
             .map_err(|source| ServerError::Bind {
                 proto: "tcp",

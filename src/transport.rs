@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::sip::build;
-use crate::sip::framing::{self, Frame};
+use crate::sip::framing::{self, Frame, StreamDecoder};
 use crate::sip::message::{parse_message, Message};
 
 /// Where a message came from and how to answer it.
@@ -177,7 +177,13 @@ fn answer_malformed(frame_err: crate::sip::message::ParseError, peer: &Peer, sta
         (Some(ctx), status) if status != 0 => {
             debug!(peer = %peer.addr, status, reason = %frame_err.reason, "malformed request answered");
             let bytes = build::error_response(ctx, peer.addr, status, &frame_err.reason);
-            peer.send(bytes);
+            // RFC 3261 §18.2.2: the source address, at the Via or rport port.
+            let to = if peer.reliable() {
+                peer.addr
+            } else {
+                build::response_target(&ctx.top_via, peer.addr)
+            };
+            peer.send_to(to, bytes);
         }
         _ => debug!(peer = %peer.addr, reason = %frame_err.reason, "malformed message dropped"),
     }
@@ -324,10 +330,11 @@ async fn serve_tcp(
     };
     debug!(conn = id, peer = %addr, "tcp connection open");
     let mut buf = BytesMut::with_capacity(4096);
+    let mut decoder = StreamDecoder::new();
     let why = 'conn: loop {
         // Drain every whole frame already buffered before reading more.
         loop {
-            match framing::decode_stream(&mut buf, cfg.max_message_bytes) {
+            match decoder.decode(&mut buf, cfg.max_message_bytes) {
                 Ok(Some(Frame::Message(frame))) => match parse_message(frame) {
                     Ok(msg) => {
                         stats.messages.fetch_add(1, Ordering::Relaxed);

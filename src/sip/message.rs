@@ -1,1 +1,1179 @@
-//! (being written)
+//! Our SIP message parser (RFC 3261 §7, §20, §25), with nom over
+//! `bytes::Bytes`: every field is a zero-copy slice of the frame, except
+//! folded header values, which are unfolded into a new buffer.
+//!
+//! Why not rsip: rsip 0.4.0 fails much of RFC 4475 — it rejects folded
+//! lines, `Via :` with a space before the colon and every method outside its
+//! fixed list (so a server cannot even answer 501), drops the user part of
+//! `sip:john.doe@host`, mishandles IPv6 hosts, never decodes `%` escapes,
+//! does not know the compact forms `l`/`i`/`m`, ignores Content-Length, and
+//! accepts half of the messages a parser must refuse. facd therefore uses
+//! rsip nowhere: the grammar, the method vocabulary (which must include any
+//! token) and response building are ours; nothing rsip does would be simpler.
+//!
+//! Parsing is one pass: the start line, the header lines (unfolded, with
+//! compact and long names recognised case-insensitively), then the
+//! mandatory headers (Via, From, To, Call-ID, CSeq, optional Max-Forwards)
+//! pulled out once into [`BaseHeaders`], with duplicated single-value
+//! headers and CSeq/method mismatches refused. A message that fails after
+//! its Via was found carries a [`ReplyContext`] so it can still be answered
+//! `400` (or `505`). Nothing here panics on any input.
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use memchr::memmem;
+use nom::branch::alt;
+use nom::bytes::complete::{tag, tag_no_case, take_while, take_while1, take_while_m_n};
+use nom::combinator::{all_consuming, opt, recognize};
+use nom::sequence::{delimited, preceded};
+use nom::{IResult, Parser};
+
+/// A SIP method: the RFC 3261 ones and any other token (case-sensitive, §7.1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// INVITE
+    Invite,
+    /// ACK
+    Ack,
+    /// BYE
+    Bye,
+    /// CANCEL
+    Cancel,
+    /// OPTIONS
+    Options,
+    /// REGISTER
+    Register,
+    /// SUBSCRIBE (RFC 6665)
+    Subscribe,
+    /// NOTIFY (RFC 6665)
+    Notify,
+    /// REFER (RFC 3515)
+    Refer,
+    /// INFO (RFC 6086)
+    Info,
+    /// UPDATE (RFC 3311)
+    Update,
+    /// PRACK (RFC 3262)
+    Prack,
+    /// MESSAGE (RFC 3428)
+    Message,
+    /// PUBLISH (RFC 3903)
+    Publish,
+    /// Any other token.
+    Extension(Bytes),
+}
+
+impl Method {
+    /// The method of a token (which must already be a valid token).
+    pub fn from_token(b: &[u8]) -> Self {
+        match b {
+            b"INVITE" => Self::Invite,
+            b"ACK" => Self::Ack,
+            b"BYE" => Self::Bye,
+            b"CANCEL" => Self::Cancel,
+            b"OPTIONS" => Self::Options,
+            b"REGISTER" => Self::Register,
+            b"SUBSCRIBE" => Self::Subscribe,
+            b"NOTIFY" => Self::Notify,
+            b"REFER" => Self::Refer,
+            b"INFO" => Self::Info,
+            b"UPDATE" => Self::Update,
+            b"PRACK" => Self::Prack,
+            b"MESSAGE" => Self::Message,
+            b"PUBLISH" => Self::Publish,
+            other => Self::Extension(Bytes::copy_from_slice(other)),
+        }
+    }
+
+    /// The method name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Invite => "INVITE",
+            Self::Ack => "ACK",
+            Self::Bye => "BYE",
+            Self::Cancel => "CANCEL",
+            Self::Options => "OPTIONS",
+            Self::Register => "REGISTER",
+            Self::Subscribe => "SUBSCRIBE",
+            Self::Notify => "NOTIFY",
+            Self::Refer => "REFER",
+            Self::Info => "INFO",
+            Self::Update => "UPDATE",
+            Self::Prack => "PRACK",
+            Self::Message => "MESSAGE",
+            Self::Publish => "PUBLISH",
+            // Tokens are ASCII, so this never fails.
+            Self::Extension(b) => std::str::from_utf8(b).unwrap_or("?"),
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A URI scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scheme {
+    /// `sip:`
+    Sip,
+    /// `sips:`
+    Sips,
+    /// `tel:` (RFC 3966)
+    Tel,
+    /// Anything else (kept opaque).
+    Other(Bytes),
+}
+
+/// A URI. For `sip`/`sips` every part is parsed; `tel` puts the number in
+/// `user`; other schemes keep only `raw`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uri {
+    /// The scheme.
+    pub scheme: Scheme,
+    /// The user part, raw (still %-escaped).
+    pub user: Option<Bytes>,
+    /// The host; IPv6 references keep their brackets.
+    pub host: Bytes,
+    /// The port.
+    pub port: Option<u16>,
+    /// `;name[=value]` URI parameters, raw.
+    pub params: Vec<(Bytes, Option<Bytes>)>,
+    /// The whole URI as written.
+    pub raw: Bytes,
+}
+
+impl Uri {
+    /// The user part with `%HH` escapes decoded (RFC 3261 §19.1.4 compares
+    /// URIs after unescaping).
+    pub fn user_unescaped(&self) -> Option<Vec<u8>> {
+        self.user.as_ref().map(|u| unescape(u))
+    }
+
+    /// A URI parameter by name (case-insensitive): `Some(None)` if it has no value.
+    pub fn param(&self, name: &str) -> Option<Option<&[u8]>> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_deref())
+    }
+}
+
+/// Decodes `%HH` escapes; a `%` not followed by two hex digits stays as is.
+pub fn unescape(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(h), Some(l)) = (s.get(i + 1).and_then(|c| hex(*c)), s.get(i + 2).and_then(|c| hex(*c))) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// One Via value (RFC 3261 §20.42).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// `UDP`, `TCP`, … as written.
+    pub transport: Bytes,
+    /// The sent-by host (IPv6 with brackets).
+    pub host: Bytes,
+    /// The sent-by port.
+    pub port: Option<u16>,
+    /// The branch parameter.
+    pub branch: Option<Bytes>,
+    /// `Some(None)` for a bare `;rport`, `Some(Some(p))` with a value (RFC 3581).
+    pub rport: Option<Option<u16>>,
+    /// The received parameter.
+    pub received: Option<Bytes>,
+    /// The via-parm as received.
+    pub raw: Bytes,
+}
+
+impl Via {
+    /// `host[:port]`, host lower-cased: the sent-by of transaction matching.
+    pub fn sent_by(&self) -> String {
+        let host = String::from_utf8_lossy(&self.host).to_ascii_lowercase();
+        match self.port {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        }
+    }
+}
+
+/// A From/To/Contact value: `["display"] <uri>;params` or `uri;params`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// The display name (quotes removed, escapes kept).
+    pub display: Option<Bytes>,
+    /// The URI.
+    pub uri: Uri,
+    /// The tag parameter.
+    pub tag: Option<Bytes>,
+    /// The whole header value.
+    pub raw: Bytes,
+}
+
+/// CSeq (RFC 3261 §20.16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    /// The sequence number (< 2^32).
+    pub seq: u32,
+    /// The method.
+    pub method: Method,
+}
+
+/// The headers every request and response must have, parsed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseHeaders {
+    /// Every Via, top first (at least one).
+    pub vias: Vec<Via>,
+    /// From.
+    pub from: NameAddr,
+    /// To.
+    pub to: NameAddr,
+    /// Call-ID.
+    pub call_id: Bytes,
+    /// CSeq.
+    pub cseq: CSeq,
+    /// Max-Forwards, if present.
+    pub max_forwards: Option<u32>,
+}
+
+/// The header names facd looks at, recognised once per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Via,
+    From,
+    To,
+    CallId,
+    CSeq,
+    MaxForwards,
+    ContentLength,
+    ContentType,
+    Contact,
+    Other,
+}
+
+/// (long name, compact form) pairs: RFC 3261 §7.3.3 and the IANA registry.
+const COMPACT: &[(&str, u8)] = &[
+    ("Accept-Contact", b'a'),
+    ("Referred-By", b'b'),
+    ("Content-Type", b'c'),
+    ("Request-Disposition", b'd'),
+    ("Content-Encoding", b'e'),
+    ("From", b'f'),
+    ("Call-ID", b'i'),
+    ("Reject-Contact", b'j'),
+    ("Supported", b'k'),
+    ("Content-Length", b'l'),
+    ("Contact", b'm'),
+    ("Identity-Info", b'n'),
+    ("Event", b'o'),
+    ("Refer-To", b'r'),
+    ("Subject", b's'),
+    ("To", b't'),
+    ("Allow-Events", b'u'),
+    ("Via", b'v'),
+    ("Session-Expires", b'x'),
+    ("Identity", b'y'),
+];
+
+fn known(name: &[u8]) -> Known {
+    let name = expand(name);
+    let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+    if is("Via") {
+        Known::Via
+    } else if is("From") {
+        Known::From
+    } else if is("To") {
+        Known::To
+    } else if is("Call-ID") {
+        Known::CallId
+    } else if is("CSeq") {
+        Known::CSeq
+    } else if is("Max-Forwards") {
+        Known::MaxForwards
+    } else if is("Content-Length") {
+        Known::ContentLength
+    } else if is("Content-Type") {
+        Known::ContentType
+    } else if is("Contact") {
+        Known::Contact
+    } else {
+        Known::Other
+    }
+}
+
+/// The long form of a compact header name (or the name itself).
+fn expand(name: &[u8]) -> &[u8] {
+    if let [c] = name {
+        let c = c.to_ascii_lowercase();
+        if let Some((long, _)) = COMPACT.iter().find(|(_, s)| *s == c) {
+            return long.as_bytes();
+        }
+    }
+    name
+}
+
+/// Header names whose values are comma-separated lists (RFC 3261 §7.3.1).
+fn is_list(name: &[u8]) -> bool {
+    const LISTS: &[&str] = &[
+        "Via",
+        "Contact",
+        "Route",
+        "Record-Route",
+        "Allow",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "Unsupported",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Allow-Events",
+        "Content-Encoding",
+        "Content-Language",
+        "In-Reply-To",
+        "Path",
+        "Service-Route",
+    ];
+    let name = expand(name);
+    LISTS.iter().any(|l| name.eq_ignore_ascii_case(l.as_bytes()))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Header {
+    name: Bytes,
+    value: Bytes,
+}
+
+/// All header fields, in order, unfolded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    list: Vec<Header>,
+}
+
+impl Headers {
+    /// The first value of `name` (long or compact form, case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&Bytes> {
+        let want = expand(name.as_bytes());
+        self.list
+            .iter()
+            .find(|h| expand(&h.name).eq_ignore_ascii_case(want))
+            .map(|h| &h.value)
+    }
+
+    /// Every value of `name`; comma-separated list headers are split
+    /// (outside quotes and `<>`), and each element trimmed.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Bytes> + 'a {
+        let want = expand(name.as_bytes());
+        let list = is_list(want);
+        self.list
+            .iter()
+            .filter(move |h| expand(&h.name).eq_ignore_ascii_case(want))
+            .flat_map(move |h| {
+                if list {
+                    split_commas(&h.value)
+                } else {
+                    vec![h.value.clone()]
+                }
+            })
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every (name as sent, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        self.list.iter().map(|h| (&h.name, &h.value))
+    }
+}
+
+/// Splits a header value on commas outside quoted strings and `<>`.
+fn split_commas(v: &Bytes) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut angle, mut escaped) = (0, false, false, false);
+    for (i, &c) in v.iter().enumerate() {
+        if quoted {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => quoted = true,
+            b'<' => angle = true,
+            b'>' => angle = false,
+            b',' if !angle => {
+                out.push(trim(v.slice(start..i)));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(trim(v.slice(start..)));
+    out
+}
+
+fn trim(b: Bytes) -> Bytes {
+    let s = b.iter().position(|c| !is_ws(*c)).unwrap_or(b.len());
+    let e = b.iter().rposition(|c| !is_ws(*c)).map_or(s, |e| e + 1);
+    b.slice(s..e.max(s))
+}
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The Request-URI.
+    pub uri: Uri,
+    /// Via, From, To, Call-ID, CSeq, Max-Forwards.
+    pub base: BaseHeaders,
+    /// Every header.
+    pub headers: Headers,
+    /// The body (Content-Length octets).
+    pub body: Bytes,
+}
+
+/// A response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase (any octets).
+    pub reason: Bytes,
+    /// Via, From, To, Call-ID, CSeq.
+    pub base: BaseHeaders,
+    /// Every header.
+    pub headers: Headers,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// A parsed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A request.
+    Request(Request),
+    /// A response.
+    Response(Response),
+}
+
+/// Raw values of the headers an error response copies (RFC 3261 §8.2.6.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyContext {
+    /// Every Via value, top first.
+    pub vias: Vec<Bytes>,
+    /// The top Via, parsed (for routing the answer).
+    pub top_via: Via,
+    /// From, To, Call-ID, CSeq values if present.
+    pub from: Option<Bytes>,
+    /// To.
+    pub to: Option<Bytes>,
+    /// Call-ID.
+    pub call_id: Option<Bytes>,
+    /// CSeq.
+    pub cseq: Option<Bytes>,
+}
+
+/// Why a message was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 400, 505, or 0: drop silently (responses, or no usable Via).
+    pub status: u16,
+    /// The whole reason phrase, e.g. `Bad Request - CSeq Method Mismatch`.
+    pub reason: String,
+    /// What is needed to answer; None for responses or without a usable Via.
+    pub reply: Option<ReplyContext>,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.reason)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn bad(what: &str) -> String {
+    format!("Bad Request - {what}")
+}
+
+enum Start {
+    Request { method: Method, uri: Uri, version_ok: bool },
+    Response { status: u16, reason: Bytes },
+}
+
+/// Parses one whole message (a UDP datagram or a TCP frame). Octets past
+/// Content-Length are ignored (RFC 3261 §18.3, RFC 4475 §3.1.1.8).
+pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
+    // §7.5: ignore CRLFs before the start line.
+    let skip = frame.iter().take_while(|c| **c == b'\r' || **c == b'\n').count();
+    let frame = frame.slice(skip..);
+    let (head_end, body_start) = match memmem::find(&frame, b"\r\n\r\n") {
+        Some(p) => (p, Some(p + 4)),
+        None => (frame.len(), None),
+    };
+    let head = frame.slice(..head_end);
+    let line_end = memmem::find(&head, b"\r\n").unwrap_or(head.len());
+    let start_line = head.slice(..line_end);
+    let is_response = start_line.starts_with(b"SIP/");
+    let drop = |reason: String| ParseError {
+        status: 0,
+        reason,
+        reply: None,
+    };
+
+    // Headers first, so that a bad start line can still be answered.
+    let lines = if line_end + 2 <= head.len() {
+        head.slice(line_end + 2..)
+    } else {
+        Bytes::new()
+    };
+    let headers = split_headers(&lines);
+    let reply = headers.as_ref().ok().and_then(reply_context);
+    let fail = |status: u16, reason: String| {
+        if is_response {
+            drop(reason)
+        } else {
+            ParseError {
+                status: if reply.is_some() { status } else { 0 },
+                reason,
+                reply: reply.clone(),
+            }
+        }
+    };
+    let headers = headers.map_err(|why| fail(400, bad(why)))?;
+
+    let start = if is_response {
+        parse_status_line(&start_line).ok_or_else(|| drop(bad("Malformed Status-Line")))?
+    } else {
+        parse_request_line(&start_line).map_err(|why| fail(400, bad(why)))?
+    };
+    if body_start.is_none() {
+        return Err(fail(400, bad("Missing Empty Line After Headers")));
+    }
+    if let Start::Request { version_ok: false, .. } = start {
+        return Err(fail(505, "Version Not Supported".into()));
+    }
+    let method = match &start {
+        Start::Request { method, .. } => Some(method),
+        Start::Response { .. } => None,
+    };
+    let (base, content_length) = base_headers(&headers, method).map_err(|why| fail(400, bad(&why)))?;
+    let body_start = body_start.unwrap_or(frame.len());
+    let available = frame.len() - body_start;
+    let body = match content_length {
+        Some(n) if n > available => return Err(fail(400, bad("Content-Length Larger Than Message"))),
+        Some(n) => frame.slice(body_start..body_start + n),
+        // §18.3: without Content-Length a datagram's body runs to its end.
+        None => frame.slice(body_start..),
+    };
+    Ok(match start {
+        Start::Request { method, uri, .. } => Message::Request(Request {
+            method,
+            uri,
+            base,
+            headers,
+            body,
+        }),
+        Start::Response { status, reason } => Message::Response(Response {
+            status,
+            reason,
+            base,
+            headers,
+            body,
+        }),
+    })
+}
+
+fn is_ws(c: u8) -> bool {
+    c == b' ' || c == b'\t'
+}
+
+/// RFC 3261 §25.1 token characters.
+fn is_token(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
+}
+
+/// Splits header lines, unfolding continuation lines (§7.3.1).
+fn split_headers(lines: &Bytes) -> Result<Headers, &'static str> {
+    let mut list: Vec<Header> = Vec::with_capacity(16);
+    let mut folded: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut pos = 0;
+    while pos < lines.len() {
+        let end = memmem::find(&lines[pos..], b"\r\n").map_or(lines.len(), |e| pos + e);
+        let line = lines.slice(pos..end);
+        pos = end + 2;
+        if line.first().is_some_and(|c| is_ws(*c)) {
+            let Some(last) = list.len().checked_sub(1) else {
+                return Err("Continuation Line Before Any Header");
+            };
+            // Folding is equivalent to one SP (§7.3.1).
+            let idx = match folded.last() {
+                Some((i, _)) if *i == last => folded.len() - 1,
+                _ => {
+                    folded.push((last, list[last].value.to_vec()));
+                    folded.len() - 1
+                }
+            };
+            let buf = &mut folded[idx].1;
+            let cont = trim(line);
+            if !cont.is_empty() {
+                if !buf.is_empty() {
+                    buf.push(b' ');
+                }
+                buf.extend_from_slice(&cont);
+            }
+            continue;
+        }
+        let Some(colon) = memchr::memchr(b':', &line) else {
+            return Err("Malformed Header Line");
+        };
+        let name = trim(line.slice(..colon));
+        if name.is_empty() || !name.iter().all(|c| is_token(*c)) {
+            return Err("Malformed Header Name");
+        }
+        list.push(Header {
+            name,
+            value: trim(line.slice(colon + 1..)),
+        });
+    }
+    for (i, value) in folded {
+        list[i].value = trim(BytesMut::from(&value[..]).freeze());
+    }
+    Ok(Headers { list })
+}
+
+/// Request-Line = Method SP Request-URI SP SIP-Version (§7.1): exactly one
+/// SP between the elements, none around them.
+fn parse_request_line(line: &Bytes) -> Result<Start, &'static str> {
+    let mut parts = line.split(|c| *c == b' ');
+    let (Some(m), Some(u), Some(v), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err("Malformed Request-Line");
+    };
+    if m.is_empty() || !m.iter().all(|c| is_token(*c)) {
+        return Err("Malformed Method");
+    }
+    let uri = parse_uri(&line.slice_ref(u), UriContext::RequestUri).ok_or("Malformed Request-URI")?;
+    let version_ok = match version(v) {
+        Some((2, 0)) => true,
+        Some(_) => false,
+        None => return Err("Malformed SIP-Version"),
+    };
+    Ok(Start::Request {
+        method: Method::from_token(m),
+        uri,
+        version_ok,
+    })
+}
+
+/// `SIP/1*DIGIT.1*DIGIT` (case-insensitive "SIP").
+fn version(v: &[u8]) -> Option<(u32, u32)> {
+    let r: IResult<&[u8], (&[u8], &[u8])> = all_consuming((
+        preceded(tag_no_case(&b"SIP/"[..]), take_while_m_n(1, 9, |c: u8| c.is_ascii_digit())),
+        preceded(tag(&b"."[..]), take_while_m_n(1, 9, |c: u8| c.is_ascii_digit())),
+    ))
+    .parse(v);
+    let (_, (major, minor)) = r.ok()?;
+    Some((digits(major)?, digits(minor)?))
+}
+
+fn digits(d: &[u8]) -> Option<u32> {
+    if d.is_empty() || d.len() > 10 || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = d.iter().fold(0u64, |n, c| n * 10 + u64::from(c - b'0'));
+    u32::try_from(n).ok()
+}
+
+/// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (§7.2).
+fn parse_status_line(line: &Bytes) -> Option<Start> {
+    let sp = memchr::memchr(b' ', line)?;
+    if version(&line[..sp])? != (2, 0) {
+        return None;
+    }
+    let rest = &line[sp + 1..];
+    let code = rest.get(..3)?;
+    if !code.iter().all(u8::is_ascii_digit) || !matches!(rest.get(3), Some(b' ') | None) {
+        return None;
+    }
+    let status = digits(code)? as u16;
+    if !(100..=699).contains(&status) {
+        return None;
+    }
+    let reason = line.slice_ref(rest.get(4..).unwrap_or_default());
+    Some(Start::Response { status, reason })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UriContext {
+    /// The Request-URI: no URI headers allowed (§19.1.1 table).
+    RequestUri,
+    /// Inside `<>` of a name-addr.
+    Angle,
+    /// A bare addr-spec: no parameters (they belong to the header, §20).
+    Bare,
+}
+
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&c)
+}
+
+fn is_user_char(c: u8) -> bool {
+    is_unreserved(c) || c == b'%' || b"&=+$,;?/".contains(&c)
+}
+
+fn is_password_char(c: u8) -> bool {
+    is_unreserved(c) || c == b'%' || b"&=+$,".contains(&c)
+}
+
+fn is_param_char(c: u8) -> bool {
+    is_unreserved(c) || c == b'%' || b"[]/:&+$".contains(&c)
+}
+
+fn is_header_char(c: u8) -> bool {
+    is_unreserved(c) || c == b'%' || b"[]/?:+$=&".contains(&c)
+}
+
+fn is_host_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_'
+}
+
+type UriParts<'a> = (
+    Option<&'a [u8]>,
+    &'a [u8],
+    Option<&'a [u8]>,
+    Vec<(&'a [u8], Option<&'a [u8]>)>,
+    Option<&'a [u8]>,
+);
+
+/// `[user[:password]@]host[:port]*(;param)[?headers]` after `sip:`/`sips:` (§25.1).
+fn sip_uri_body(input: &[u8]) -> IResult<&[u8], UriParts<'_>> {
+    let userinfo = (
+        take_while1(is_user_char),
+        opt(preceded(tag(&b":"[..]), take_while(is_password_char))),
+        tag(&b"@"[..]),
+    );
+    let host = alt((
+        recognize(delimited(
+            tag(&b"["[..]),
+            take_while1(|c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.'),
+            tag(&b"]"[..]),
+        )),
+        take_while1(is_host_char),
+    ));
+    let port = preceded(tag(&b":"[..]), take_while_m_n(1, 5, |c: u8| c.is_ascii_digit()));
+    let param = preceded(
+        tag(&b";"[..]),
+        (
+            take_while1(is_param_char),
+            opt(preceded(tag(&b"="[..]), take_while1(is_param_char))),
+        ),
+    );
+    let headers = preceded(tag(&b"?"[..]), take_while1(|c| is_header_char(c) || c == b'@'));
+    let (rest, (user, host, port, params, headers)) = (
+        opt(userinfo),
+        host,
+        opt(port),
+        nom::multi::many0(param),
+        opt(headers),
+    )
+        .parse(input)?;
+    Ok((rest, (user.map(|u| u.0), host, port, params, headers)))
+}
+
+/// Parses a URI; `None` if it is malformed for its context.
+fn parse_uri(raw: &Bytes, ctx: UriContext) -> Option<Uri> {
+    let colon = memchr::memchr(b':', raw)?;
+    let scheme = &raw[..colon];
+    if scheme.is_empty()
+        || !scheme[0].is_ascii_alphabetic()
+        || !scheme.iter().all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(c))
+    {
+        return None;
+    }
+    let rest = &raw[colon + 1..];
+    let scheme = if scheme.eq_ignore_ascii_case(b"sip") {
+        Scheme::Sip
+    } else if scheme.eq_ignore_ascii_case(b"sips") {
+        Scheme::Sips
+    } else if scheme.eq_ignore_ascii_case(b"tel") {
+        Scheme::Tel
+    } else {
+        // An opaque URI: any visible characters.
+        if rest.is_empty() || !rest.iter().all(|c| c.is_ascii_graphic() && *c != b'<' && *c != b'>') {
+            return None;
+        }
+        return Some(Uri {
+            scheme: Scheme::Other(raw.slice(..colon)),
+            user: None,
+            host: Bytes::new(),
+            port: None,
+            params: Vec::new(),
+            raw: raw.clone(),
+        });
+    };
+    if scheme == Scheme::Tel {
+        // RFC 3966: number *(;param); the number goes in `user`.
+        let mut parts = rest.split(|c| *c == b';');
+        let number = parts.next()?;
+        if number.is_empty() || !number.iter().all(|c| c.is_ascii_alphanumeric() || b"+-.()*#%".contains(c)) {
+            return None;
+        }
+        let mut params = Vec::new();
+        for p in parts {
+            let (n, v) = match memchr::memchr(b'=', p) {
+                Some(e) => (&p[..e], Some(&p[e + 1..])),
+                None => (p, None),
+            };
+            if n.is_empty() {
+                return None;
+            }
+            params.push((raw.slice_ref(n), v.map(|v| raw.slice_ref(v))));
+        }
+        return Some(Uri {
+            scheme,
+            user: Some(raw.slice_ref(number)),
+            host: Bytes::new(),
+            port: None,
+            params,
+            raw: raw.clone(),
+        });
+    }
+    let (left, (user, host, port, params, headers)) = sip_uri_body(rest).ok()?;
+    if !left.is_empty() {
+        return None;
+    }
+    if headers.is_some() && ctx == UriContext::RequestUri {
+        return None;
+    }
+    if !params.is_empty() && ctx == UriContext::Bare {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(u16::try_from(digits(p)?).ok()?),
+        None => None,
+    };
+    Some(Uri {
+        scheme,
+        user: user.map(|u| raw.slice_ref(u)),
+        host: raw.slice_ref(host),
+        port,
+        params: params
+            .into_iter()
+            .map(|(n, v)| (raw.slice_ref(n), v.map(|v| raw.slice_ref(v))))
+            .collect(),
+        raw: raw.clone(),
+    })
+}
+
+/// `*(SWS ";" SWS name [SWS "=" SWS value])` generic parameters (§25.1),
+/// values being tokens, hosts or quoted strings. Returns (name, value) slices.
+fn parse_params(s: &Bytes) -> Option<Vec<(Bytes, Option<Bytes>)>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while s.get(*i).is_some_and(|c| is_ws(*c)) {
+            *i += 1;
+        }
+    };
+    loop {
+        skip_ws(&mut i);
+        if i >= s.len() {
+            return Some(out);
+        }
+        if s[i] != b';' {
+            return None;
+        }
+        i += 1;
+        skip_ws(&mut i);
+        let n0 = i;
+        while s.get(i).is_some_and(|c| is_token(*c)) {
+            i += 1;
+        }
+        if i == n0 {
+            return None;
+        }
+        let name = s.slice(n0..i);
+        skip_ws(&mut i);
+        let mut value = None;
+        if s.get(i) == Some(&b'=') {
+            i += 1;
+            skip_ws(&mut i);
+            let v0 = i;
+            if s.get(i) == Some(&b'"') {
+                i = quoted_end(s, i)?;
+            } else {
+                while s.get(i).is_some_and(|c| is_token(*c) || *c == b':' || *c == b'[' || *c == b']') {
+                    i += 1;
+                }
+            }
+            if i == v0 {
+                return None;
+            }
+            value = Some(s.slice(v0..i));
+        }
+        out.push((name, value));
+    }
+}
+
+/// The index just past the quoted string starting at `i` (§25.1 quoted-pair).
+fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    while j < s.len() {
+        match s[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            b'\r' | b'\n' => return None,
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+/// From, To, Contact (§20.10, §20.20, §20.39).
+fn parse_name_addr(v: &Bytes) -> Option<NameAddr> {
+    let mut i = 0;
+    let mut display = None;
+    if v.first() == Some(&b'"') {
+        let end = quoted_end(v, 0)?;
+        display = Some(v.slice(1..end - 1));
+        i = end;
+        while v.get(i).is_some_and(|c| is_ws(*c)) {
+            i += 1;
+        }
+        if v.get(i) != Some(&b'<') {
+            return None;
+        }
+    } else if let Some(lt) = memchr::memchr(b'<', v) {
+        // *(token LWS) before "<".
+        let words = &v[..lt];
+        if !words.iter().all(|c| is_token(*c) || is_ws(*c)) {
+            return None;
+        }
+        let w = trim(v.slice(..lt));
+        display = (!w.is_empty()).then_some(w);
+        i = lt;
+    }
+    let (uri, params) = if v.get(i) == Some(&b'<') {
+        let close = i + memchr::memchr(b'>', &v[i..])?;
+        let uri = parse_uri(&v.slice(i + 1..close), UriContext::Angle)?;
+        (uri, v.slice(close + 1..))
+    } else {
+        // addr-spec: the URI ends at the first ';' or whitespace (§20).
+        let end = v.iter().position(|c| *c == b';' || is_ws(*c)).unwrap_or(v.len());
+        let uri = parse_uri(&v.slice(..end), UriContext::Bare)?;
+        (uri, v.slice(end..))
+    };
+    let params = parse_params(&params)?;
+    let tag = params
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(b"tag"))
+        .and_then(|(_, v)| v.clone());
+    Some(NameAddr {
+        display,
+        uri,
+        tag,
+        raw: v.clone(),
+    })
+}
+
+/// `SIP / 2.0 / transport sent-by *(;via-params)` (§20.42), SWS around "/".
+fn parse_via(v: &Bytes) -> Option<Via> {
+    let ws = |s: &[u8]| s.iter().take_while(|c| is_ws(**c)).count();
+    let mut i = 0;
+    let mut proto = Vec::with_capacity(3);
+    for k in 0..3 {
+        i += ws(&v[i..]);
+        let t0 = i;
+        while v.get(i).is_some_and(|c| is_token(*c)) {
+            i += 1;
+        }
+        if i == t0 {
+            return None;
+        }
+        proto.push(t0..i);
+        i += ws(&v[i..]);
+        if k < 2 {
+            if v.get(i) != Some(&b'/') {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    if !v[proto[0].clone()].eq_ignore_ascii_case(b"SIP") || &v[proto[1].clone()] != b"2.0" {
+        return None;
+    }
+    // sent-by = host [":" port]
+    let h0 = i;
+    if v.get(i) == Some(&b'[') {
+        i += memchr::memchr(b']', &v[i..])? + 1;
+    } else {
+        while v.get(i).is_some_and(|c| is_host_char(*c)) {
+            i += 1;
+        }
+    }
+    if i == h0 {
+        return None;
+    }
+    let host = v.slice(h0..i);
+    let mut port = None;
+    let p = i + ws(&v[i..]);
+    if v.get(p) == Some(&b':') {
+        i = p + 1;
+        i += ws(&v[i..]);
+        let d0 = i;
+        while v.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        port = Some(u16::try_from(digits(&v[d0..i])?).ok()?);
+    }
+    let params = parse_params(&v.slice(i..))?;
+    let mut via = Via {
+        transport: v.slice(proto[2].clone()),
+        host,
+        port,
+        branch: None,
+        rport: None,
+        received: None,
+        raw: v.clone(),
+    };
+    for (n, val) in params {
+        if n.eq_ignore_ascii_case(b"branch") {
+            via.branch = Some(val?);
+        } else if n.eq_ignore_ascii_case(b"rport") {
+            via.rport = Some(match val {
+                Some(p) => Some(u16::try_from(digits(&p)?).ok()?),
+                None => None,
+            });
+        } else if n.eq_ignore_ascii_case(b"received") {
+            via.received = Some(val?);
+        }
+    }
+    Some(via)
+}
+
+/// What is needed to answer a broken request: its Vias and dialog headers.
+fn reply_context(h: &Headers) -> Option<ReplyContext> {
+    let vias: Vec<Bytes> = h.get_all("Via").collect();
+    let top_via = parse_via(vias.first()?)?;
+    let one = |name: &str| h.get(name).cloned();
+    Some(ReplyContext {
+        top_via,
+        vias,
+        from: one("From"),
+        to: one("To"),
+        call_id: one("Call-ID"),
+        cseq: one("CSeq"),
+    })
+}
+
+/// Pulls out the mandatory headers and Content-Length; refuses duplicates
+/// of single-value headers and a CSeq method that is not the request's.
+fn base_headers(h: &Headers, method: Option<&Method>) -> Result<(BaseHeaders, Option<usize>), String> {
+    let mut vias = Vec::with_capacity(2);
+    let (mut from, mut to, mut call_id, mut cseq, mut max_forwards, mut content_length, mut ctype) =
+        (None, None, None, None, None, None, None);
+    fn once<T>(slot: &mut Option<T>, v: T, name: &str) -> Result<(), String> {
+        if slot.replace(v).is_some() {
+            return Err(format!("Duplicate {name}"));
+        }
+        Ok(())
+    }
+    for hd in &h.list {
+        let v = &hd.value;
+        match known(&hd.name) {
+            Known::Via => {
+                for part in split_commas(v) {
+                    vias.push(parse_via(&part).ok_or("Malformed Via")?);
+                }
+            }
+            Known::From => once(&mut from, parse_name_addr(v).ok_or("Malformed From")?, "From")?,
+            Known::To => once(&mut to, parse_name_addr(v).ok_or("Malformed To")?, "To")?,
+            Known::CallId => {
+                if v.is_empty() || v.iter().any(|c| is_ws(*c) || !c.is_ascii_graphic()) {
+                    return Err("Malformed Call-ID".into());
+                }
+                once(&mut call_id, v.clone(), "Call-ID")?;
+            }
+            Known::CSeq => {
+                let split = v.iter().position(|c| is_ws(*c)).ok_or("Malformed CSeq")?;
+                let num = &v[..split];
+                let m = trim(v.slice(split..));
+                if !num.iter().all(u8::is_ascii_digit) || m.is_empty() || !m.iter().all(|c| is_token(*c)) {
+                    return Err("Malformed CSeq".into());
+                }
+                // §8.1.1.5: the sequence number is < 2^31 on creation and fits 32 bits.
+                let seq = digits(num).ok_or("CSeq Number Out Of Range")?;
+                once(
+                    &mut cseq,
+                    CSeq {
+                        seq,
+                        method: Method::from_token(&m),
+                    },
+                    "CSeq",
+                )?;
+            }
+            Known::MaxForwards => {
+                let n = digits(v).ok_or("Malformed Max-Forwards")?;
+                once(&mut max_forwards, n, "Max-Forwards")?;
+            }
+            Known::ContentLength => {
+                let n = digits(v).ok_or("Malformed Content-Length")?;
+                once(&mut content_length, n as usize, "Content-Length")?;
+            }
+            Known::ContentType => once(&mut ctype, (), "Content-Type")?,
+            Known::Contact => {
+                for part in split_commas(v) {
+                    if part.as_ref() != b"*" && parse_name_addr(&part).is_none() {
+                        return Err("Malformed Contact".into());
+                    }
+                }
+            }
+            Known::Other => {}
+        }
+    }
+    if vias.is_empty() {
+        return Err("Missing Via".into());
+    }
+    let from = from.ok_or("Missing From")?;
+    let to = to.ok_or("Missing To")?;
+    let call_id = call_id.ok_or("Missing Call-ID")?;
+    let cseq = cseq.ok_or("Missing CSeq")?;
+    if let Some(m) = method {
+        if *m != cseq.method {
+            return Err("CSeq Method Mismatch".into());
+        }
+    }
+    Ok((
+        BaseHeaders {
+            vias,
+            from,
+            to,
+            call_id,
+            cseq,
+            max_forwards,
+        },
+        content_length,
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,3 @@
-//! The SIP wire layer: framing, our own nom parser over `bytes::Bytes`,
-//! response building, star codes and SDP. This is the only module that may
-//! import `rsip`.
-
 pub mod build;
 pub mod framing;
 pub mod message;

@@ -1,0 +1,194 @@
+//! Grammar unit tests; tests/rfc4475_parse.rs runs the torture messages.
+
+use super::*;
+
+fn msg(s: &str) -> Result<Message, ParseError> {
+    parse_message(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+fn req(s: &str) -> Request {
+    match msg(s) {
+        Ok(Message::Request(r)) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+const INVITE: &str = "INVITE sip:*388000@pbx.example.com;transport=udp SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK776asdhds;rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:*388000@pbx.example.com>\r\n\
+From: \"Alice\" <sip:1001@pbx.example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:1001@10.0.0.5:5062>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\r\nv=0\r\n";
+
+#[test]
+fn typical_invite() {
+    let r = req(INVITE);
+    assert_eq!(r.method, Method::Invite);
+    assert_eq!(r.uri.scheme, Scheme::Sip);
+    assert_eq!(r.uri.user.as_deref(), Some(&b"*388000"[..]));
+    assert_eq!(r.uri.host, "pbx.example.com");
+    assert_eq!(r.uri.param("TRANSPORT"), Some(Some(&b"udp"[..])));
+    let via = &r.base.vias[0];
+    assert_eq!((via.transport.as_ref(), via.host.as_ref(), via.port), (&b"UDP"[..], &b"10.0.0.5"[..], Some(5062)));
+    assert_eq!(via.branch.as_deref(), Some(&b"z9hG4bK776asdhds"[..]));
+    assert_eq!(via.rport, Some(None));
+    assert_eq!(via.sent_by(), "10.0.0.5:5062");
+    assert_eq!(r.base.from.display.as_deref(), Some(&b"Alice"[..]));
+    assert_eq!(r.base.from.tag.as_deref(), Some(&b"1928301774"[..]));
+    assert_eq!(r.base.from.uri.user.as_deref(), Some(&b"1001"[..]));
+    assert_eq!(r.base.to.tag, None);
+    assert_eq!(r.base.cseq, CSeq { seq: 314159, method: Method::Invite });
+    assert_eq!(r.base.max_forwards, Some(70));
+    assert_eq!(r.body, "v=0\r");
+    assert_eq!(r.headers.get("content-type").unwrap(), "application/sdp");
+    assert_eq!(r.headers.get("c").unwrap(), "application/sdp");
+}
+
+#[test]
+fn compact_forms_and_whitespace_before_colon() {
+    let r = req("OPTIONS sip:a@b SIP/2.0\r\nv : SIP/2.0/TCP h;branch=z9hG4bK1\r\nf: <sip:x@y>;tag=1\r\nt:sip:a@b\r\ni:  cid\r\nCSeq  : 1 OPTIONS\r\nl: 0\r\n\r\n");
+    assert_eq!(r.base.call_id, "cid");
+    assert_eq!(r.base.vias[0].transport, "TCP");
+    assert_eq!(r.base.to.uri.host, "b");
+}
+
+#[test]
+fn folding_is_one_space() {
+    let r = req("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n  ;branch=z9hG4bK1\r\nFrom: <sip:x@y>\r\n\t;tag=1\r\nTo: sip:a@b\r\nCall-ID: c\r\nCSeq: 1\r\n OPTIONS\r\nSubject: a\r\n b\r\n\r\n");
+    assert_eq!(r.base.vias[0].branch.as_deref(), Some(&b"z9hG4bK1"[..]));
+    assert_eq!(r.base.from.tag.as_deref(), Some(&b"1"[..]));
+    assert_eq!(r.headers.get("Subject").unwrap(), "a b");
+    assert_eq!(r.headers.get("s").unwrap(), "a b");
+}
+
+#[test]
+fn any_token_is_a_method_and_methods_are_case_sensitive() {
+    let r = req("FOO.BAR sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 FOO.BAR\r\n\r\n");
+    assert_eq!(r.method, Method::Extension(Bytes::from_static(b"FOO.BAR")));
+    assert_eq!(r.method.as_str(), "FOO.BAR");
+    assert_eq!(Method::from_token(b"invite"), Method::Extension(Bytes::from_static(b"invite")));
+}
+
+#[test]
+fn ipv6_references() {
+    let r = req("OPTIONS sip:[2001:db8::10]:5070 SIP/2.0\r\nVia: SIP/2.0/UDP [2001:db8::9:1]:5062;branch=z9hG4bK1;received=2001:db8::9:255\r\nFrom: <sip:x@[::1]>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n");
+    assert_eq!(r.uri.host, "[2001:db8::10]");
+    assert_eq!(r.uri.port, Some(5070));
+    assert_eq!(r.base.vias[0].host, "[2001:db8::9:1]");
+    assert_eq!(r.base.vias[0].sent_by(), "[2001:db8::9:1]:5062");
+    assert_eq!(r.base.vias[0].received.as_deref(), Some(&b"2001:db8::9:255"[..]));
+}
+
+#[test]
+fn percent_decoding_for_comparison() {
+    let r = req(&INVITE.replace("sip:*388000@pbx.example.com;transport", "sip:%2A38%38000@pbx.example.com;transport"));
+    assert_eq!(r.uri.user.as_deref(), Some(&b"%2A38%38000"[..]));
+    assert_eq!(r.uri.user_unescaped().unwrap(), b"*388000");
+    assert_eq!(unescape(b"100%"), b"100%");
+    assert_eq!(unescape(b"%4g%41"), b"%4gA");
+}
+
+#[test]
+fn multi_value_headers_split_outside_quotes_and_angles() {
+    let r = req("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bK1, SIP/2.0/UDP h2;branch=z9hG4bK2\r\nVia: SIP/2.0/TCP h3\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContact: \"a, b\" <sip:a@b;x=1>, <sip:c@d>\r\nRequire: foo, bar\r\nSubject: a, b\r\n\r\n");
+    assert_eq!(r.base.vias.len(), 3);
+    assert_eq!(r.base.vias[1].host, "h2");
+    let contacts: Vec<Bytes> = r.headers.get_all("m").collect();
+    assert_eq!(contacts, ["\"a, b\" <sip:a@b;x=1>", "<sip:c@d>"]);
+    assert_eq!(r.headers.get_all("Require").collect::<Vec<_>>(), ["foo", "bar"]);
+    assert_eq!(r.headers.get_all("Subject").collect::<Vec<_>>(), ["a, b"], "not a list header");
+}
+
+#[test]
+fn quoted_display_names_with_escapes() {
+    let r = req(&INVITE.replace("\"Alice\"", "\"A \\\"B\\\" \\\\ C\""));
+    assert_eq!(r.base.from.display.as_deref(), Some(&br#"A \"B\" \\ C"#[..]));
+}
+
+#[test]
+fn schemes() {
+    let r = req(&INVITE.replace("sip:*388000@pbx.example.com;transport=udp", "tel:*388000;phone-context=pbx"));
+    assert_eq!(r.uri.scheme, Scheme::Tel);
+    assert_eq!(r.uri.user.as_deref(), Some(&b"*388000"[..]));
+    let r = req(&INVITE.replace("sip:*388000@pbx.example.com;transport=udp", "SIPS:*38@pbx"));
+    assert_eq!(r.uri.scheme, Scheme::Sips);
+    let r = req(&INVITE.replace("sip:*388000@pbx.example.com;transport=udp", "urn:service:sos"));
+    assert_eq!(r.uri.scheme, Scheme::Other(Bytes::from_static(b"urn")));
+}
+
+fn refused(s: &str) -> ParseError {
+    match msg(s) {
+        Err(e) => e,
+        Ok(m) => panic!("accepted: {m:?}"),
+    }
+}
+
+#[test]
+fn refusals_say_what_was_wrong() {
+    let cases = [
+        (INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE"), "Bad Request - CSeq Method Mismatch"),
+        (INVITE.replace("Call-ID: a84b4c76e66710@pc33.example.com\r\n", ""), "Bad Request - Missing Call-ID"),
+        (INVITE.replace("Max-Forwards: 70", "To: <sip:x@y>"), "Bad Request - Duplicate To"),
+        (INVITE.replace("Max-Forwards: 70", "Content-Length: 4"), "Bad Request - Duplicate Content-Length"),
+        (INVITE.replace("CSeq: 314159", "CSeq: 4294967296"), "Bad Request - CSeq Number Out Of Range"),
+        (INVITE.replace("Content-Length: 4", "Content-Length: 40"), "Bad Request - Content-Length Larger Than Message"),
+        (INVITE.replace("Content-Length: 4", "Content-Length: -4"), "Bad Request - Malformed Content-Length"),
+        (INVITE.replace("SIP/2.0/UDP 10.0.0.5", "SIP/3.0/UDP 10.0.0.5").replace("Via", "X-Via").replace("Max-Forwards: 70", "Via: SIP/2.0/UDP h"), "Bad Request - Duplicate To"),
+        (INVITE.replace("INVITE sip", "INVITE  sip"), "Bad Request - Malformed Request-Line"),
+        (INVITE.replace("INVITE sip:*388000@pbx.example.com;transport=udp", "INVITE <sip:*38@pbx>"), "Bad Request - Malformed Request-URI"),
+        (INVITE.replace("From: \"Alice\"", "From: \"Alice"), "Bad Request - Malformed From"),
+        (INVITE.replace("Max-Forwards: 70", "Max-Forwards: x"), "Bad Request - Malformed Max-Forwards"),
+    ];
+    for (text, want) in &cases[..7] {
+        let e = refused(text);
+        assert_eq!((e.status, e.reason.as_str()), (400, *want), "{text}");
+        assert!(e.reply.is_some());
+    }
+    for (text, want) in &cases[8..] {
+        let e = refused(text);
+        assert_eq!(e.reason, *want, "{text}");
+    }
+    let e = refused(&INVITE.replace("SIP/2.0\r\nVia", "SIP/2.1\r\nVia"));
+    assert_eq!((e.status, e.reason.as_str()), (505, "Version Not Supported"));
+    // No usable Via: nothing to answer.
+    let e = refused(&INVITE.replace("Via: SIP/2.0/UDP", "Via: HTTP/1.1/UDP"));
+    assert_eq!((e.status, e.reply.is_none()), (0, true));
+}
+
+#[test]
+fn responses_parse_and_bad_ones_are_dropped() {
+    let m = msg("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let Message::Response(r) = m else { panic!() };
+    assert_eq!((r.status, r.reason.as_ref()), (200, &b"OK"[..]));
+    assert_eq!(r.base.cseq.method, Method::Bye);
+    let e = refused("SIP/2.0 2000 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n");
+    assert_eq!((e.status, e.reply.is_none()), (0, true));
+}
+
+#[test]
+fn trailing_octets_past_content_length_are_ignored() {
+    let r = req(&format!("{INVITE}garbage"));
+    assert_eq!(r.body, "v=0\r");
+    // Leading CRLFs are skipped (§7.5).
+    let r = req(&format!("\r\n\r\n{INVITE}"));
+    assert_eq!(r.method, Method::Invite);
+}
+
+#[test]
+fn never_panics_on_truncations_and_flips() {
+    let base = INVITE.as_bytes();
+    for cut in 0..=base.len() {
+        let _ = parse_message(Bytes::copy_from_slice(&base[..cut]));
+    }
+    for i in 0..base.len() {
+        for b in [0u8, b' ', b'\r', b'\n', b':', b';', b'"', b'<', b'>', b'%', 0xff, b',', b'@', b'['] {
+            let mut m = base.to_vec();
+            m[i] = b;
+            let _ = parse_message(Bytes::from(m));
+        }
+    }
+}
