@@ -997,6 +997,16 @@ fn parse_name_addr(v: &Bytes) -> Option<NameAddr> {
 
 /// `SIP / 2.0 / transport sent-by *(;via-params)` (§20.42), SWS around "/".
 fn parse_via(v: &Bytes) -> Option<Via> {
+    via(v, true)
+}
+
+/// A Via good enough to route an error response: any protocol version, and
+/// parameters up to the first malformed one (RFC 4475 §3.1.2.1, §3.1.2.16).
+fn parse_via_loose(v: &Bytes) -> Option<Via> {
+    via(v, false)
+}
+
+fn via(v: &Bytes, strict: bool) -> Option<Via> {
     let ws = |s: &[u8]| s.iter().take_while(|c| is_ws(**c)).count();
     let mut i = 0;
     let mut proto = Vec::with_capacity(3);
@@ -1018,7 +1028,7 @@ fn parse_via(v: &Bytes) -> Option<Via> {
             i += 1;
         }
     }
-    if !v[proto[0].clone()].eq_ignore_ascii_case(b"SIP") || &v[proto[1].clone()] != b"2.0" {
+    if strict && (!v[proto[0].clone()].eq_ignore_ascii_case(b"SIP") || &v[proto[1].clone()] != b"2.0") {
         return None;
     }
     // sent-by = host [":" port]
@@ -1045,7 +1055,11 @@ fn parse_via(v: &Bytes) -> Option<Via> {
         }
         port = Some(u16::try_from(digits(&v[d0..i])?).ok()?);
     }
-    let params = parse_params(&v.slice(i..))?;
+    let params = match parse_params(&v.slice(i..)) {
+        Some(p) => p,
+        None if !strict => Vec::new(),
+        None => return None,
+    };
     let mut via = Via {
         transport: v.slice(proto[2].clone()),
         host,
@@ -1073,7 +1087,7 @@ fn parse_via(v: &Bytes) -> Option<Via> {
 /// What is needed to answer a broken request: its Vias and dialog headers.
 fn reply_context(h: &Headers) -> Option<ReplyContext> {
     let vias: Vec<Bytes> = h.get_all("Via").collect();
-    let top_via = parse_via(vias.first()?)?;
+    let top_via = parse_via_loose(vias.first()?)?;
     let one = |name: &str| h.get(name).cloned();
     Some(ReplyContext {
         top_via,
