@@ -126,7 +126,7 @@ fn sipp(
 }
 
 fn config() -> String {
-    common::base_config("").replace("confirm_ms = 100", "confirm_ms = 20")
+    common::base_config("confirm_ms = 20")
 }
 
 fn every_code(tcp: bool) {
@@ -248,7 +248,7 @@ fn sipp_load_scenario_smoke() {
         return;
     }
     // A caller that hangs up itself: facd's own BYE would come much later.
-    let mut cfg = config().replace("confirm_ms = 20", "confirm_ms = 2000");
+    let mut cfg = common::base_config("confirm_ms = 2000");
     for a in (1000..1040).filter(|a| !(1001..=1003).contains(a)) {
         cfg.push_str(&format!(
             "\n[[agents]]\nextension = \"{a}\"\nname = \"A{a}\"\nqueues = [\"8000\", \"8002\"]\n"

@@ -14,12 +14,13 @@ use tokio::task::JoinHandle;
 
 /// A config for tests: loopback, ephemeral ports, lab auth, quick hang-up.
 pub fn base_config(extra_sip: &str) -> String {
+    let confirm = if extra_sip.contains("confirm_ms") { "" } else { "confirm_ms = 100" };
     format!(
         r#"
 [sip]
 listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
 domain = "facd.test"
-confirm_ms = 100
+{confirm}
 t1_ms = 50
 {extra_sip}
 
