@@ -156,9 +156,10 @@ impl Core {
 
     /// The earliest deadline of the transactions, dialogs and engine.
     pub fn poll_timeout(&self, now: Now) -> Option<Instant> {
-        let engine = self.engine.next_deadline().map(|d| {
-            now.mono + Duration::from_millis(d.saturating_sub(now.wall))
-        });
+        let engine = self
+            .engine
+            .next_deadline()
+            .map(|d| now.mono + Duration::from_millis(d.saturating_sub(now.wall)));
         [self.txs.poll_timeout(), self.dialogs.poll_timeout(), engine]
             .into_iter()
             .flatten()
@@ -238,7 +239,9 @@ impl Core {
             Received::Retransmission => self.stats.retransmissions += 1,
             Received::AckAbsorbed => {}
             Received::AckNoTransaction => self.on_ack(now, &req),
-            Received::CancelFor { cancel, invite } => self.on_cancel(now, cancel, invite, &req, &peer),
+            Received::CancelFor { cancel, invite } => {
+                self.on_cancel(now, cancel, invite, &req, &peer)
+            }
         }
     }
 
@@ -247,10 +250,14 @@ impl Core {
         match &req.method {
             Method::Invite | Method::Options | Method::Bye => {}
             Method::Extension(_) => {
-                return self.reply(now, id, req, peer, 501, "Not Implemented", |b| b.header("Allow", ALLOW));
+                return self.reply(now, id, req, peer, 501, "Not Implemented", |b| {
+                    b.header("Allow", ALLOW)
+                });
             }
             _ => {
-                return self.reply(now, id, req, peer, 405, "Method Not Allowed", |b| b.header("Allow", ALLOW));
+                return self.reply(now, id, req, peer, 405, "Method Not Allowed", |b| {
+                    b.header("Allow", ALLOW)
+                });
             }
         }
         // RFC 3261 §8.2.2.1: a Request-URI scheme we do not serve.
@@ -261,7 +268,9 @@ impl Core {
         let unsupported: Vec<Bytes> = req.headers.get_all("Require").collect();
         if !unsupported.is_empty() {
             let list = join(&unsupported);
-            return self.reply(now, id, req, peer, 420, "Bad Extension", |b| b.header("Unsupported", list));
+            return self.reply(now, id, req, peer, 420, "Bad Extension", |b| {
+                b.header("Unsupported", list)
+            });
         }
         match &req.method {
             Method::Options => self.reply(now, id, req, peer, 200, "OK", |b| {
@@ -274,7 +283,15 @@ impl Core {
                 if self.dialogs.bye_received(now.mono, &dialog) {
                     self.reply(now, id, req, peer, 200, "OK", |b| b)
                 } else {
-                    self.reply(now, id, req, peer, 481, "Call/Transaction Does Not Exist", |b| b)
+                    self.reply(
+                        now,
+                        id,
+                        req,
+                        peer,
+                        481,
+                        "Call/Transaction Does Not Exist",
+                        |b| b,
+                    )
                 }
             }
             _ => self.on_invite(now, id, req, peer),
@@ -293,26 +310,42 @@ impl Core {
             return self.reply(now, id, req, peer, status, reason, |b| b);
         }
         if self.draining {
-            return self.reply(now, id, req, peer, 503, "Service Unavailable - Shutting Down", |b| {
-                b.header("Retry-After", "5")
-            });
+            return self.reply(
+                now,
+                id,
+                req,
+                peer,
+                503,
+                "Service Unavailable - Shutting Down",
+                |b| b.header("Retry-After", "5"),
+            );
         }
         if self.dialogs.is_full() {
-            return self.reply(now, id, req, peer, 503, "Service Unavailable - Too Many Calls", |b| {
-                b.header("Retry-After", "1")
-            });
+            return self.reply(
+                now,
+                id,
+                req,
+                peer,
+                503,
+                "Service Unavailable - Too Many Calls",
+                |b| b.header("Retry-After", "1"),
+            );
         }
         // RFC 3261 §8.2.3: content processing.
         if !req.body.is_empty() {
             let ctype = req.headers.get("Content-Type").map(|v| media_type(v));
             if ctype.as_deref() != Some("application/sdp") {
-                return self.reply(now, id, req, peer, 415, "Unsupported Media Type", |b| b.header("Accept", ACCEPT));
+                return self.reply(now, id, req, peer, 415, "Unsupported Media Type", |b| {
+                    b.header("Accept", ACCEPT)
+                });
             }
         }
         // RFC 3261 §21.4.7: our 200 carries SDP; refuse callers that cannot take it.
         let accepts: Vec<Bytes> = req.headers.get_all("Accept").collect();
         if !accepts.is_empty() && !accepts.iter().any(|a| accepts_sdp(a)) {
-            return self.reply(now, id, req, peer, 406, "Not Acceptable", |b| b.header("Accept", ACCEPT));
+            return self.reply(now, id, req, peer, 406, "Not Acceptable", |b| {
+                b.header("Accept", ACCEPT)
+            });
         }
         let code = match req.uri.user_unescaped().map(|u| self.codes.parse(&u)) {
             Some(Ok(code)) => code,
@@ -330,15 +363,34 @@ impl Core {
             match sdp::parse_offer(&req.body).and_then(|o| sdp::answer(&o, local, session)) {
                 Ok(a) => a.body,
                 Err(sdp::SdpError::Malformed) => {
-                    return self.reply(now, id, req, peer, 400, "Bad Request - Malformed SDP", |b| b)
+                    return self.reply(
+                        now,
+                        id,
+                        req,
+                        peer,
+                        400,
+                        "Bad Request - Malformed SDP",
+                        |b| b,
+                    )
                 }
                 Err(sdp::SdpError::NoCommonCodec) => {
-                    return self.reply(now, id, req, peer, 488, "Not Acceptable Here - PCMU or PCMA Only", |b| b)
+                    return self.reply(
+                        now,
+                        id,
+                        req,
+                        peer,
+                        488,
+                        "Not Acceptable Here - PCMU or PCMA Only",
+                        |b| b,
+                    )
                 }
             }
         };
         let call_id = String::from_utf8_lossy(&req.base.call_id).into_owned();
-        match self.engine.apply(now.wall, command_for(&code, &agent), Cause::Fac) {
+        match self
+            .engine
+            .apply(now.wall, command_for(&code, &agent), Cause::Fac)
+        {
             Err(rejection) => {
                 self.stats.refused += 1;
                 let (status, reason) = rejection.sip_status();
@@ -356,7 +408,15 @@ impl Core {
     }
 
     /// The 200 for an applied star code, and the dialog that follows it.
-    fn answer(&mut self, now: Now, id: TxId, req: &Request, peer: &Peer, applied: &Applied, sdp: String) {
+    fn answer(
+        &mut self,
+        now: Now,
+        id: TxId,
+        req: &Request,
+        peer: &Peer,
+        applied: &Applied,
+        sdp: String,
+    ) {
         let tag = self.new_tag();
         let contact = self.contact(req, peer);
         let bytes = build::response(req, peer.addr, 200, "OK")
@@ -383,7 +443,10 @@ impl Core {
             request_uri: remote_target,
             transport: peer.transport(),
             local_sent_by: sent_by(peer.local),
-            from: Bytes::from(format!("{};tag={tag}", String::from_utf8_lossy(&req.base.to.raw))),
+            from: Bytes::from(format!(
+                "{};tag={tag}",
+                String::from_utf8_lossy(&req.base.to.raw)
+            )),
             to: req.base.from.raw.clone(),
             call_id: req.base.call_id.clone(),
             route_set: req.headers.get_all("Record-Route").collect(),
@@ -394,8 +457,15 @@ impl Core {
             peer: peer.clone(),
             to: peer.addr,
         };
-        self.dialogs
-            .answered(now.mono, dialog, bytes.clone(), dest, peer.reliable(), bye, self.cfg.confirm);
+        self.dialogs.answered(
+            now.mono,
+            dialog,
+            bytes.clone(),
+            dest,
+            peer.reliable(),
+            bye,
+            self.cfg.confirm,
+        );
         self.txs.respond(now.mono, id, 200, bytes);
     }
 
@@ -405,11 +475,26 @@ impl Core {
         }
     }
 
-    fn on_cancel(&mut self, now: Now, cancel: TxId, invite: Option<TxId>, req: &Request, peer: &Peer) {
+    fn on_cancel(
+        &mut self,
+        now: Now,
+        cancel: TxId,
+        invite: Option<TxId>,
+        req: &Request,
+        peer: &Peer,
+    ) {
         // RFC 3261 §9.2: 481 when no INVITE matches; otherwise 200, and the
         // INVITE, if still unanswered, gets 487 and nothing is applied.
         let Some(invite) = invite else {
-            return self.reply(now, cancel, req, peer, 481, "Call/Transaction Does Not Exist", |b| b);
+            return self.reply(
+                now,
+                cancel,
+                req,
+                peer,
+                481,
+                "Call/Transaction Does Not Exist",
+                |b| b,
+            );
         };
         self.reply(now, cancel, req, peer, 200, "OK", |b| b);
         if !self.txs.is_final(invite) {
@@ -477,14 +562,26 @@ impl Core {
     /// Our Contact: the address the call came to, so the caller's ACK and
     /// BYE come back on the same transport (RFC 3261 §8.1.1.8, §12.1.1).
     fn contact(&self, req: &Request, peer: &Peer) -> String {
-        let user = req.uri.user.as_ref().map(|u| String::from_utf8_lossy(u).into_owned());
+        let user = req
+            .uri
+            .user
+            .as_ref()
+            .map(|u| String::from_utf8_lossy(u).into_owned());
         let host = if peer.local.ip().is_unspecified() {
             self.cfg.domain.clone()
         } else {
             sent_by(peer.local)
         };
-        let scheme = if req.uri.scheme == Scheme::Sips { "sips" } else { "sip" };
-        let transport = if peer.reliable() { ";transport=tcp" } else { "" };
+        let scheme = if req.uri.scheme == Scheme::Sips {
+            "sips"
+        } else {
+            "sip"
+        };
+        let transport = if peer.reliable() {
+            ";transport=tcp"
+        } else {
+            ""
+        };
         match user {
             Some(u) => format!("<{scheme}:{u}@{host}{transport}>"),
             None => format!("<{scheme}:{host}{transport}>"),
@@ -579,11 +676,18 @@ fn join(values: &[Bytes]) -> String {
 /// `application/SDP; charset=x` → `application/sdp`.
 fn media_type(v: &[u8]) -> String {
     let s = String::from_utf8_lossy(v);
-    s.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    s.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 fn accepts_sdp(v: &[u8]) -> bool {
-    matches!(media_type(v).as_str(), "application/sdp" | "application/*" | "*/*")
+    matches!(
+        media_type(v).as_str(),
+        "application/sdp" | "application/*" | "*/*"
+    )
 }
 
 /// The URI inside a Contact value (`"A" <sip:a@h>;expires=1` → `sip:a@h`).
@@ -609,13 +713,19 @@ mod tests {
 
     #[test]
     fn contact_uri_extraction() {
-        assert_eq!(contact_uri(b"\"A\" <sip:a@h:5060;transport=udp>;expires=1"), "sip:a@h:5060;transport=udp");
+        assert_eq!(
+            contact_uri(b"\"A\" <sip:a@h:5060;transport=udp>;expires=1"),
+            "sip:a@h:5060;transport=udp"
+        );
         assert_eq!(contact_uri(b"sip:a@h;expires=1"), "sip:a@h");
     }
 
     #[test]
     fn media_types() {
-        assert_eq!(media_type(b"Application/SDP ; charset=utf-8"), "application/sdp");
+        assert_eq!(
+            media_type(b"Application/SDP ; charset=utf-8"),
+            "application/sdp"
+        );
         assert!(accepts_sdp(b"application/*"));
         assert!(!accepts_sdp(b"text/nobodyknowsthis"));
     }

@@ -61,13 +61,13 @@ impl Server {
         let mut tcp = Vec::new();
         let mut chosen: Vec<SocketAddr> = Vec::new();
         for l in listeners.iter().filter(|l| l.proto == ListenProto::Udp) {
-            let sock = transport::bind_udp(l.addr, config.sip.udp_recv_buffer_bytes).map_err(|source| {
-                ServerError::Bind {
+            let sock = transport::bind_udp(l.addr, config.sip.udp_recv_buffer_bytes).map_err(
+                |source| ServerError::Bind {
                     proto: "udp",
                     addr: l.addr,
                     source,
-                }
-            })?;
+                },
+            )?;
             if let Ok(a) = sock.local_addr() {
                 if l.addr.port() == 0 {
                     chosen.push(a);
@@ -100,11 +100,12 @@ impl Server {
         for v6 in [false, true] {
             if let Some(l) = listeners.iter().find(|l| l.addr.is_ipv6() == v6) {
                 let addr = SocketAddr::new(l.addr.ip(), 0);
-                let sock = transport::bind_udp(addr, 1 << 16).map_err(|source| ServerError::Bind {
-                    proto: "udp",
-                    addr,
-                    source,
-                })?;
+                let sock =
+                    transport::bind_udp(addr, 1 << 16).map_err(|source| ServerError::Bind {
+                        proto: "udp",
+                        addr,
+                        source,
+                    })?;
                 rtp.push(Arc::new(sock));
             }
         }
@@ -119,8 +120,16 @@ impl Server {
 
     /// The bound SIP listeners as `("udp" | "tcp", address)`.
     pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
-        let udp = self.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| ("udp", a));
-        let tcp = self.tcp.iter().filter_map(|s| s.local_addr().ok()).map(|a| ("tcp", a));
+        let udp = self
+            .udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .map(|a| ("udp", a));
+        let tcp = self
+            .tcp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .map(|a| ("tcp", a));
         udp.chain(tcp).collect()
     }
 
@@ -149,7 +158,11 @@ impl Server {
             rtp_v4: rtp_addr(false),
             rtp_v6: rtp_addr(true),
         };
-        let mut core = Core::new(core_cfg, Engine::new(model(cfg)), StarCodeParser::new(codes(cfg)));
+        let mut core = Core::new(
+            core_cfg,
+            Engine::new(model(cfg)),
+            StarCodeParser::new(codes(cfg)),
+        );
 
         let (tx, mut rx) = mpsc::channel::<Inbound>(8192);
         let stop_accept = CancellationToken::new();

@@ -282,7 +282,8 @@ pub async fn run_tcp(
             continue;
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let (cfg, core, stats, stop) = (cfg.clone(), core.clone(), stats.clone(), stop_conns.clone());
+        let (cfg, core, stats, stop) =
+            (cfg.clone(), core.clone(), stats.clone(), stop_conns.clone());
         tokio::spawn(async move {
             serve_tcp(stream, addr, id, cfg, core, stats, stop).await;
             drop(permit);

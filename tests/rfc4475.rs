@@ -21,32 +21,32 @@ const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 42));
 /// (file, expected status; 0 = no answer at all)
 const TABLE: &[(&str, u16)] = &[
     // 3.1.1 valid messages: parsed, then answered by the application.
-    ("valid/wsinv.dat", 481),   // To has a tag: a mid-dialog request for no dialog (§12.2.2)
+    ("valid/wsinv.dat", 481), // To has a tag: a mid-dialog request for no dialog (§12.2.2)
     ("valid/intmeth.dat", 501), // unknown method
-    ("valid/esc01.dat", 404),   // INVITE, not a star code
+    ("valid/esc01.dat", 404), // INVITE, not a star code
     ("valid/escnull.dat", 405), // REGISTER: facd is not a registrar
-    ("valid/esc02.dat", 501),   // RE%47IST%45R is not REGISTER
+    ("valid/esc02.dat", 501), // RE%47IST%45R is not REGISTER
     ("valid/lwsdisp.dat", 200), // OPTIONS
     ("valid/longreq.dat", 404), // INVITE, not a star code
-    ("valid/dblreq.dat", 405),  // the REGISTER only; the trailing INVITE is ignored
+    ("valid/dblreq.dat", 405), // the REGISTER only; the trailing INVITE is ignored
     ("valid/semiuri.dat", 200), // OPTIONS
     ("valid/transports.dat", 200), // OPTIONS
     ("valid/mpart01.dat", 405), // MESSAGE
-    ("valid/unreason.dat", 0),  // a response: stray, dropped
-    ("valid/noreason.dat", 0),  // a response: stray, dropped
+    ("valid/unreason.dat", 0), // a response: stray, dropped
+    ("valid/noreason.dat", 0), // a response: stray, dropped
     ("valid/badbranch.dat", 200), // RFC 2543 transaction matching
-    ("valid/unkscm.dat", 416),  // unknown Request-URI scheme
+    ("valid/unkscm.dat", 416), // unknown Request-URI scheme
     ("valid/novelsc.dat", 416), // soap.beep: not served here
-    ("valid/unksm2.dat", 405),  // REGISTER
-    ("valid/bext01.dat", 420),  // Require: nothingSupported
-    ("valid/invut.dat", 415),   // Content-Type application/unknown
+    ("valid/unksm2.dat", 405), // REGISTER
+    ("valid/bext01.dat", 420), // Require: nothingSupported
+    ("valid/invut.dat", 415), // Content-Type application/unknown
     ("valid/regaut01.dat", 405), // REGISTER
-    ("valid/bcast.dat", 0),     // a response: never forwarded anywhere
-    ("valid/zeromf.dat", 200),  // Max-Forwards 0: a UAS may answer OPTIONS
+    ("valid/bcast.dat", 0),   // a response: never forwarded anywhere
+    ("valid/zeromf.dat", 200), // Max-Forwards 0: a UAS may answer OPTIONS
     ("valid/cparam01.dat", 405), // REGISTER
     ("valid/cparam02.dat", 405), // REGISTER
     ("valid/regescrt.dat", 405), // REGISTER
-    ("valid/sdp01.dat", 406),   // Accept without application/sdp
+    ("valid/sdp01.dat", 406), // Accept without application/sdp
     ("valid/inv2543.dat", 404), // RFC 2543 INVITE, not a star code
     // 3.1.2 invalid messages (+ 3.3.1, 3.3.8, 3.3.9): 400, 505, or dropped.
     ("invalid/badinv01.dat", 400),
@@ -60,8 +60,8 @@ const TABLE: &[(&str, u16)] = &[
     ("invalid/lwsstart.dat", 400),
     ("invalid/trws.dat", 400),
     ("invalid/escruri.dat", 400),
-    ("invalid/baddate.dat", 404),   // liberal: Date is never used, so it is not checked
-    ("invalid/regbadct.dat", 405),  // liberal: the bare Contact parses; REGISTER is 405
+    ("invalid/baddate.dat", 404), // liberal: Date is never used, so it is not checked
+    ("invalid/regbadct.dat", 405), // liberal: the bare Contact parses; REGISTER is 405
     ("invalid/badaspec.dat", 400),
     ("invalid/baddn.dat", 400),
     ("invalid/badvers.dat", 505),
@@ -164,7 +164,7 @@ async fn replies_stay_on_loopback_whatever_the_via_says() {
 
 #[tokio::test]
 async fn every_torture_message_over_udp() {
-        let mut failures = Vec::new();
+    let mut failures = Vec::new();
     for (i, (name, want)) in TABLE.iter().enumerate() {
         // A server per message: several torture messages share a branch and
         // sent-by, which RFC 3261 §17.2.3 would match as retransmissions.
@@ -199,7 +199,7 @@ async fn every_torture_message_over_udp() {
 
 #[tokio::test]
 async fn every_torture_message_over_tcp() {
-        let mut failures = Vec::new();
+    let mut failures = Vec::new();
     for (name, want) in TABLE {
         let s = TestServer::start(&base_config("")).await;
         let mut c = Tcp::connect(s.tcp).await;

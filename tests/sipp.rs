@@ -163,7 +163,13 @@ fn every_code(tcp: bool) {
     assert_eq!(log.len(), rows.len(), "{log:?}");
     for ((row, state), line) in rows.iter().zip(&log) {
         let (agent, dialled) = row.split_once(';').unwrap();
-        assert_eq!(line, &format!("{agent} {dialled} 200 {state}"));
+        let (got, sdp) = line.split_once(" | ").unwrap_or((line, ""));
+        assert_eq!(got, format!("{agent} {dialled} 200 {state}"));
+        // The offer was "0 8": facd answers PCMU, the offer's first choice.
+        assert!(
+            sdp.starts_with("m=audio ") && sdp.ends_with(" RTP/AVP 0"),
+            "{sdp}"
+        );
     }
 }
 
@@ -223,8 +229,15 @@ fn sipp_cancel() {
     let facd = Facd::start(&config());
     let (code, log) = sipp(&facd, "fac_cancel.xml", &["1003;*38"], false, &[]);
     assert_eq!(code, 0, "{log:?}");
-    // facd answers at once, so the CANCEL finds the INVITE answered.
-    assert_eq!(log, vec!["1003 *38 answered INVITE CANCEL".to_string()]);
+    // facd answers at once, so the CANCEL finds the INVITE answered: 200,
+    // no effect, and the login stands.
+    assert_eq!(log, vec!["1003 *38 CSeq: 1 CANCEL 200".to_string()]);
+    let (code, log) = sipp(&facd, "fac_call.xml", &["1003;*38"], false, &[]);
+    assert_eq!(code, 0);
+    assert!(
+        log[0].starts_with("1003 *38 200 queue=8001;state=NOT_READY"),
+        "{log:?}"
+    );
 }
 
 #[test]

@@ -58,7 +58,12 @@ pub fn error_response(ctx: &ReplyContext, src: SocketAddr, status: u16, reason: 
         };
         let _ = write!(out, "Via: {value}\r\n");
     }
-    for (name, value) in [("From", &ctx.from), ("To", &ctx.to), ("Call-ID", &ctx.call_id), ("CSeq", &ctx.cseq)] {
+    for (name, value) in [
+        ("From", &ctx.from),
+        ("To", &ctx.to),
+        ("Call-ID", &ctx.call_id),
+        ("CSeq", &ctx.cseq),
+    ] {
         if let Some(v) = value {
             let _ = write!(out, "{name}: {}\r\n", text(v));
         }
@@ -107,7 +112,11 @@ impl ResponseBuilder {
         out.push_str(&self.extra);
         let mut bytes = match &self.body {
             Some((ctype, body)) => {
-                let _ = write!(out, "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = write!(
+                    out,
+                    "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
                 out.into_bytes()
             }
             None => {
@@ -154,7 +163,11 @@ fn stamp_via(via: &Via, src: SocketAddr) -> String {
         }
     }
     let host = text(&via.host);
-    let host_ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
+    let host_ip = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .ok();
     if (via.rport.is_some() || host_ip != Some(src.ip())) && via.received.is_none() {
         let _ = write!(out, ";received={}", src.ip());
     }
@@ -225,8 +238,12 @@ mod tests {
     #[test]
     fn existing_to_tag_is_kept_and_no_received_when_host_is_source() {
         let src: SocketAddr = "192.0.2.1:5070".parse().unwrap();
-        let text = OPT.replace(";rport", "").replace("To: <sip:a@b>", "To: <sip:a@b>;tag=old");
-        let r = response(&req(&text), src, 486, "Busy\r\nX: injected").to_tag("new").build();
+        let text = OPT
+            .replace(";rport", "")
+            .replace("To: <sip:a@b>", "To: <sip:a@b>;tag=old");
+        let r = response(&req(&text), src, 486, "Busy\r\nX: injected")
+            .to_tag("new")
+            .build();
         let s = String::from_utf8_lossy(&r);
         assert!(s.starts_with("SIP/2.0 486 BusyX: injected\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK1\r\n"), "{s}");
         assert!(s.contains("To: <sip:a@b>;tag=old\r\n"));
@@ -236,16 +253,29 @@ mod tests {
     fn routing_never_leaves_the_source_address() {
         let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let r = req(OPT);
-        assert_eq!(response_target(&r.base.vias[0], src), src, "rport: the source port");
+        assert_eq!(
+            response_target(&r.base.vias[0], src),
+            src,
+            "rport: the source port"
+        );
         let r = req(&OPT.replace(";rport", ""));
-        assert_eq!(response_target(&r.base.vias[0], src), "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(
+            response_target(&r.base.vias[0], src),
+            "127.0.0.1:5070".parse().unwrap()
+        );
         let r = req(&OPT.replace(":5070", "").replace(";rport", ""));
-        assert_eq!(response_target(&r.base.vias[0], src), "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(
+            response_target(&r.base.vias[0], src),
+            "127.0.0.1:5060".parse().unwrap()
+        );
     }
 
     #[test]
     fn bare_rport_with_spaces() {
-        assert_eq!(bare_param("SIP/2.0/UDP h ; rport ;branch=x", "rport"), Some(21));
+        assert_eq!(
+            bare_param("SIP/2.0/UDP h ; rport ;branch=x", "rport"),
+            Some(21)
+        );
         assert_eq!(bare_param("SIP/2.0/UDP h;rport=5", "rport"), None);
         assert_eq!(bare_param("SIP/2.0/UDP h;rportx", "rport"), None);
     }

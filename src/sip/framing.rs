@@ -68,7 +68,11 @@ impl StreamDecoder {
     }
 
     /// The next frame in `buf`, consuming it; `Ok(None)` if more bytes are needed.
-    pub fn decode(&mut self, buf: &mut BytesMut, max_message_bytes: usize) -> Result<Option<Frame>, FramingError> {
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        max_message_bytes: usize,
+    ) -> Result<Option<Frame>, FramingError> {
         // Keep-alives between messages.
         loop {
             if buf.starts_with(b"\r\n\r\n") {
@@ -120,7 +124,10 @@ impl StreamDecoder {
 }
 
 /// One-shot helper over a fresh decoder (for tests and simple callers).
-pub fn decode_stream(buf: &mut BytesMut, max_message_bytes: usize) -> Result<Option<Frame>, FramingError> {
+pub fn decode_stream(
+    buf: &mut BytesMut,
+    max_message_bytes: usize,
+) -> Result<Option<Frame>, FramingError> {
     StreamDecoder::new().decode(buf, max_message_bytes)
 }
 
@@ -130,7 +137,9 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
     let mut found = None;
     for line in head.split(|c| *c == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = memchr::memchr(b':', line) else { continue };
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
         let name = line[..colon].trim_ascii();
         if !(name.eq_ignore_ascii_case(b"Content-Length") || name.eq_ignore_ascii_case(b"l")) {
             continue;
@@ -142,7 +151,9 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
         if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
             return Err(FramingError::BadContentLength);
         }
-        let n = value.iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+        let n = value
+            .iter()
+            .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
         if found.replace(n).is_some() {
             return Err(FramingError::BadContentLength);
         }
@@ -154,7 +165,8 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
 mod tests {
     use super::*;
 
-    const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
+    const MSG: &[u8] =
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
 
     fn feed(d: &mut StreamDecoder, buf: &mut BytesMut, bytes: &[u8]) -> Vec<Frame> {
         buf.extend_from_slice(bytes);
@@ -170,7 +182,10 @@ mod tests {
         for cut in 1..MSG.len() {
             let (mut d, mut buf) = (StreamDecoder::new(), BytesMut::new());
             assert!(feed(&mut d, &mut buf, &MSG[..cut]).is_empty(), "cut {cut}");
-            assert_eq!(feed(&mut d, &mut buf, &MSG[cut..]), [Frame::Message(Bytes::from_static(MSG))]);
+            assert_eq!(
+                feed(&mut d, &mut buf, &MSG[cut..]),
+                [Frame::Message(Bytes::from_static(MSG))]
+            );
             assert!(buf.is_empty());
         }
     }
@@ -209,32 +224,59 @@ mod tests {
     #[test]
     fn content_length_rules() {
         let cases: [(&[u8], FramingError); 4] = [
-            (b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n", FramingError::MissingContentLength),
-            (b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n", FramingError::BadContentLength),
-            (b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1\r\nl: 1\r\n\r\nx", FramingError::BadContentLength),
-            (b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1x\r\n\r\nx", FramingError::BadContentLength),
+            (
+                b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n",
+                FramingError::MissingContentLength,
+            ),
+            (
+                b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n",
+                FramingError::BadContentLength,
+            ),
+            (
+                b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1\r\nl: 1\r\n\r\nx",
+                FramingError::BadContentLength,
+            ),
+            (
+                b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1x\r\n\r\nx",
+                FramingError::BadContentLength,
+            ),
         ];
         for (m, e) in cases {
             let mut buf = BytesMut::from(m);
             assert_eq!(decode_stream(&mut buf, 65536), Err(e));
         }
         let mut buf = BytesMut::from(&b"X sip:a SIP/2.0\r\ncontent-LENGTH  :  2\r\n\r\nab"[..]);
-        assert!(matches!(decode_stream(&mut buf, 65536), Ok(Some(Frame::Message(_)))));
+        assert!(matches!(
+            decode_stream(&mut buf, 65536),
+            Ok(Some(Frame::Message(_)))
+        ));
     }
 
     #[test]
     fn oversize() {
         let mut buf = BytesMut::from(&b"OPTIONS sip:a@b SIP/2.0\r\nl: 100000\r\n\r\n"[..]);
-        assert_eq!(decode_stream(&mut buf, 65536), Err(FramingError::TooLarge(65536)));
+        assert_eq!(
+            decode_stream(&mut buf, 65536),
+            Err(FramingError::TooLarge(65536))
+        );
         let mut buf = BytesMut::from(&vec![b'a'; 70_000][..]);
-        assert_eq!(decode_stream(&mut buf, 65536), Err(FramingError::TooLarge(65536)));
+        assert_eq!(
+            decode_stream(&mut buf, 65536),
+            Err(FramingError::TooLarge(65536))
+        );
         assert_eq!(FramingError::TooLarge(1).status(), 513);
     }
 
     #[test]
     fn datagrams() {
         assert_eq!(datagram(Bytes::from_static(b"\r\n\r\n"), 100), Ok(None));
-        assert_eq!(datagram(Bytes::from_static(b"x"), 100), Ok(Some(Bytes::from_static(b"x"))));
-        assert_eq!(datagram(Bytes::from(vec![b'x'; 101]), 100), Err(FramingError::TooLarge(100)));
+        assert_eq!(
+            datagram(Bytes::from_static(b"x"), 100),
+            Ok(Some(Bytes::from_static(b"x")))
+        );
+        assert_eq!(
+            datagram(Bytes::from(vec![b'x'; 101]), 100),
+            Err(FramingError::TooLarge(100))
+        );
     }
 }

@@ -168,7 +168,10 @@ pub fn unescape(s: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'%' {
-            if let (Some(h), Some(l)) = (s.get(i + 1).and_then(|c| hex(*c)), s.get(i + 2).and_then(|c| hex(*c))) {
+            if let (Some(h), Some(l)) = (
+                s.get(i + 1).and_then(|c| hex(*c)),
+                s.get(i + 2).and_then(|c| hex(*c)),
+            ) {
                 out.push(h * 16 + l);
                 i += 3;
                 continue;
@@ -352,7 +355,9 @@ fn is_list(name: &[u8]) -> bool {
         "Service-Route",
     ];
     let name = expand(name);
-    LISTS.iter().any(|l| name.eq_ignore_ascii_case(l.as_bytes()))
+    LISTS
+        .iter()
+        .any(|l| name.eq_ignore_ascii_case(l.as_bytes()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -516,15 +521,25 @@ fn bad(what: &str) -> String {
 }
 
 enum Start {
-    Request { method: Method, uri: Uri, version_ok: bool },
-    Response { status: u16, reason: Bytes },
+    Request {
+        method: Method,
+        uri: Uri,
+        version_ok: bool,
+    },
+    Response {
+        status: u16,
+        reason: Bytes,
+    },
 }
 
 /// Parses one whole message (a UDP datagram or a TCP frame). Octets past
 /// Content-Length are ignored (RFC 3261 §18.3, RFC 4475 §3.1.1.8).
 pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
     // §7.5: ignore CRLFs before the start line.
-    let skip = frame.iter().take_while(|c| **c == b'\r' || **c == b'\n').count();
+    let skip = frame
+        .iter()
+        .take_while(|c| **c == b'\r' || **c == b'\n')
+        .count();
     let frame = frame.slice(skip..);
     let (head_end, body_start) = match memmem::find(&frame, b"\r\n\r\n") {
         Some(p) => (p, Some(p + 4)),
@@ -569,18 +584,24 @@ pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
     if body_start.is_none() {
         return Err(fail(400, bad("Missing Empty Line After Headers")));
     }
-    if let Start::Request { version_ok: false, .. } = start {
+    if let Start::Request {
+        version_ok: false, ..
+    } = start
+    {
         return Err(fail(505, "Version Not Supported".into()));
     }
     let method = match &start {
         Start::Request { method, .. } => Some(method),
         Start::Response { .. } => None,
     };
-    let (base, content_length) = base_headers(&headers, method).map_err(|why| fail(400, bad(&why)))?;
+    let (base, content_length) =
+        base_headers(&headers, method).map_err(|why| fail(400, bad(&why)))?;
     let body_start = body_start.unwrap_or(frame.len());
     let available = frame.len() - body_start;
     let body = match content_length {
-        Some(n) if n > available => return Err(fail(400, bad("Content-Length Larger Than Message"))),
+        Some(n) if n > available => {
+            return Err(fail(400, bad("Content-Length Larger Than Message")))
+        }
         Some(n) => frame.slice(body_start..body_start + n),
         // §18.3: without Content-Length a datagram's body runs to its end.
         None => frame.slice(body_start..),
@@ -665,13 +686,16 @@ fn split_headers(lines: &Bytes) -> Result<Headers, &'static str> {
 /// SP between the elements, none around them.
 fn parse_request_line(line: &Bytes) -> Result<Start, &'static str> {
     let mut parts = line.split(|c| *c == b' ');
-    let (Some(m), Some(u), Some(v), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(m), Some(u), Some(v), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err("Malformed Request-Line");
     };
     if m.is_empty() || !m.iter().all(|c| is_token(*c)) {
         return Err("Malformed Method");
     }
-    let uri = parse_uri(&line.slice_ref(u), UriContext::RequestUri).ok_or("Malformed Request-URI")?;
+    let uri =
+        parse_uri(&line.slice_ref(u), UriContext::RequestUri).ok_or("Malformed Request-URI")?;
     let version_ok = match version(v) {
         Some((2, 0)) => true,
         Some(_) => false,
@@ -687,8 +711,14 @@ fn parse_request_line(line: &Bytes) -> Result<Start, &'static str> {
 /// `SIP/1*DIGIT.1*DIGIT` (case-insensitive "SIP").
 fn version(v: &[u8]) -> Option<(u32, u32)> {
     let r: IResult<&[u8], (&[u8], &[u8])> = all_consuming((
-        preceded(tag_no_case(&b"SIP/"[..]), take_while_m_n(1, 9, |c: u8| c.is_ascii_digit())),
-        preceded(tag(&b"."[..]), take_while_m_n(1, 9, |c: u8| c.is_ascii_digit())),
+        preceded(
+            tag_no_case(&b"SIP/"[..]),
+            take_while_m_n(1, 9, |c: u8| c.is_ascii_digit()),
+        ),
+        preceded(
+            tag(&b"."[..]),
+            take_while_m_n(1, 9, |c: u8| c.is_ascii_digit()),
+        ),
     ))
     .parse(v);
     let (_, (major, minor)) = r.ok()?;
@@ -779,7 +809,10 @@ fn sip_uri_body(input: &[u8]) -> IResult<&[u8], UriParts<'_>> {
         )),
         take_while1(is_host_char),
     ));
-    let port = preceded(tag(&b":"[..]), take_while_m_n(1, 5, |c: u8| c.is_ascii_digit()));
+    let port = preceded(
+        tag(&b":"[..]),
+        take_while_m_n(1, 5, |c: u8| c.is_ascii_digit()),
+    );
     let param = preceded(
         tag(&b";"[..]),
         (
@@ -787,7 +820,10 @@ fn sip_uri_body(input: &[u8]) -> IResult<&[u8], UriParts<'_>> {
             opt(preceded(tag(&b"="[..]), take_while1(is_param_char))),
         ),
     );
-    let headers = preceded(tag(&b"?"[..]), take_while1(|c| is_header_char(c) || c == b'@'));
+    let headers = preceded(
+        tag(&b"?"[..]),
+        take_while1(|c| is_header_char(c) || c == b'@'),
+    );
     let (rest, (user, host, port, params, headers)) = (
         opt(userinfo),
         host,
@@ -805,7 +841,9 @@ fn parse_uri(raw: &Bytes, ctx: UriContext) -> Option<Uri> {
     let scheme = &raw[..colon];
     if scheme.is_empty()
         || !scheme[0].is_ascii_alphabetic()
-        || !scheme.iter().all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(c))
+        || !scheme
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(c))
     {
         return None;
     }
@@ -818,7 +856,11 @@ fn parse_uri(raw: &Bytes, ctx: UriContext) -> Option<Uri> {
         Scheme::Tel
     } else {
         // An opaque URI: any visible characters.
-        if rest.is_empty() || !rest.iter().all(|c| c.is_ascii_graphic() && *c != b'<' && *c != b'>') {
+        if rest.is_empty()
+            || !rest
+                .iter()
+                .all(|c| c.is_ascii_graphic() && *c != b'<' && *c != b'>')
+        {
             return None;
         }
         return Some(Uri {
@@ -834,7 +876,11 @@ fn parse_uri(raw: &Bytes, ctx: UriContext) -> Option<Uri> {
         // RFC 3966: number *(;param); the number goes in `user`.
         let mut parts = rest.split(|c| *c == b';');
         let number = parts.next()?;
-        if number.is_empty() || !number.iter().all(|c| c.is_ascii_alphanumeric() || b"+-.()*#%".contains(c)) {
+        if number.is_empty()
+            || !number
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"+-.()*#%".contains(c))
+        {
             return None;
         }
         let mut params = Vec::new();
@@ -921,7 +967,10 @@ fn parse_params(s: &Bytes) -> Option<Vec<(Bytes, Option<Bytes>)>> {
             if s.get(i) == Some(&b'"') {
                 i = quoted_end(s, i)?;
             } else {
-                while s.get(i).is_some_and(|c| is_token(*c) || *c == b':' || *c == b'[' || *c == b']') {
+                while s
+                    .get(i)
+                    .is_some_and(|c| is_token(*c) || *c == b':' || *c == b'[' || *c == b']')
+                {
                     i += 1;
                 }
             }
@@ -978,7 +1027,10 @@ fn parse_name_addr(v: &Bytes) -> Option<NameAddr> {
         (uri, v.slice(close + 1..))
     } else {
         // addr-spec: the URI ends at the first ';' or whitespace (§20).
-        let end = v.iter().position(|c| *c == b';' || is_ws(*c)).unwrap_or(v.len());
+        let end = v
+            .iter()
+            .position(|c| *c == b';' || is_ws(*c))
+            .unwrap_or(v.len());
         let uri = parse_uri(&v.slice(..end), UriContext::Bare)?;
         (uri, v.slice(end..))
     };
@@ -1028,7 +1080,9 @@ fn via(v: &Bytes, strict: bool) -> Option<Via> {
             i += 1;
         }
     }
-    if strict && (!v[proto[0].clone()].eq_ignore_ascii_case(b"SIP") || &v[proto[1].clone()] != b"2.0") {
+    if strict
+        && (!v[proto[0].clone()].eq_ignore_ascii_case(b"SIP") || &v[proto[1].clone()] != b"2.0")
+    {
         return None;
     }
     // sent-by = host [":" port]
@@ -1101,7 +1155,10 @@ fn reply_context(h: &Headers) -> Option<ReplyContext> {
 
 /// Pulls out the mandatory headers and Content-Length; refuses duplicates
 /// of single-value headers and a CSeq method that is not the request's.
-fn base_headers(h: &Headers, method: Option<&Method>) -> Result<(BaseHeaders, Option<usize>), String> {
+fn base_headers(
+    h: &Headers,
+    method: Option<&Method>,
+) -> Result<(BaseHeaders, Option<usize>), String> {
     let mut vias = Vec::with_capacity(2);
     let (mut from, mut to, mut call_id, mut cseq, mut max_forwards, mut content_length, mut ctype) =
         (None, None, None, None, None, None, None);
@@ -1119,7 +1176,11 @@ fn base_headers(h: &Headers, method: Option<&Method>) -> Result<(BaseHeaders, Op
                     vias.push(parse_via(&part).ok_or("Malformed Via")?);
                 }
             }
-            Known::From => once(&mut from, parse_name_addr(v).ok_or("Malformed From")?, "From")?,
+            Known::From => once(
+                &mut from,
+                parse_name_addr(v).ok_or("Malformed From")?,
+                "From",
+            )?,
             Known::To => once(&mut to, parse_name_addr(v).ok_or("Malformed To")?, "To")?,
             Known::CallId => {
                 if v.is_empty() || v.iter().any(|c| is_ws(*c) || !c.is_ascii_graphic()) {
@@ -1131,7 +1192,10 @@ fn base_headers(h: &Headers, method: Option<&Method>) -> Result<(BaseHeaders, Op
                 let split = v.iter().position(|c| is_ws(*c)).ok_or("Malformed CSeq")?;
                 let num = &v[..split];
                 let m = trim(v.slice(split..));
-                if !num.iter().all(u8::is_ascii_digit) || m.is_empty() || !m.iter().all(|c| is_token(*c)) {
+                if !num.iter().all(u8::is_ascii_digit)
+                    || m.is_empty()
+                    || !m.iter().all(|c| is_token(*c))
+                {
                     return Err("Malformed CSeq".into());
                 }
                 // §8.1.1.5: the sequence number is < 2^31 on creation and fits 32 bits.

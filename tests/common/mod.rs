@@ -14,7 +14,11 @@ use tokio::task::JoinHandle;
 
 /// A config for tests: loopback, ephemeral ports, lab auth, quick hang-up.
 pub fn base_config(extra_sip: &str) -> String {
-    let confirm = if extra_sip.contains("confirm_ms") { "" } else { "confirm_ms = 100" };
+    let confirm = if extra_sip.contains("confirm_ms") {
+        ""
+    } else {
+        "confirm_ms = 100"
+    };
     format!(
         r#"
 [sip]

@@ -33,7 +33,10 @@ fn typical_invite() {
     assert_eq!(r.uri.host, "pbx.example.com");
     assert_eq!(r.uri.param("TRANSPORT"), Some(Some(&b"udp"[..])));
     let via = &r.base.vias[0];
-    assert_eq!((via.transport.as_ref(), via.host.as_ref(), via.port), (&b"UDP"[..], &b"10.0.0.5"[..], Some(5062)));
+    assert_eq!(
+        (via.transport.as_ref(), via.host.as_ref(), via.port),
+        (&b"UDP"[..], &b"10.0.0.5"[..], Some(5062))
+    );
     assert_eq!(via.branch.as_deref(), Some(&b"z9hG4bK776asdhds"[..]));
     assert_eq!(via.rport, Some(None));
     assert_eq!(via.sent_by(), "10.0.0.5:5062");
@@ -41,7 +44,13 @@ fn typical_invite() {
     assert_eq!(r.base.from.tag.as_deref(), Some(&b"1928301774"[..]));
     assert_eq!(r.base.from.uri.user.as_deref(), Some(&b"1001"[..]));
     assert_eq!(r.base.to.tag, None);
-    assert_eq!(r.base.cseq, CSeq { seq: 314159, method: Method::Invite });
+    assert_eq!(
+        r.base.cseq,
+        CSeq {
+            seq: 314159,
+            method: Method::Invite
+        }
+    );
     assert_eq!(r.base.max_forwards, Some(70));
     assert_eq!(r.body, "v=0\r");
     assert_eq!(r.headers.get("content-type").unwrap(), "application/sdp");
@@ -70,7 +79,10 @@ fn any_token_is_a_method_and_methods_are_case_sensitive() {
     let r = req("FOO.BAR sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 FOO.BAR\r\n\r\n");
     assert_eq!(r.method, Method::Extension(Bytes::from_static(b"FOO.BAR")));
     assert_eq!(r.method.as_str(), "FOO.BAR");
-    assert_eq!(Method::from_token(b"invite"), Method::Extension(Bytes::from_static(b"invite")));
+    assert_eq!(
+        Method::from_token(b"invite"),
+        Method::Extension(Bytes::from_static(b"invite"))
+    );
 }
 
 #[test]
@@ -80,12 +92,18 @@ fn ipv6_references() {
     assert_eq!(r.uri.port, Some(5070));
     assert_eq!(r.base.vias[0].host, "[2001:db8::9:1]");
     assert_eq!(r.base.vias[0].sent_by(), "[2001:db8::9:1]:5062");
-    assert_eq!(r.base.vias[0].received.as_deref(), Some(&b"2001:db8::9:255"[..]));
+    assert_eq!(
+        r.base.vias[0].received.as_deref(),
+        Some(&b"2001:db8::9:255"[..])
+    );
 }
 
 #[test]
 fn percent_decoding_for_comparison() {
-    let r = req(&INVITE.replace("sip:*388000@pbx.example.com;transport", "sip:%2A38%38000@pbx.example.com;transport"));
+    let r = req(&INVITE.replace(
+        "sip:*388000@pbx.example.com;transport",
+        "sip:%2A38%38000@pbx.example.com;transport",
+    ));
     assert_eq!(r.uri.user.as_deref(), Some(&b"%2A38%38000"[..]));
     assert_eq!(r.uri.user_unescaped().unwrap(), b"*388000");
     assert_eq!(unescape(b"100%"), b"100%");
@@ -99,24 +117,40 @@ fn multi_value_headers_split_outside_quotes_and_angles() {
     assert_eq!(r.base.vias[1].host, "h2");
     let contacts: Vec<Bytes> = r.headers.get_all("m").collect();
     assert_eq!(contacts, ["\"a, b\" <sip:a@b;x=1>", "<sip:c@d>"]);
-    assert_eq!(r.headers.get_all("Require").collect::<Vec<_>>(), ["foo", "bar"]);
-    assert_eq!(r.headers.get_all("Subject").collect::<Vec<_>>(), ["a, b"], "not a list header");
+    assert_eq!(
+        r.headers.get_all("Require").collect::<Vec<_>>(),
+        ["foo", "bar"]
+    );
+    assert_eq!(
+        r.headers.get_all("Subject").collect::<Vec<_>>(),
+        ["a, b"],
+        "not a list header"
+    );
 }
 
 #[test]
 fn quoted_display_names_with_escapes() {
     let r = req(&INVITE.replace("\"Alice\"", "\"A \\\"B\\\" \\\\ C\""));
-    assert_eq!(r.base.from.display.as_deref(), Some(&br#"A \"B\" \\ C"#[..]));
+    assert_eq!(
+        r.base.from.display.as_deref(),
+        Some(&br#"A \"B\" \\ C"#[..])
+    );
 }
 
 #[test]
 fn schemes() {
-    let r = req(&INVITE.replace("sip:*388000@pbx.example.com;transport=udp", "tel:*388000;phone-context=pbx"));
+    let r = req(&INVITE.replace(
+        "sip:*388000@pbx.example.com;transport=udp",
+        "tel:*388000;phone-context=pbx",
+    ));
     assert_eq!(r.uri.scheme, Scheme::Tel);
     assert_eq!(r.uri.user.as_deref(), Some(&b"*388000"[..]));
     let r = req(&INVITE.replace("sip:*388000@pbx.example.com;transport=udp", "SIPS:*38@pbx"));
     assert_eq!(r.uri.scheme, Scheme::Sips);
-    let r = req(&INVITE.replace("sip:*388000@pbx.example.com;transport=udp", "urn:service:sos"));
+    let r = req(&INVITE.replace(
+        "sip:*388000@pbx.example.com;transport=udp",
+        "urn:service:sos",
+    ));
     assert_eq!(r.uri.scheme, Scheme::Other(Bytes::from_static(b"urn")));
 }
 
@@ -130,18 +164,60 @@ fn refused(s: &str) -> ParseError {
 #[test]
 fn refusals_say_what_was_wrong() {
     let cases = [
-        (INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE"), "Bad Request - CSeq Method Mismatch"),
-        (INVITE.replace("Call-ID: a84b4c76e66710@pc33.example.com\r\n", ""), "Bad Request - Missing Call-ID"),
-        (INVITE.replace("Max-Forwards: 70", "To: <sip:x@y>"), "Bad Request - Duplicate To"),
-        (INVITE.replace("Max-Forwards: 70", "Content-Length: 4"), "Bad Request - Duplicate Content-Length"),
-        (INVITE.replace("CSeq: 314159", "CSeq: 4294967296"), "Bad Request - CSeq Number Out Of Range"),
-        (INVITE.replace("Content-Length: 4", "Content-Length: 40"), "Bad Request - Content-Length Larger Than Message"),
-        (INVITE.replace("Content-Length: 4", "Content-Length: -4"), "Bad Request - Malformed Content-Length"),
-        (INVITE.replace("SIP/2.0/UDP 10.0.0.5", "SIP/3.0/UDP 10.0.0.5").replace("Via", "X-Via").replace("Max-Forwards: 70", "Via: SIP/2.0/UDP h"), "Bad Request - Duplicate To"),
-        (INVITE.replace("INVITE sip", "INVITE  sip"), "Bad Request - Malformed Request-Line"),
-        (INVITE.replace("INVITE sip:*388000@pbx.example.com;transport=udp", "INVITE <sip:*38@pbx>"), "Bad Request - Malformed Request-URI"),
-        (INVITE.replace("From: \"Alice\"", "From: \"Alice"), "Bad Request - Malformed From"),
-        (INVITE.replace("Max-Forwards: 70", "Max-Forwards: x"), "Bad Request - Malformed Max-Forwards"),
+        (
+            INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE"),
+            "Bad Request - CSeq Method Mismatch",
+        ),
+        (
+            INVITE.replace("Call-ID: a84b4c76e66710@pc33.example.com\r\n", ""),
+            "Bad Request - Missing Call-ID",
+        ),
+        (
+            INVITE.replace("Max-Forwards: 70", "To: <sip:x@y>"),
+            "Bad Request - Duplicate To",
+        ),
+        (
+            INVITE.replace("Max-Forwards: 70", "Content-Length: 4"),
+            "Bad Request - Duplicate Content-Length",
+        ),
+        (
+            INVITE.replace("CSeq: 314159", "CSeq: 4294967296"),
+            "Bad Request - CSeq Number Out Of Range",
+        ),
+        (
+            INVITE.replace("Content-Length: 4", "Content-Length: 40"),
+            "Bad Request - Content-Length Larger Than Message",
+        ),
+        (
+            INVITE.replace("Content-Length: 4", "Content-Length: -4"),
+            "Bad Request - Malformed Content-Length",
+        ),
+        (
+            INVITE
+                .replace("SIP/2.0/UDP 10.0.0.5", "SIP/3.0/UDP 10.0.0.5")
+                .replace("Via", "X-Via")
+                .replace("Max-Forwards: 70", "Via: SIP/2.0/UDP h"),
+            "Bad Request - Duplicate To",
+        ),
+        (
+            INVITE.replace("INVITE sip", "INVITE  sip"),
+            "Bad Request - Malformed Request-Line",
+        ),
+        (
+            INVITE.replace(
+                "INVITE sip:*388000@pbx.example.com;transport=udp",
+                "INVITE <sip:*38@pbx>",
+            ),
+            "Bad Request - Malformed Request-URI",
+        ),
+        (
+            INVITE.replace("From: \"Alice\"", "From: \"Alice"),
+            "Bad Request - Malformed From",
+        ),
+        (
+            INVITE.replace("Max-Forwards: 70", "Max-Forwards: x"),
+            "Bad Request - Malformed Max-Forwards",
+        ),
     ];
     for (text, want) in &cases[..7] {
         let e = refused(text);
@@ -153,7 +229,10 @@ fn refusals_say_what_was_wrong() {
         assert_eq!(e.reason, *want, "{text}");
     }
     let e = refused(&INVITE.replace("SIP/2.0\r\nVia", "SIP/2.1\r\nVia"));
-    assert_eq!((e.status, e.reason.as_str()), (505, "Version Not Supported"));
+    assert_eq!(
+        (e.status, e.reason.as_str()),
+        (505, "Version Not Supported")
+    );
     // No usable Via: nothing to answer.
     let e = refused(&INVITE.replace("Via: SIP/2.0/UDP", "Via: HTTP/1.1/UDP"));
     assert_eq!((e.status, e.reply.is_none()), (0, true));
@@ -185,7 +264,9 @@ fn never_panics_on_truncations_and_flips() {
         let _ = parse_message(Bytes::copy_from_slice(&base[..cut]));
     }
     for i in 0..base.len() {
-        for b in [0u8, b' ', b'\r', b'\n', b':', b';', b'"', b'<', b'>', b'%', 0xff, b',', b'@', b'['] {
+        for b in [
+            0u8, b' ', b'\r', b'\n', b':', b';', b'"', b'<', b'>', b'%', 0xff, b',', b'@', b'[',
+        ] {
             let mut m = base.to_vec();
             m[i] = b;
             let _ = parse_message(Bytes::from(m));
