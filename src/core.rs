@@ -347,9 +347,8 @@ impl Core {
                 b.header("Accept", ACCEPT)
             });
         }
-        let code = match req.uri.user_unescaped().map(|u| self.codes.parse(&u)) {
-            Some(Ok(code)) => code,
-            _ => return self.reply(now, id, req, peer, 404, "Not Found", |b| b),
+        let Some(Ok(code)) = req.uri.user_unescaped().map(|u| self.codes.parse(&u)) else {
+            return self.reply(now, id, req, peer, 404, "Not Found", |b| b);
         };
         let agent = match self.identify(req) {
             Ok(agent) => agent,
@@ -521,6 +520,7 @@ impl Core {
         String::from_utf8(user).map_err(|_| (403, "Forbidden"))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn reply(
         &mut self,
         now: Now,

@@ -301,9 +301,8 @@ async fn serve_tcp(
     stop: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let local = match stream.local_addr() {
-        Ok(a) => a,
-        Err(_) => return,
+    let Ok(local) = stream.local_addr() else {
+        return;
     };
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(256);

@@ -505,7 +505,7 @@ pub struct ParseError {
     /// The whole reason phrase, e.g. `Bad Request - CSeq Method Mismatch`.
     pub reason: String,
     /// What is needed to answer; None for responses or without a usable Via.
-    pub reply: Option<ReplyContext>,
+    pub reply: Option<Box<ReplyContext>>,
 }
 
 impl fmt::Display for ParseError {
@@ -562,7 +562,7 @@ pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
         Bytes::new()
     };
     let headers = split_headers(&lines);
-    let reply = headers.as_ref().ok().and_then(reply_context);
+    let reply = headers.as_ref().ok().and_then(reply_context).map(Box::new);
     let fail = |status: u16, reason: String| {
         if is_response {
             drop(reason)
