@@ -333,7 +333,7 @@ impl Core {
         }
         // RFC 3261 §8.2.3: content processing.
         if !req.body.is_empty() {
-            let ctype = req.headers.get("Content-Type").map(|v| media_type(v));
+            let ctype = req.headers.get("Content-Type").map(|v| media_type(&v));
             if ctype.as_deref() != Some("application/sdp") {
                 return self.reply(now, id, req, peer, 415, "Unsupported Media Type", |b| {
                     b.header("Accept", ACCEPT)

@@ -21,7 +21,7 @@
 
 use std::fmt;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use memchr::memmem;
 use nom::branch::alt;
 use nom::bytes::complete::{tag, tag_no_case, take_while, take_while1, take_while_m_n};
@@ -267,7 +267,6 @@ enum Known {
     MaxForwards,
     ContentLength,
     ContentType,
-    Contact,
     Other,
 }
 
@@ -296,28 +295,27 @@ const COMPACT: &[(&str, u8)] = &[
 ];
 
 fn known(name: &[u8]) -> Known {
-    let name = expand(name);
     let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
-    if is("Via") {
-        Known::Via
-    } else if is("From") {
-        Known::From
-    } else if is("To") {
-        Known::To
-    } else if is("Call-ID") {
-        Known::CallId
-    } else if is("CSeq") {
-        Known::CSeq
-    } else if is("Max-Forwards") {
-        Known::MaxForwards
-    } else if is("Content-Length") {
-        Known::ContentLength
-    } else if is("Content-Type") {
-        Known::ContentType
-    } else if is("Contact") {
-        Known::Contact
-    } else {
-        Known::Other
+    // Dispatch on length first: this runs for every header line.
+    match name.len() {
+        1 => match name[0].to_ascii_lowercase() {
+            b'v' => Known::Via,
+            b'f' => Known::From,
+            b't' => Known::To,
+            b'i' => Known::CallId,
+            b'l' => Known::ContentLength,
+            b'c' => Known::ContentType,
+            _ => Known::Other,
+        },
+        2 if is("To") => Known::To,
+        3 if is("Via") => Known::Via,
+        4 if is("From") => Known::From,
+        4 if is("CSeq") => Known::CSeq,
+        7 if is("Call-ID") => Known::CallId,
+        12 if is("Max-Forwards") => Known::MaxForwards,
+        12 if is("Content-Type") => Known::ContentType,
+        14 if is("Content-Length") => Known::ContentLength,
+        _ => Known::Other,
     }
 }
 
@@ -360,26 +358,55 @@ fn is_list(name: &[u8]) -> bool {
         .any(|l| name.eq_ignore_ascii_case(l.as_bytes()))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Header {
-    name: Bytes,
-    value: Bytes,
+/// Where a header's text lives: in the frame, or (unfolded) in the arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    Frame(u32, u32),
+    Arena(u32, u32),
 }
 
-/// All header fields, in order, unfolded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    name: (u32, u32),
+    value: Loc,
+}
+
+/// All header fields, in order, unfolded. Names and values are kept as
+/// offsets into the frame (no per-header reference counting); `Bytes` are
+/// cut only when asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
+    frame: Bytes,
+    arena: Bytes,
     list: Vec<Header>,
 }
 
 impl Headers {
+    fn name_of(&self, h: &Header) -> &[u8] {
+        &self.frame[h.name.0 as usize..h.name.1 as usize]
+    }
+
+    fn value_of(&self, h: &Header) -> &[u8] {
+        match h.value {
+            Loc::Frame(a, b) => &self.frame[a as usize..b as usize],
+            Loc::Arena(a, b) => &self.arena[a as usize..b as usize],
+        }
+    }
+
+    fn bytes_of(&self, h: &Header) -> Bytes {
+        match h.value {
+            Loc::Frame(a, b) => self.frame.slice(a as usize..b as usize),
+            Loc::Arena(a, b) => self.arena.slice(a as usize..b as usize),
+        }
+    }
+
     /// The first value of `name` (long or compact form, case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&Bytes> {
+    pub fn get(&self, name: &str) -> Option<Bytes> {
         let want = expand(name.as_bytes());
         self.list
             .iter()
-            .find(|h| expand(&h.name).eq_ignore_ascii_case(want))
-            .map(|h| &h.value)
+            .find(|h| expand(self.name_of(h)).eq_ignore_ascii_case(want))
+            .map(|h| self.bytes_of(h))
     }
 
     /// Every value of `name`; comma-separated list headers are split
@@ -389,25 +416,31 @@ impl Headers {
         let list = is_list(want);
         self.list
             .iter()
-            .filter(move |h| expand(&h.name).eq_ignore_ascii_case(want))
+            .filter(move |h| expand(self.name_of(h)).eq_ignore_ascii_case(want))
             .flat_map(move |h| {
+                let v = self.bytes_of(h);
                 if list {
-                    split_commas(&h.value)
+                    split_commas(&v)
                 } else {
-                    vec![h.value.clone()]
+                    vec![v]
                 }
             })
             .filter(|v| !v.is_empty())
     }
 
     /// Every (name as sent, value).
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-        self.list.iter().map(|h| (&h.name, &h.value))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.list
+            .iter()
+            .map(|h| (self.name_of(h), self.value_of(h)))
     }
 }
 
 /// Splits a header value on commas outside quoted strings and `<>`.
 fn split_commas(v: &Bytes) -> Vec<Bytes> {
+    if memchr::memchr(b',', v).is_none() {
+        return vec![v.clone()];
+    }
     let mut out = Vec::new();
     let (mut start, mut quoted, mut angle, mut escaped) = (0, false, false, false);
     for (i, &c) in v.iter().enumerate() {
@@ -520,6 +553,10 @@ fn bad(what: &str) -> String {
     format!("Bad Request - {what}")
 }
 
+/// The end of the head, searched once per message.
+static CRLFCRLF: std::sync::LazyLock<memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
+
 enum Start {
     Request {
         method: Method,
@@ -541,12 +578,12 @@ pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
         .take_while(|c| **c == b'\r' || **c == b'\n')
         .count();
     let frame = frame.slice(skip..);
-    let (head_end, body_start) = match memmem::find(&frame, b"\r\n\r\n") {
+    let (head_end, body_start) = match CRLFCRLF.find(&frame) {
         Some(p) => (p, Some(p + 4)),
         None => (frame.len(), None),
     };
     let head = frame.slice(..head_end);
-    let line_end = memmem::find(&head, b"\r\n").unwrap_or(head.len());
+    let line_end = memchr::memchr(b'\n', &head).map_or(head.len(), |n| n.saturating_sub(1));
     let start_line = head.slice(..line_end);
     let is_response = start_line.starts_with(b"SIP/");
     let drop = |reason: String| ParseError {
@@ -556,25 +593,22 @@ pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
     };
 
     // Headers first, so that a bad start line can still be answered.
-    let lines = if line_end + 2 <= head.len() {
-        head.slice(line_end + 2..)
-    } else {
-        Bytes::new()
-    };
-    let headers = split_headers(&lines);
-    let reply = headers.as_ref().ok().and_then(reply_context).map(Box::new);
-    let fail = |status: u16, reason: String| {
-        if is_response {
-            drop(reason)
+    let headers = split_headers(&frame, (line_end + 2).min(head_end), head_end);
+    // The reply context is only worked out on failure (off the hot path).
+    let fail = |status: u16, reason: String, headers: Option<&Headers>| {
+        let reply = if is_response {
+            None
         } else {
-            ParseError {
-                status: if reply.is_some() { status } else { 0 },
-                reason,
-                reply: reply.clone(),
-            }
+            headers.and_then(reply_context).map(Box::new)
+        };
+        ParseError {
+            status: if reply.is_some() { status } else { 0 },
+            reason,
+            reply,
         }
     };
-    let headers = headers.map_err(|why| fail(400, bad(why)))?;
+    let headers = headers.map_err(|why| fail(400, bad(why), None))?;
+    let fail = |status: u16, reason: String| fail(status, reason, Some(&headers));
 
     let start = if is_response {
         parse_status_line(&start_line).ok_or_else(|| drop(bad("Malformed Status-Line")))?
@@ -633,53 +667,73 @@ fn is_token(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
 }
 
-/// Splits header lines, unfolding continuation lines (§7.3.1).
-fn split_headers(lines: &Bytes) -> Result<Headers, &'static str> {
+/// `s[a..b]` without leading and trailing SP/HTAB, as offsets.
+fn trim_range(s: &[u8], mut a: usize, mut b: usize) -> (usize, usize) {
+    while a < b && is_ws(s[a]) {
+        a += 1;
+    }
+    while b > a && is_ws(s[b - 1]) {
+        b -= 1;
+    }
+    (a, b)
+}
+
+/// Splits the header lines in `frame[start..end]`, unfolding continuation
+/// lines (§7.3.1: folding is equivalent to one SP).
+fn split_headers(frame: &Bytes, start: usize, end: usize) -> Result<Headers, &'static str> {
+    let f = &frame[..end];
     let mut list: Vec<Header> = Vec::with_capacity(16);
-    let mut folded: Vec<(usize, Vec<u8>)> = Vec::new();
-    let mut pos = 0;
-    while pos < lines.len() {
-        let end = memmem::find(&lines[pos..], b"\r\n").map_or(lines.len(), |e| pos + e);
-        let line = lines.slice(pos..end);
-        pos = end + 2;
-        if line.first().is_some_and(|c| is_ws(*c)) {
-            let Some(last) = list.len().checked_sub(1) else {
+    let mut arena: Vec<u8> = Vec::new();
+    let mut pos = start;
+    while pos < end {
+        let line_end = match memchr::memchr(b'\n', &f[pos..]) {
+            Some(n) if n > 0 && f[pos + n - 1] == b'\r' => pos + n - 1,
+            Some(_) => return Err("Bare LF In Header"),
+            None => end,
+        };
+        let (a, b) = (pos, line_end);
+        pos = line_end + 2;
+        if is_ws(f[a]) {
+            let Some(last) = list.last_mut() else {
                 return Err("Continuation Line Before Any Header");
             };
-            // Folding is equivalent to one SP (§7.3.1).
-            let idx = match folded.last() {
-                Some((i, _)) if *i == last => folded.len() - 1,
-                _ => {
-                    folded.push((last, list[last].value.to_vec()));
-                    folded.len() - 1
+            let (ca, cb) = trim_range(f, a, b);
+            let (va, vb) = match last.value {
+                Loc::Frame(x, y) => {
+                    let x0 = arena.len();
+                    arena.extend_from_slice(&f[x as usize..y as usize]);
+                    (x0, arena.len())
                 }
+                Loc::Arena(x, y) => (x as usize, y as usize),
             };
-            let buf = &mut folded[idx].1;
-            let cont = trim(line);
-            if !cont.is_empty() {
-                if !buf.is_empty() {
-                    buf.push(b' ');
+            debug_assert_eq!(vb, arena.len());
+            if ca < cb {
+                if va < vb {
+                    arena.push(b' ');
                 }
-                buf.extend_from_slice(&cont);
+                arena.extend_from_slice(&f[ca..cb]);
             }
+            last.value = Loc::Arena(va as u32, arena.len() as u32);
             continue;
         }
-        let Some(colon) = memchr::memchr(b':', &line) else {
+        let Some(colon) = memchr::memchr(b':', &f[a..b]).map(|c| a + c) else {
             return Err("Malformed Header Line");
         };
-        let name = trim(line.slice(..colon));
-        if name.is_empty() || !name.iter().all(|c| is_token(*c)) {
+        let (na, nb) = trim_range(f, a, colon);
+        if na == nb || !f[na..nb].iter().all(|c| is_token(*c)) {
             return Err("Malformed Header Name");
         }
+        let (va, vb) = trim_range(f, colon + 1, b);
         list.push(Header {
-            name,
-            value: trim(line.slice(colon + 1..)),
+            name: (na as u32, nb as u32),
+            value: Loc::Frame(va as u32, vb as u32),
         });
     }
-    for (i, value) in folded {
-        list[i].value = trim(BytesMut::from(&value[..]).freeze());
-    }
-    Ok(Headers { list })
+    Ok(Headers {
+        frame: frame.clone(),
+        arena: Bytes::from(arena),
+        list,
+    })
 }
 
 /// Request-Line = Method SP Request-URI SP SIP-Version (§7.1): exactly one
@@ -786,11 +840,12 @@ fn is_host_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_'
 }
 
+/// (user, host, port, the `;params` run, headers)
 type UriParts<'a> = (
     Option<&'a [u8]>,
     &'a [u8],
     Option<&'a [u8]>,
-    Vec<(&'a [u8], Option<&'a [u8]>)>,
+    &'a [u8],
     Option<&'a [u8]>,
 );
 
@@ -828,7 +883,7 @@ fn sip_uri_body(input: &[u8]) -> IResult<&[u8], UriParts<'_>> {
         opt(userinfo),
         host,
         opt(port),
-        nom::multi::many0(param),
+        recognize(nom::multi::many0_count(param)),
         opt(headers),
     )
         .parse(input)?;
@@ -923,8 +978,12 @@ fn parse_uri(raw: &Bytes, ctx: UriContext) -> Option<Uri> {
         host: raw.slice_ref(host),
         port,
         params: params
-            .into_iter()
-            .map(|(n, v)| (raw.slice_ref(n), v.map(|v| raw.slice_ref(v))))
+            .split(|c| *c == b';')
+            .skip(1)
+            .map(|p| match memchr::memchr(b'=', p) {
+                Some(e) => (raw.slice_ref(&p[..e]), Some(raw.slice_ref(&p[e + 1..]))),
+                None => (raw.slice_ref(p), None),
+            })
             .collect(),
         raw: raw.clone(),
     })
@@ -1061,8 +1120,8 @@ fn parse_via_loose(v: &Bytes) -> Option<Via> {
 fn via(v: &Bytes, strict: bool) -> Option<Via> {
     let ws = |s: &[u8]| s.iter().take_while(|c| is_ws(**c)).count();
     let mut i = 0;
-    let mut proto = Vec::with_capacity(3);
-    for k in 0..3 {
+    let mut proto = [0..0, 0..0, 0..0];
+    for (k, slot) in proto.iter_mut().enumerate() {
         i += ws(&v[i..]);
         let t0 = i;
         while v.get(i).is_some_and(|c| is_token(*c)) {
@@ -1071,7 +1130,7 @@ fn via(v: &Bytes, strict: bool) -> Option<Via> {
         if i == t0 {
             return None;
         }
-        proto.push(t0..i);
+        *slot = t0..i;
         i += ws(&v[i..]);
         if k < 2 {
             if v.get(i) != Some(&b'/') {
@@ -1142,7 +1201,7 @@ fn via(v: &Bytes, strict: bool) -> Option<Via> {
 fn reply_context(h: &Headers) -> Option<ReplyContext> {
     let vias: Vec<Bytes> = h.get_all("Via").collect();
     let top_via = parse_via_loose(vias.first()?)?;
-    let one = |name: &str| h.get(name).cloned();
+    let one = |name: &str| h.get(name);
     Some(ReplyContext {
         top_via,
         vias,
@@ -1169,8 +1228,15 @@ fn base_headers(
         Ok(())
     }
     for hd in &h.list {
-        let v = &hd.value;
-        match known(&hd.name) {
+        let kind = known(h.name_of(hd));
+        if kind == Known::Other {
+            continue;
+        }
+        let v = &h.bytes_of(hd);
+        match kind {
+            Known::Via if memchr::memchr(b',', v).is_none() => {
+                vias.push(parse_via(v).ok_or("Malformed Via")?)
+            }
             Known::Via => {
                 for part in split_commas(v) {
                     vias.push(parse_via(&part).ok_or("Malformed Via")?);
@@ -1218,13 +1284,6 @@ fn base_headers(
                 once(&mut content_length, n as usize, "Content-Length")?;
             }
             Known::ContentType => once(&mut ctype, (), "Content-Type")?,
-            Known::Contact => {
-                for part in split_commas(v) {
-                    if part.as_ref() != b"*" && parse_name_addr(&part).is_none() {
-                        return Err("Malformed Contact".into());
-                    }
-                }
-            }
             Known::Other => {}
         }
     }

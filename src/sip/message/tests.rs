@@ -234,7 +234,7 @@ fn refusals_say_what_was_wrong() {
         (505, "Version Not Supported")
     );
     // No usable Via: nothing to answer.
-    let e = refused(&INVITE.replace("Via: SIP/2.0/UDP", "Via: HTTP/1.1/UDP"));
+    let e = refused(&INVITE.replace("Via: SIP/2.0/UDP 10.0.0.5:5062", "Via: nonsense"));
     assert_eq!((e.status, e.reply.is_none()), (0, true));
 }
 
