@@ -76,6 +76,14 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        // Handlers first, so a signal right after the "listening" line is ours.
+        let shutdown = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("facd: cannot install signal handlers: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let addrs: Vec<String> = server
             .local_addrs()
             .iter()
@@ -84,23 +92,20 @@ fn main() -> ExitCode {
         // Tests and scripts read this line to learn the ephemeral ports.
         println!("facd listening on {}", addrs.join(" "));
         tracing::info!(listen = %addrs.join(" "), "facd started");
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         ExitCode::SUCCESS
     })
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT; the handlers are installed at once.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }

@@ -134,7 +134,7 @@ impl Server {
     }
 
     /// Runs until `shutdown` resolves, then stops gracefully.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let cfg = &self.config;
         let tcfg = TransportConfig {
             max_message_bytes: cfg.sip.max_message_bytes,
@@ -158,11 +158,15 @@ impl Server {
             rtp_v4: rtp_addr(false),
             rtp_v6: rtp_addr(true),
         };
-        let mut core = Core::new(
-            core_cfg,
-            Engine::new(model(cfg)),
-            StarCodeParser::new(codes(cfg)),
-        );
+        let engine = Engine::new(model(cfg));
+        let codes = StarCodeParser::new(codes(cfg));
+        let mut core = Core::new(core_cfg, engine, codes);
+
+        // The engine has its own copy of the agents; give the configuration's
+        // (and the TOML parser's garbage) back to the OS: with 100,000
+        // agents that is most of the process's memory.
+        self.config.agents = Vec::new();
+        release_free_memory();
 
         let (tx, mut rx) = mpsc::channel::<Inbound>(8192);
         let stop_accept = CancellationToken::new();
@@ -245,6 +249,15 @@ impl Server {
             retransmissions = s.retransmissions,
             "stopped"
         );
+    }
+}
+
+/// Returns freed heap pages to the OS (glibc keeps them otherwise).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -210,6 +210,10 @@ impl Engine {
                 members[qi].push((ai, slot));
             }
             agent_ix.insert(def.extension.clone(), ai);
+            let def = AgentDef {
+                queues: Vec::new(),
+                ..def
+            };
             agents.push(Agent {
                 cells: vec![Cell::logged_out(0); slots.len()],
                 slots,
