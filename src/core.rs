@@ -428,16 +428,15 @@ impl Core {
             .body("application/sdp", Bytes::from(sdp))
             .build();
         let dialog = DialogId {
-            call_id: req.base.call_id.clone(),
             local_tag: Bytes::from(tag.clone()),
-            remote_tag: req.base.from.tag.clone().unwrap_or_default(),
+            ..dialog_id(req)
         };
         let remote_target = req
             .headers
             .get_all("Contact")
             .next()
             .map(|c| contact_uri(&c))
-            .unwrap_or_else(|| req.base.from.uri.raw.clone());
+            .unwrap_or_else(|| Bytes::copy_from_slice(&req.base.from.uri.raw));
         let bye = ByeTemplate {
             request_uri: remote_target,
             transport: peer.transport(),
@@ -446,9 +445,13 @@ impl Core {
                 "{};tag={tag}",
                 String::from_utf8_lossy(&req.base.to.raw)
             )),
-            to: req.base.from.raw.clone(),
-            call_id: req.base.call_id.clone(),
-            route_set: req.headers.get_all("Record-Route").collect(),
+            to: Bytes::copy_from_slice(&req.base.from.raw),
+            call_id: dialog.call_id.clone(),
+            route_set: req
+                .headers
+                .get_all("Record-Route")
+                .map(|r| Bytes::copy_from_slice(&r))
+                .collect(),
         };
         // In-dialog requests reuse the flow the INVITE came on (RFC 5626
         // style): the packet's source, never a host named in the message.
@@ -598,8 +601,9 @@ fn tx_key(req: &Request) -> TxKey {
         Method::Ack => Bytes::from_static(b"INVITE"),
         ref m => Bytes::copy_from_slice(m.as_str().as_bytes()),
     };
+    // Keys outlive the request (Timers J/L): own copies, not slices of the frame.
     let branch = match &top.branch {
-        Some(b) if b.starts_with(MAGIC_COOKIE) => b.clone(),
+        Some(b) if b.starts_with(MAGIC_COOKIE) => Bytes::copy_from_slice(b),
         _ => {
             let mut k = Vec::with_capacity(128);
             k.extend_from_slice(b"2543:");
@@ -620,10 +624,11 @@ fn tx_key(req: &Request) -> TxKey {
 
 /// The dialog a request belongs to, from the UAS side (RFC 3261 §12.2.2).
 fn dialog_id(req: &Request) -> DialogId {
+    let own = |b: Option<&Bytes>| b.map_or_else(Bytes::new, |b| Bytes::copy_from_slice(b));
     DialogId {
-        call_id: req.base.call_id.clone(),
-        local_tag: req.base.to.tag.clone().unwrap_or_default(),
-        remote_tag: req.base.from.tag.clone().unwrap_or_default(),
+        call_id: own(Some(&req.base.call_id)),
+        local_tag: own(req.base.to.tag.as_ref()),
+        remote_tag: own(req.base.from.tag.as_ref()),
     }
 }
 

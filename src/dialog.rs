@@ -7,7 +7,9 @@
 //!
 //! Pure like the transaction layer: time is passed in, outputs are popped.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use ahash::AHashMap as HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -148,11 +150,11 @@ impl<P: Clone> Dialogs<P> {
         Self {
             cfg,
             max,
-            dialogs: HashMap::new(),
-            by_id: HashMap::new(),
+            dialogs: HashMap::default(),
+            by_id: HashMap::default(),
             timers: BTreeSet::new(),
             clients: ClientTransactions::new(cfg),
-            byes: HashMap::new(),
+            byes: HashMap::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rng: SmallRng::seed_from_u64(seed),

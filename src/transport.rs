@@ -204,11 +204,12 @@ pub async fn run_udp(
             return;
         }
     };
-    let mut buf = BytesMut::with_capacity(cfg.max_message_bytes + 1);
+    // One reusable buffer; each datagram is copied out at its own size, so
+    // a message kept for a while never pins a 64 KiB receive buffer.
+    let mut buf = vec![0u8; cfg.max_message_bytes + 1];
     loop {
-        buf.reserve(cfg.max_message_bytes + 1);
         let res = tokio::select! {
-            r = sock.recv_buf_from(&mut buf) => r,
+            r = sock.recv_from(&mut buf) => r,
             () = stop.cancelled() => return,
         };
         let (n, addr) = match res {
@@ -216,11 +217,10 @@ pub async fn run_udp(
             Err(e) => {
                 // ICMP port unreachable and the like surface here on Linux.
                 debug!(%local, error = %e, "udp receive error");
-                buf.clear();
                 continue;
             }
         };
-        let data = buf.split_to(n).freeze();
+        let data = Bytes::copy_from_slice(&buf[..n]);
         let peer = Peer {
             addr,
             local,

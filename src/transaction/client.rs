@@ -1,7 +1,9 @@
 //! The non-INVITE client transaction (RFC 3261 §17.1.2), for requests facd
 //! sends itself (BYE; later NOTIFY). Method-agnostic.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use ahash::AHashMap as HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,8 +66,8 @@ impl<P: Clone> ClientTransactions<P> {
     pub fn new(cfg: TimerConfig) -> Self {
         Self {
             cfg,
-            txs: HashMap::new(),
-            by_branch: HashMap::new(),
+            txs: HashMap::default(),
+            by_branch: HashMap::default(),
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),

@@ -1,6 +1,8 @@
 //! Server transactions (RFC 3261 §17.2, RFC 6026 §7.1).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use ahash::AHashMap as HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -109,8 +111,8 @@ impl<P: Clone> ServerTransactions<P> {
     pub fn new(cfg: TimerConfig) -> Self {
         Self {
             cfg,
-            txs: HashMap::new(),
-            by_key: HashMap::new(),
+            txs: HashMap::default(),
+            by_key: HashMap::default(),
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -154,8 +156,7 @@ impl<P: Clone> ServerTransactions<P> {
                 if let Some(&id) = self.by_key.get(&key) {
                     if let Some(tx) = self.txs.get(&id) {
                         // §17.2.1/§17.2.2: a retransmission gets the last
-                        // response again; RFC 6026: in Accepted the 2xx is
-                        // resent so the caller sees the same answer.
+                        // response again (none is kept in Accepted).
                         if tx.state != State::Confirmed {
                             if let Some(last) = &tx.last {
                                 self.transmits.push_back((tx.peer.clone(), last.clone()));
@@ -191,7 +192,9 @@ impl<P: Clone> ServerTransactions<P> {
         }
         self.transmits
             .push_back((tx.peer.clone(), response.clone()));
-        tx.last = Some(response);
+        // RFC 6026 §7.1: a 2xx is retransmitted by the TU (the dialog layer),
+        // so the Accepted state keeps no copy and absorbs retransmitted INVITEs.
+        tx.last = (!(tx.invite && (200..300).contains(&status))).then_some(response);
         let reliable = tx.reliable;
         if status < 200 {
             return;
@@ -488,12 +491,13 @@ mod tests {
         drain(&mut t);
         // No Timer G for a 2xx: the dialog layer retransmits it.
         assert!(run(&mut t, t0, 0, 5000).is_empty());
-        // A retransmitted INVITE gets the 2xx again, never New.
+        // A retransmitted INVITE is absorbed (RFC 6026 §7.1), never New:
+        // the dialog layer's own 2xx retransmissions answer it.
         assert_eq!(
             t.receive(t0, key("b1", "INVITE"), RequestKind::Invite, 1, false),
             Received::Retransmission
         );
-        assert_eq!(drain(&mut t), [Bytes::from_static(b"200")]);
+        assert!(drain(&mut t).is_empty());
         // An ACK with the INVITE's branch goes to the dialog layer.
         assert_eq!(
             t.receive(t0, key("b1", "INVITE"), RequestKind::Ack, 1, false),
