@@ -138,7 +138,7 @@ impl Core {
     /// One inbound message.
     pub fn handle(&mut self, now: Now, inbound: Inbound) {
         match inbound.msg {
-            Message::Request(req) => self.on_request(now, req, inbound.peer),
+            Message::Request(req) => self.on_request(now, *req, inbound.peer),
             Message::Response(resp) => self.on_response(now, &resp),
         }
     }

@@ -205,7 +205,7 @@ mod tests {
 
     fn req(s: &str) -> Request {
         match parse_message(Bytes::copy_from_slice(s.as_bytes())).unwrap() {
-            Message::Request(r) => r,
+            Message::Request(r) => *r,
             Message::Response(_) => panic!(),
         }
     }

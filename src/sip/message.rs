@@ -507,10 +507,11 @@ pub struct Response {
 /// A parsed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    /// A request.
-    Request(Request),
+    /// A request (boxed: the typed headers make it about 1 KB, and a box
+    /// moves cheaply through channels).
+    Request(Box<Request>),
     /// A response.
-    Response(Response),
+    Response(Box<Response>),
 }
 
 /// Raw values of the headers an error response copies (RFC 3261 §8.2.6.2).
@@ -641,20 +642,20 @@ pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
         None => frame.slice(body_start..),
     };
     Ok(match start {
-        Start::Request { method, uri, .. } => Message::Request(Request {
+        Start::Request { method, uri, .. } => Message::Request(Box::new(Request {
             method,
             uri,
             base,
             headers,
             body,
-        }),
-        Start::Response { status, reason } => Message::Response(Response {
+        })),
+        Start::Response { status, reason } => Message::Response(Box::new(Response {
             status,
             reason,
             base,
             headers,
             body,
-        }),
+        })),
     })
 }
 

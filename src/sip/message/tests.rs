@@ -8,7 +8,7 @@ fn msg(s: &str) -> Result<Message, ParseError> {
 
 fn req(s: &str) -> Request {
     match msg(s) {
-        Ok(Message::Request(r)) => r,
+        Ok(Message::Request(r)) => *r,
         other => panic!("{other:?}"),
     }
 }
