@@ -119,12 +119,18 @@ pub struct ReasonConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
+    /// Journal and snapshots.
     pub dir: PathBuf,
+    /// fdatasync before answering (false: faster, not crash-safe; benchmarks only).
+    pub sync: bool,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { dir: "data".into() }
+        Self {
+            dir: "data".into(),
+            sync: true,
+        }
     }
 }
 

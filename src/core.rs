@@ -15,13 +15,16 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tracing::{debug, info, warn};
 
+use std::collections::BTreeMap;
+
 use crate::dialog::{ByeTemplate, DialogEvent, DialogId, Dialogs};
-use crate::engine::{Applied, Cause, Command, Engine, Millis, ReasonRef, Target};
+use crate::engine::{Applied, Cause, Change, Command, Engine, Millis, ReasonRef, Target};
 use crate::sip::build::{self, ResponseBuilder};
 use crate::sip::message::{Message, Method, Request, Response, Scheme};
 use crate::sip::sdp;
 use crate::sip::star_code::{Action, StarCode, StarCodeParser};
 use crate::transaction::{Received, RequestKind, ServerTransactions, TimerConfig, TxId, TxKey};
+use crate::store::{Store, StoreError};
 use crate::transport::{Inbound, Peer};
 
 /// The methods facd implements (the `Allow` header, RFC 3261 §20.5).
@@ -102,8 +105,39 @@ pub struct CoreStats {
     pub stray_responses: u64,
 }
 
+/// The journal and how its completions reach the core loop.
+pub struct Durable {
+    /// The store.
+    pub store: Store,
+    /// The committer sends `(ticket, outcome)` here.
+    pub done: tokio::sync::mpsc::UnboundedSender<(u64, Result<(), StoreError>)>,
+}
+
+/// Journal snapshots are written when the journal grows past this.
+const CHECKPOINT_BYTES: u64 = 8 << 20;
+
+/// A 200 ready to go, with the dialog that follows it.
+struct Answer {
+    ok: Bytes,
+    dialog: DialogId,
+    dest: Dest,
+    reliable: bool,
+    bye: ByeTemplate,
+}
+
+/// A change waiting for its journal write (SPEC §7: durable before the 200).
+struct Pending {
+    /// The transaction to answer, the 200 and the 500 (None for timer changes).
+    reply: Option<(TxId, Answer, Bytes)>,
+    /// The agent's records before the change, to undo it if the write fails.
+    undo: Vec<Change>,
+}
+
 /// The core state.
 pub struct Core {
+    durable: Option<Durable>,
+    pending: BTreeMap<u64, Pending>,
+    next_ticket: u64,
     cfg: CoreConfig,
     txs: ServerTransactions<Dest>,
     dialogs: Dialogs<Dest>,
@@ -117,8 +151,11 @@ pub struct Core {
 
 impl Core {
     /// A core over `engine`, recognising `codes`.
-    pub fn new(cfg: CoreConfig, engine: Engine, codes: StarCodeParser) -> Self {
+    pub fn new(cfg: CoreConfig, engine: Engine, codes: StarCodeParser, durable: Option<Durable>) -> Self {
         Self {
+            durable,
+            pending: BTreeMap::new(),
+            next_ticket: 1,
             txs: ServerTransactions::new(cfg.timers),
             dialogs: Dialogs::new(cfg.timers, MAX_CALLS, rand::random()),
             engine,
@@ -151,7 +188,109 @@ impl Core {
             for ev in self.engine.handle_timeout(now.wall) {
                 info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "timer", "state changed");
             }
+            // A timer change is journaled too (nobody waits for it; after a
+            // crash the expired deadline fires again on replay).
+            self.journal(None, Vec::new());
         }
+    }
+
+    /// Journals the engine's pending changes; `reply` is sent once durable.
+    fn journal(&mut self, reply: Option<(TxId, Answer, Bytes)>, undo: Vec<Change>) -> Option<(TxId, Answer, Bytes)> {
+        let changes = self.engine.take_changes();
+        let Some(d) = &self.durable else {
+            return reply;
+        };
+        if changes.is_empty() {
+            return reply;
+        }
+        let payload = match serde_json::to_vec(&changes) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "cannot encode a journal record");
+                return reply;
+            }
+        };
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.pending.insert(ticket, Pending { reply, undo });
+        let done = d.done.clone();
+        d.store.append(
+            vec![payload],
+            Box::new(move |r| {
+                let _ = done.send((ticket, r));
+            }),
+        );
+        None
+    }
+
+    /// A journal write finished: send its 200, or undo it (and every change
+    /// queued after it, newest first) and answer 500 (SPEC §7).
+    pub fn on_durable(&mut self, now: Now, ticket: u64, result: Result<(), StoreError>) {
+        match result {
+            Ok(()) => {
+                if let Some(Pending {
+                    reply: Some((id, answer, _)),
+                    ..
+                }) = self.pending.remove(&ticket)
+                {
+                    self.deliver(now, id, answer);
+                }
+                self.maybe_checkpoint();
+            }
+            Err(e) => {
+                if !self.pending.contains_key(&ticket) {
+                    return;
+                }
+                let failed: Vec<u64> = self.pending.range(ticket..).map(|(t, _)| *t).collect();
+                warn!(error = %e, changes = failed.len(), "journal write failed: changes undone and answered 500");
+                for t in failed.into_iter().rev() {
+                    let Some(p) = self.pending.remove(&t) else { continue };
+                    for c in p.undo {
+                        let _ = self.engine.restore(c);
+                    }
+                    if let Some((id, _, fail)) = p.reply {
+                        self.txs.respond(now.mono, id, 500, fail);
+                    }
+                }
+                let _ = self.engine.take_changes();
+                if let Some(d) = &self.durable {
+                    d.store.reset();
+                }
+            }
+        }
+    }
+
+    fn maybe_checkpoint(&mut self) {
+        let Some(d) = &self.durable else { return };
+        if d.store.journal_len() < CHECKPOINT_BYTES {
+            return;
+        }
+        self.checkpoint(Box::new(|r| {
+            if let Err(e) = r {
+                warn!(error = %e, "snapshot failed; the journal keeps growing");
+            }
+        }));
+    }
+
+    /// Writes a snapshot of every state (ordered after all journaled changes).
+    pub fn checkpoint(&mut self, done: crate::store::Done) {
+        let Some(d) = &self.durable else {
+            return done(Ok(()));
+        };
+        match serde_json::to_vec(&self.engine.export()) {
+            Ok(snap) => d.store.checkpoint(snap, done),
+            Err(e) => warn!(error = %e, "cannot encode a snapshot"),
+        }
+    }
+
+    /// Takes the store out for a clean close.
+    pub fn take_store(&mut self) -> Option<Store> {
+        self.durable.take().map(|d| d.store)
+    }
+
+    /// Changes still waiting for the journal.
+    pub fn pending_writes(&self) -> usize {
+        self.pending.len()
     }
 
     /// The earliest deadline of the transactions, dialogs and engine.
@@ -386,6 +525,11 @@ impl Core {
             }
         };
         let call_id = String::from_utf8_lossy(&req.base.call_id).into_owned();
+        let undo = if self.durable.is_some() {
+            self.engine.export_agent(&agent)
+        } else {
+            Vec::new()
+        };
         match self
             .engine
             .apply(now.wall, command_for(&code, &agent), Cause::Fac)
@@ -401,21 +545,29 @@ impl Core {
                 for ev in &applied.events {
                     info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "fac", %call_id, "state changed");
                 }
-                self.answer(now, id, req, peer, &applied, body);
+                let answer = self.answer(req, peer, &applied, body);
+                let fail = if self.durable.is_some() {
+                    self.response(req, peer, 500, "Server Internal Error - State Not Saved", |b| b)
+                } else {
+                    Bytes::new()
+                };
+                // SPEC §7: the 200 leaves only once the change is durable.
+                if let Some((id, answer, _)) = self.journal(Some((id, answer, fail)), undo) {
+                    self.deliver(now, id, answer);
+                }
             }
         }
     }
 
+    /// Sends the 200 and starts the dialog.
+    fn deliver(&mut self, now: Now, id: TxId, a: Answer) {
+        self.dialogs
+            .answered(now.mono, a.dialog, a.ok.clone(), a.dest, a.reliable, a.bye, self.cfg.confirm);
+        self.txs.respond(now.mono, id, 200, a.ok);
+    }
+
     /// The 200 for an applied star code, and the dialog that follows it.
-    fn answer(
-        &mut self,
-        now: Now,
-        id: TxId,
-        req: &Request,
-        peer: &Peer,
-        applied: &Applied,
-        sdp: String,
-    ) {
+    fn answer(&mut self, req: &Request, peer: &Peer, applied: &Applied, sdp: String) -> Answer {
         let tag = self.new_tag();
         let contact = self.contact(req, peer);
         let bytes = build::response(req, peer.addr, 200, "OK")
@@ -459,16 +611,13 @@ impl Core {
             peer: peer.clone(),
             to: peer.addr,
         };
-        self.dialogs.answered(
-            now.mono,
+        Answer {
+            ok: bytes,
             dialog,
-            bytes.clone(),
             dest,
-            peer.reliable(),
+            reliable: peer.reliable(),
             bye,
-            self.cfg.confirm,
-        );
-        self.txs.respond(now.mono, id, 200, bytes);
+        }
     }
 
     fn on_ack(&mut self, now: Now, req: &Request) {
@@ -534,13 +683,24 @@ impl Core {
         reason: &str,
         extra: impl FnOnce(ResponseBuilder) -> ResponseBuilder,
     ) {
+        let bytes = self.response(req, peer, status, reason, extra);
+        self.txs.respond(now.mono, id, status, bytes);
+    }
+
+    fn response(
+        &mut self,
+        req: &Request,
+        peer: &Peer,
+        status: u16,
+        reason: &str,
+        extra: impl FnOnce(ResponseBuilder) -> ResponseBuilder,
+    ) -> Bytes {
         let mut b = build::response(req, peer.addr, status, reason).header("Server", SERVER);
         // RFC 3261 §8.2.6.2: a To tag on every response but 100.
         if status > 100 {
             b = b.to_tag(&self.new_tag());
         }
-        let bytes = extra(b).build();
-        self.txs.respond(now.mono, id, status, bytes);
+        extra(b).build()
     }
 
     fn new_tag(&mut self) -> String {

@@ -4,5 +4,6 @@ pub mod dialog;
 pub mod engine;
 pub mod server;
 pub mod sip;
+pub mod store;
 pub mod transaction;
 pub mod transport;

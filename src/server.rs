@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ListenProto};
-use crate::core::{Core, CoreConfig, Now};
+use crate::core::{Core, CoreConfig, Durable, Now};
+use crate::store::Store;
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
 use crate::sip::star_code::{Codes, StarCodeParser};
 use crate::transaction::TimerConfig;
@@ -31,6 +32,9 @@ const BATCH: usize = 64;
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The storage directory could not be opened or recovered.
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// A listener could not be bound.
     #[error("cannot listen on {proto}:{addr}: {source}")]
     Bind {
@@ -46,6 +50,8 @@ pub enum ServerError {
 /// A server with its sockets bound, ready to [`Server::run`].
 pub struct Server {
     config: Config,
+    engine: Engine,
+    store: Store,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
     rtp: Vec<Arc<UdpSocket>>,
@@ -56,6 +62,7 @@ impl Server {
     /// Binds every `[sip] listen` entry. A UDP and a TCP listener on the same
     /// `ip:0` share one ephemeral port, so tests get "the same port" too.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        let (engine, store) = recover(&config)?;
         let listeners = config.listeners();
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
@@ -111,6 +118,8 @@ impl Server {
         }
         Ok(Self {
             config,
+            engine,
+            store,
             udp,
             tcp,
             rtp,
@@ -158,9 +167,13 @@ impl Server {
             rtp_v4: rtp_addr(false),
             rtp_v6: rtp_addr(true),
         };
-        let engine = Engine::new(model(cfg));
         let codes = StarCodeParser::new(codes(cfg));
-        let mut core = Core::new(core_cfg, engine, codes);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let durable = Durable {
+            store: self.store,
+            done: done_tx,
+        };
+        let mut core = Core::new(core_cfg, self.engine, codes, Some(durable));
 
         // The engine has its own copy of the agents; give the configuration's
         // (and the TOML parser's garbage) back to the OS: with 100,000
@@ -225,11 +238,18 @@ impl Server {
                         }
                     }
                 }
+                Some((ticket, result)) = done_rx.recv() => {
+                    let now = Now::read();
+                    core.on_durable(now, ticket, result);
+                    while let Ok((ticket, result)) = done_rx.try_recv() {
+                        core.on_durable(now, ticket, result);
+                    }
+                }
                 () = &mut sleep => core.handle_timeout(Now::read()),
             }
             core.flush();
             if let Some(until) = drain_until {
-                if core.drained() {
+                if core.drained() && core.pending_writes() == 0 {
                     break;
                 }
                 if tokio::time::Instant::now() >= until {
@@ -241,6 +261,19 @@ impl Server {
         core.flush();
         stop_all.cancel();
         while tasks.join_next().await.is_some() {}
+        // Flush the store: a last snapshot, then close (SPEC §8).
+        let (snap_tx, snap_rx) = tokio::sync::oneshot::channel();
+        core.checkpoint(Box::new(move |r| {
+            let _ = snap_tx.send(r);
+        }));
+        match snap_rx.await {
+            Ok(Err(e)) => warn!(error = %e, "final snapshot failed; the journal is intact"),
+            Err(_) => warn!("final snapshot was not written"),
+            Ok(Ok(())) => {}
+        }
+        if let Some(store) = core.take_store() {
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        }
         let s = &core.stats;
         info!(
             requests = s.requests,
@@ -270,6 +303,53 @@ async fn rtp_sink(sock: Arc<UdpSocket>, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
     }
+}
+
+/// Opens the store and rebuilds the engine from its snapshot and journal
+/// (SPEC §7), reconciling with the configuration: state of agents, queues or
+/// memberships no longer configured is dropped with a log line; new
+/// memberships start LOGGED_OUT. A fresh snapshot then starts the journal over.
+fn recover(config: &Config) -> Result<(Engine, Store), ServerError> {
+    let (store, recovered) = Store::open(&config.storage.dir, config.storage.sync)?;
+    let mut engine = Engine::new(model(config));
+    let dir = config.storage.dir.display().to_string();
+    let corrupt = |offset: u64, what: String| crate::store::StoreError::Corrupt {
+        path: config.storage.dir.clone(),
+        offset,
+        what,
+    };
+    let mut restored = 0usize;
+    let mut apply = |changes: Vec<crate::engine::Change>, engine: &mut Engine| {
+        for c in changes {
+            match engine.restore(c) {
+                Ok(()) => restored += 1,
+                Err(skip) => info!(reason = %skip, "stored state dropped"),
+            }
+        }
+    };
+    if let Some(snap) = recovered.snapshot {
+        let changes = serde_json::from_slice(&snap).map_err(|e| corrupt(0, format!("snapshot does not decode: {e}")))?;
+        apply(changes, &mut engine);
+    }
+    let journaled = recovered.records.len();
+    for (i, rec) in recovered.records.into_iter().enumerate() {
+        let changes =
+            serde_json::from_slice(&rec).map_err(|e| corrupt(i as u64, format!("journal record {i} does not decode: {e}")))?;
+        apply(changes, &mut engine);
+    }
+    info!(%dir, records = journaled, restored, "state recovered");
+    let _ = engine.take_changes();
+    // Start the journal over from a snapshot of what was recovered.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let snap = serde_json::to_vec(&engine.export()).map_err(|e| corrupt(0, e.to_string()))?;
+    store.checkpoint(
+        snap,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv().unwrap_or(Err(crate::store::StoreError::Closed))?;
+    Ok((engine, store))
 }
 
 /// The engine's model from the configuration.

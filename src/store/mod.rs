@@ -1,0 +1,476 @@
+//! The durable store (SPEC §7): an append-only journal of opaque records
+//! with group commit, plus snapshots that let the journal be truncated.
+//!
+//! Files in the storage directory:
+//! - `LOCK`: held with `flock(LOCK_EX)` while facd runs; a second facd on the
+//!   same directory is refused.
+//! - `journal`: `FACDJ001`, then records `[len u32 LE][crc32 u32 LE][payload]`.
+//! - `snapshot`: `FACDS001` and one record; written to `snapshot.tmp`,
+//!   fsynced, renamed, and the directory fsynced.
+//!
+//! One committer thread owns the files. It takes every batch queued while the
+//! previous sync ran, writes them with one `write`, calls `fdatasync` once,
+//! then reports each batch (group commit). The caller answers success only
+//! after its batch is reported durable. A failed write is reported to every
+//! batch it covered; the store then refuses appends until [`Store::reset`]
+//! (after the caller has rolled its state back) truncates the journal to its
+//! last good length.
+//!
+//! Recovery: a torn last record (short, or failing its CRC at the very end)
+//! is dropped with a warning; a bad record followed by more data is a
+//! corruption and `open` fails with the file and offset, never starting empty.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use tracing::{error, warn};
+
+const JOURNAL_MAGIC: &[u8; 8] = b"FACDJ001";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"FACDS001";
+/// A record larger than this is taken as corruption.
+const MAX_RECORD: usize = 64 << 20;
+
+/// What went wrong, with the file and what was being done.
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum StoreError {
+    /// Another process holds the directory.
+    #[error("{dir}: another facd is using this storage directory (lock held)")]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// An I/O error.
+    #[error("{path}: {op} failed: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        message: String,
+    },
+    /// The files are damaged in a way recovery must not paper over.
+    #[error("{path}: corrupt at byte {offset}: {what}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+        /// What.
+        what: String,
+    },
+    /// An earlier write failed and the caller has not reset the store yet.
+    #[error("the journal is unavailable after a failed write")]
+    Failed,
+    /// The committer thread is gone.
+    #[error("the store is closed")]
+    Closed,
+}
+
+fn io<'a>(path: &'a Path, op: &'static str) -> impl Fn(std::io::Error) -> StoreError + 'a {
+    move |e| StoreError::Io {
+        path: path.to_path_buf(),
+        op,
+        message: e.to_string(),
+    }
+}
+
+/// A torn tail dropped at recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// Where the last good record ended.
+    pub offset: u64,
+    /// How many bytes were dropped.
+    pub dropped: u64,
+}
+
+/// What `open` found on disk.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The snapshot's payload, if any.
+    pub snapshot: Option<Vec<u8>>,
+    /// The journal records after the snapshot, in order.
+    pub records: Vec<Vec<u8>>,
+    /// A torn last record that was dropped.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// Called on the committer thread with the outcome of a batch.
+pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+enum Cmd {
+    Append(Vec<Vec<u8>>, Done),
+    Checkpoint(Vec<u8>, Done),
+    Reset,
+    Close,
+}
+
+/// Counters, for tests and logs.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// fdatasync calls on the journal.
+    pub syncs: AtomicU64,
+    /// Records made durable.
+    pub records: AtomicU64,
+    /// Bytes in the journal now.
+    pub journal_bytes: AtomicU64,
+}
+
+/// The store. Dropping it without [`Store::close`] stops the committer too.
+pub struct Store {
+    tx: mpsc::Sender<Cmd>,
+    thread: Option<JoinHandle<()>>,
+    stats: Arc<StoreStats>,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating) `dir`, takes the lock, and recovers. `sync = false`
+    /// skips fdatasync (benchmarks only: not durable).
+    pub fn open(dir: &Path, sync: bool) -> Result<(Self, Recovered), StoreError> {
+        std::fs::create_dir_all(dir).map_err(io(dir, "create directory"))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path, "open"))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::Locked {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let snap_path = dir.join("snapshot");
+        let snapshot = match std::fs::read(&snap_path) {
+            Ok(bytes) => Some(read_snapshot(&snap_path, &bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&snap_path, "read")(e)),
+        };
+        let journal_path = dir.join("journal");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&journal_path)
+            .map_err(io(&journal_path, "open"))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(&journal_path, "read"))?;
+        let (records, good, torn_tail) = if bytes.is_empty() {
+            file.write_all(JOURNAL_MAGIC).map_err(io(&journal_path, "write"))?;
+            file.sync_all().map_err(io(&journal_path, "fsync"))?;
+            (Vec::new(), JOURNAL_MAGIC.len() as u64, None)
+        } else {
+            read_journal(&journal_path, &bytes)?
+        };
+        if let Some(t) = &torn_tail {
+            warn!(path = %journal_path.display(), offset = t.offset, dropped = t.dropped, "journal: torn last record dropped");
+            file.set_len(good).map_err(io(&journal_path, "truncate"))?;
+            file.sync_all().map_err(io(&journal_path, "fsync"))?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(good)).map_err(io(&journal_path, "seek"))?;
+            if good == 0 {
+                file.write_all(JOURNAL_MAGIC).map_err(io(&journal_path, "write"))?;
+                file.sync_all().map_err(io(&journal_path, "fsync"))?;
+            }
+        }
+        let good = good.max(JOURNAL_MAGIC.len() as u64);
+        let stats = Arc::new(StoreStats::default());
+        stats.journal_bytes.store(good, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        let committer = Committer {
+            dir: dir.to_path_buf(),
+            journal_path,
+            file,
+            good,
+            failed: false,
+            sync,
+            stats: stats.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("facd-store".into())
+            .spawn(move || committer.run(rx))
+            .map_err(io(dir, "start the committer thread"))?;
+        Ok((
+            Self {
+                tx,
+                thread: Some(thread),
+                stats,
+                _lock: lock,
+            },
+            Recovered {
+                snapshot,
+                records,
+                torn_tail,
+            },
+        ))
+    }
+
+    /// Queues `records`; `done` runs once they are durable (or failed).
+    pub fn append(&self, records: Vec<Vec<u8>>, done: Done) {
+        if let Err(mpsc::SendError(Cmd::Append(_, done))) = self.tx.send(Cmd::Append(records, done)) {
+            done(Err(StoreError::Closed));
+        }
+    }
+
+    /// Replaces everything journaled so far by `snapshot` (ordered with appends).
+    pub fn checkpoint(&self, snapshot: Vec<u8>, done: Done) {
+        if let Err(mpsc::SendError(Cmd::Checkpoint(_, done))) = self.tx.send(Cmd::Checkpoint(snapshot, done)) {
+            done(Err(StoreError::Closed));
+        }
+    }
+
+    /// After a failure: drop what was not made durable and accept appends again.
+    pub fn reset(&self) {
+        let _ = self.tx.send(Cmd::Reset);
+    }
+
+    /// Bytes in the journal (for the snapshot policy).
+    pub fn journal_len(&self) -> u64 {
+        self.stats.journal_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// Flushes and stops the committer; every earlier `done` has run.
+    pub fn close(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.tx.send(Cmd::Close);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+fn read_snapshot(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |offset: u64, what: &str| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        what: what.to_string(),
+    };
+    if !bytes.starts_with(SNAPSHOT_MAGIC) {
+        return Err(corrupt(0, "not a facd snapshot (bad magic)"));
+    }
+    match next_record(bytes, SNAPSHOT_MAGIC.len()) {
+        Some(Ok((payload, end))) if end == bytes.len() => Ok(payload.to_vec()),
+        Some(Ok(_)) => Err(corrupt(8, "trailing bytes after the snapshot record")),
+        Some(Err(what)) => Err(corrupt(8, what)),
+        None => Err(corrupt(8, "truncated snapshot")),
+    }
+}
+
+/// One record at `at`: `None` if it runs past the end, `Err` if its CRC fails.
+fn next_record(bytes: &[u8], at: usize) -> Option<Result<(&[u8], usize), &'static str>> {
+    let head = bytes.get(at..at + 8)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if len > MAX_RECORD {
+        return Some(Err("record length out of range"));
+    }
+    let payload = bytes.get(at + 8..at + 8 + len)?;
+    if crc32fast::hash(payload) != crc {
+        return Some(Err("record checksum mismatch"));
+    }
+    Some(Ok((payload, at + 8 + len)))
+}
+
+type Journal = (Vec<Vec<u8>>, u64, Option<TornTail>);
+
+fn read_journal(path: &Path, bytes: &[u8]) -> Result<Journal, StoreError> {
+    let corrupt = |offset: usize, what: &str| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        what: what.to_string(),
+    };
+    if bytes.len() < JOURNAL_MAGIC.len() {
+        // A crash while writing the header of a new journal.
+        if JOURNAL_MAGIC.starts_with(bytes) {
+            return Ok((Vec::new(), 0, Some(TornTail { offset: 0, dropped: bytes.len() as u64 })));
+        }
+        return Err(corrupt(0, "not a facd journal (bad magic)"));
+    }
+    if !bytes.starts_with(JOURNAL_MAGIC) {
+        return Err(corrupt(0, "not a facd journal (bad magic)"));
+    }
+    let mut records = Vec::new();
+    let mut at = JOURNAL_MAGIC.len();
+    while at < bytes.len() {
+        match next_record(bytes, at) {
+            Some(Ok((payload, end))) => {
+                records.push(payload.to_vec());
+                at = end;
+            }
+            // Runs past the end: a write cut short by the crash.
+            None => return Ok((records, at as u64, torn(at, bytes.len()))),
+            Some(Err(what)) => {
+                let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+                // A bad record that ends the file is torn too; one with data
+                // after it is corruption in the middle.
+                if what == "record checksum mismatch" && at + 8 + len == bytes.len() {
+                    return Ok((records, at as u64, torn(at, bytes.len())));
+                }
+                return Err(corrupt(at, what));
+            }
+        }
+    }
+    Ok((records, at as u64, None))
+}
+
+fn torn(at: usize, len: usize) -> Option<TornTail> {
+    Some(TornTail {
+        offset: at as u64,
+        dropped: (len - at) as u64,
+    })
+}
+
+struct Committer {
+    dir: PathBuf,
+    journal_path: PathBuf,
+    file: File,
+    good: u64,
+    failed: bool,
+    sync: bool,
+    stats: Arc<StoreStats>,
+}
+
+impl Committer {
+    fn run(mut self, rx: mpsc::Receiver<Cmd>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter());
+            let mut appends: Vec<(Vec<Vec<u8>>, Done)> = Vec::new();
+            for cmd in batch {
+                match cmd {
+                    Cmd::Append(records, done) => appends.push((records, done)),
+                    Cmd::Checkpoint(snapshot, done) => {
+                        self.commit(std::mem::take(&mut appends));
+                        done(self.checkpoint(&snapshot));
+                    }
+                    Cmd::Reset => {
+                        self.commit(std::mem::take(&mut appends));
+                        self.reset();
+                    }
+                    Cmd::Close => {
+                        self.commit(std::mem::take(&mut appends));
+                        return;
+                    }
+                }
+            }
+            self.commit(appends);
+        }
+    }
+
+    /// One write and one sync for every queued batch (group commit).
+    fn commit(&mut self, appends: Vec<(Vec<Vec<u8>>, Done)>) {
+        if appends.is_empty() {
+            return;
+        }
+        if self.failed {
+            for (_, done) in appends {
+                done(Err(StoreError::Failed));
+            }
+            return;
+        }
+        let mut buf = Vec::new();
+        let mut count = 0;
+        for (records, _) in &appends {
+            for r in records {
+                frame(r, &mut buf);
+                count += 1;
+            }
+        }
+        let result = self.write(&buf);
+        match &result {
+            Ok(()) => {
+                self.good += buf.len() as u64;
+                self.stats.journal_bytes.store(self.good, Ordering::Relaxed);
+                self.stats.records.fetch_add(count, Ordering::Relaxed);
+            }
+            Err(e) => {
+                error!(error = %e, "journal write failed; refusing changes until it is reset");
+                self.failed = true;
+            }
+        }
+        for (_, done) in appends {
+            done(result.clone());
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        self.file.write_all(buf).map_err(io(&self.journal_path, "write"))?;
+        if self.sync {
+            // SAFETY: fdatasync on a descriptor we own.
+            if unsafe { libc::fdatasync(self.file.as_raw_fd()) } != 0 {
+                return Err(io(&self.journal_path, "fdatasync")(std::io::Error::last_os_error()));
+            }
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if !self.failed {
+            return;
+        }
+        let r = self
+            .file
+            .set_len(self.good)
+            .and_then(|()| std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(self.good)).map(|_| ()));
+        match r {
+            Ok(()) => self.failed = false,
+            Err(e) => error!(path = %self.journal_path.display(), error = %e, "journal: cannot truncate after a failed write"),
+        }
+    }
+
+    fn checkpoint(&mut self, snapshot: &[u8]) -> Result<(), StoreError> {
+        if self.failed {
+            return Err(StoreError::Failed);
+        }
+        let tmp = self.dir.join("snapshot.tmp");
+        let dst = self.dir.join("snapshot");
+        let mut buf = SNAPSHOT_MAGIC.to_vec();
+        frame(snapshot, &mut buf);
+        let mut f = File::create(&tmp).map_err(io(&tmp, "create"))?;
+        f.write_all(&buf).map_err(io(&tmp, "write"))?;
+        f.sync_all().map_err(io(&tmp, "fsync"))?;
+        std::fs::rename(&tmp, &dst).map_err(io(&dst, "rename"))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir, "fsync directory"))?;
+        // Everything journaled is in the snapshot now: start the journal over.
+        let len = JOURNAL_MAGIC.len() as u64;
+        self.file.set_len(len).map_err(io(&self.journal_path, "truncate"))?;
+        std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(len)).map_err(io(&self.journal_path, "seek"))?;
+        self.file.sync_all().map_err(io(&self.journal_path, "fsync"))?;
+        self.good = len;
+        self.stats.journal_bytes.store(len, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
