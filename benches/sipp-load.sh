@@ -8,6 +8,7 @@
 #   benches/sipp-load.sh                 # RATES="5000 10000 20000 30000 35000" DUR=20
 #   QUICK=1 benches/sipp-load.sh         # one low rate for 3 s (smoke run)
 #   SERVERS="facd" RATES=20000 benches/sipp-load.sh
+#   FACD_SYNC=false ...                  # durability off (journal written, never fsynced)
 #
 # Needs: sipp (sip-tester), kamailio, cc, python3, taskset. Installs the
 # Debian packages it is missing (run as root). Anchors: ../shared/anchors/.
@@ -75,8 +76,9 @@ facd_config() { # port agents queues_per_agent file
   python3 - "$@" <<'PY'
 import sys
 port, agents, per, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+sync = sys.argv[5] if len(sys.argv) > 5 else "true"
 out = [f'[sip]\nlisten = ["udp:127.0.0.1:{port}"]\ndomain = "bench.local"\nconfirm_ms = 5000\n',
-       '[auth]\nrequired = false\n', f'[storage]\ndir = "{path}.data"\n']
+       '[auth]\nrequired = false\n', f'[storage]\ndir = "{path}.data"\nsync = {sync}\n']
 for q in range(8000, 8005):
     out.append(f'[[queues]]\nnumber = "{q}"\nname = "Q{q}"\n')
 for a in range(1000, 1000 + agents):
@@ -90,7 +92,8 @@ start_server() { # name port -> sets SPID, SPIDS
   local name=$1 port=$2
   case $name in
     facd)
-      facd_config "$port" 1000 5 "$OUT/facd.toml"
+      rm -rf "$OUT/facd.toml.data"
+      facd_config "$port" 1000 5 "$OUT/facd.toml" "${FACD_SYNC:-true}"
       RUST_LOG=warn taskset -c 1 "$FACD" --config "$OUT/facd.toml" >"$OUT/facd.out" 2>"$OUT/facd.err" &
       SPID=$!; PIDS+=("$SPID") ;;
     kamailio)
@@ -173,6 +176,7 @@ for rate in $RATES; do
 done
 
 if [[ " $SERVERS " == *" facd "* ]]; then
+  rm -rf "$OUT/facd-100k.toml.data"
   facd_config 15061 100000 5 "$OUT/facd-100k.toml"
   t0=$(date +%s.%N)
   RUST_LOG=warn "$FACD" --config "$OUT/facd-100k.toml" >/dev/null 2>"$OUT/facd-100k.err" &

@@ -23,8 +23,8 @@ use crate::sip::build::{self, ResponseBuilder};
 use crate::sip::message::{Message, Method, Request, Response, Scheme};
 use crate::sip::sdp;
 use crate::sip::star_code::{Action, StarCode, StarCodeParser};
-use crate::transaction::{Received, RequestKind, ServerTransactions, TimerConfig, TxId, TxKey};
 use crate::store::{Store, StoreError};
+use crate::transaction::{Received, RequestKind, ServerTransactions, TimerConfig, TxId, TxKey};
 use crate::transport::{Inbound, Peer};
 
 /// The methods facd implements (the `Allow` header, RFC 3261 §20.5).
@@ -151,7 +151,12 @@ pub struct Core {
 
 impl Core {
     /// A core over `engine`, recognising `codes`.
-    pub fn new(cfg: CoreConfig, engine: Engine, codes: StarCodeParser, durable: Option<Durable>) -> Self {
+    pub fn new(
+        cfg: CoreConfig,
+        engine: Engine,
+        codes: StarCodeParser,
+        durable: Option<Durable>,
+    ) -> Self {
         Self {
             durable,
             pending: BTreeMap::new(),
@@ -195,7 +200,11 @@ impl Core {
     }
 
     /// Journals the engine's pending changes; `reply` is sent once durable.
-    fn journal(&mut self, reply: Option<(TxId, Answer, Bytes)>, undo: Vec<Change>) -> Option<(TxId, Answer, Bytes)> {
+    fn journal(
+        &mut self,
+        reply: Option<(TxId, Answer, Bytes)>,
+        undo: Vec<Change>,
+    ) -> Option<(TxId, Answer, Bytes)> {
         let changes = self.engine.take_changes();
         let Some(d) = &self.durable else {
             return reply;
@@ -244,7 +253,9 @@ impl Core {
                 let failed: Vec<u64> = self.pending.range(ticket..).map(|(t, _)| *t).collect();
                 warn!(error = %e, changes = failed.len(), "journal write failed: changes undone and answered 500");
                 for t in failed.into_iter().rev() {
-                    let Some(p) = self.pending.remove(&t) else { continue };
+                    let Some(p) = self.pending.remove(&t) else {
+                        continue;
+                    };
                     for c in p.undo {
                         let _ = self.engine.restore(c);
                     }
@@ -547,7 +558,13 @@ impl Core {
                 }
                 let answer = self.answer(req, peer, &applied, body);
                 let fail = if self.durable.is_some() {
-                    self.response(req, peer, 500, "Server Internal Error - State Not Saved", |b| b)
+                    self.response(
+                        req,
+                        peer,
+                        500,
+                        "Server Internal Error - State Not Saved",
+                        |b| b,
+                    )
                 } else {
                     Bytes::new()
                 };
@@ -561,8 +578,15 @@ impl Core {
 
     /// Sends the 200 and starts the dialog.
     fn deliver(&mut self, now: Now, id: TxId, a: Answer) {
-        self.dialogs
-            .answered(now.mono, a.dialog, a.ok.clone(), a.dest, a.reliable, a.bye, self.cfg.confirm);
+        self.dialogs.answered(
+            now.mono,
+            a.dialog,
+            a.ok.clone(),
+            a.dest,
+            a.reliable,
+            a.bye,
+            self.cfg.confirm,
+        );
         self.txs.respond(now.mono, id, 200, a.ok);
     }
 

@@ -18,9 +18,9 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, ListenProto};
 use crate::core::{Core, CoreConfig, Durable, Now};
-use crate::store::Store;
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
 use crate::sip::star_code::{Codes, StarCodeParser};
+use crate::store::Store;
 use crate::transaction::TimerConfig;
 use crate::transport::{self, Inbound, Stats, TransportConfig};
 
@@ -328,13 +328,14 @@ fn recover(config: &Config) -> Result<(Engine, Store), ServerError> {
         }
     };
     if let Some(snap) = recovered.snapshot {
-        let changes = serde_json::from_slice(&snap).map_err(|e| corrupt(0, format!("snapshot does not decode: {e}")))?;
+        let changes = serde_json::from_slice(&snap)
+            .map_err(|e| corrupt(0, format!("snapshot does not decode: {e}")))?;
         apply(changes, &mut engine);
     }
     let journaled = recovered.records.len();
     for (i, rec) in recovered.records.into_iter().enumerate() {
-        let changes =
-            serde_json::from_slice(&rec).map_err(|e| corrupt(i as u64, format!("journal record {i} does not decode: {e}")))?;
+        let changes = serde_json::from_slice(&rec)
+            .map_err(|e| corrupt(i as u64, format!("journal record {i} does not decode: {e}")))?;
         apply(changes, &mut engine);
     }
     info!(%dir, records = journaled, restored, "state recovered");

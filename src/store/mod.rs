@@ -162,9 +162,11 @@ impl Store {
             .open(&journal_path)
             .map_err(io(&journal_path, "open"))?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io(&journal_path, "read"))?;
+        file.read_to_end(&mut bytes)
+            .map_err(io(&journal_path, "read"))?;
         let (records, good, torn_tail) = if bytes.is_empty() {
-            file.write_all(JOURNAL_MAGIC).map_err(io(&journal_path, "write"))?;
+            file.write_all(JOURNAL_MAGIC)
+                .map_err(io(&journal_path, "write"))?;
             file.sync_all().map_err(io(&journal_path, "fsync"))?;
             (Vec::new(), JOURNAL_MAGIC.len() as u64, None)
         } else {
@@ -174,9 +176,11 @@ impl Store {
             warn!(path = %journal_path.display(), offset = t.offset, dropped = t.dropped, "journal: torn last record dropped");
             file.set_len(good).map_err(io(&journal_path, "truncate"))?;
             file.sync_all().map_err(io(&journal_path, "fsync"))?;
-            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(good)).map_err(io(&journal_path, "seek"))?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(good))
+                .map_err(io(&journal_path, "seek"))?;
             if good == 0 {
-                file.write_all(JOURNAL_MAGIC).map_err(io(&journal_path, "write"))?;
+                file.write_all(JOURNAL_MAGIC)
+                    .map_err(io(&journal_path, "write"))?;
                 file.sync_all().map_err(io(&journal_path, "fsync"))?;
             }
         }
@@ -214,14 +218,17 @@ impl Store {
 
     /// Queues `records`; `done` runs once they are durable (or failed).
     pub fn append(&self, records: Vec<Vec<u8>>, done: Done) {
-        if let Err(mpsc::SendError(Cmd::Append(_, done))) = self.tx.send(Cmd::Append(records, done)) {
+        if let Err(mpsc::SendError(Cmd::Append(_, done))) = self.tx.send(Cmd::Append(records, done))
+        {
             done(Err(StoreError::Closed));
         }
     }
 
     /// Replaces everything journaled so far by `snapshot` (ordered with appends).
     pub fn checkpoint(&self, snapshot: Vec<u8>, done: Done) {
-        if let Err(mpsc::SendError(Cmd::Checkpoint(_, done))) = self.tx.send(Cmd::Checkpoint(snapshot, done)) {
+        if let Err(mpsc::SendError(Cmd::Checkpoint(_, done))) =
+            self.tx.send(Cmd::Checkpoint(snapshot, done))
+        {
             done(Err(StoreError::Closed));
         }
     }
@@ -309,7 +316,14 @@ fn read_journal(path: &Path, bytes: &[u8]) -> Result<Journal, StoreError> {
     if bytes.len() < JOURNAL_MAGIC.len() {
         // A crash while writing the header of a new journal.
         if JOURNAL_MAGIC.starts_with(bytes) {
-            return Ok((Vec::new(), 0, Some(TornTail { offset: 0, dropped: bytes.len() as u64 })));
+            return Ok((
+                Vec::new(),
+                0,
+                Some(TornTail {
+                    offset: 0,
+                    dropped: bytes.len() as u64,
+                }),
+            ));
         }
         return Err(corrupt(0, "not a facd journal (bad magic)"));
     }
@@ -327,7 +341,9 @@ fn read_journal(path: &Path, bytes: &[u8]) -> Result<Journal, StoreError> {
             // Runs past the end: a write cut short by the crash.
             None => return Ok((records, at as u64, torn(at, bytes.len()))),
             Some(Err(what)) => {
-                let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+                let len =
+                    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                        as usize;
                 // A bad record that ends the file is torn too; one with data
                 // after it is corruption in the middle.
                 if what == "record checksum mismatch" && at + 8 + len == bytes.len() {
@@ -421,11 +437,15 @@ impl Committer {
     }
 
     fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
-        self.file.write_all(buf).map_err(io(&self.journal_path, "write"))?;
+        self.file
+            .write_all(buf)
+            .map_err(io(&self.journal_path, "write"))?;
         if self.sync {
             // SAFETY: fdatasync on a descriptor we own.
             if unsafe { libc::fdatasync(self.file.as_raw_fd()) } != 0 {
-                return Err(io(&self.journal_path, "fdatasync")(std::io::Error::last_os_error()));
+                return Err(io(&self.journal_path, "fdatasync")(
+                    std::io::Error::last_os_error(),
+                ));
             }
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         }
@@ -436,13 +456,14 @@ impl Committer {
         if !self.failed {
             return;
         }
-        let r = self
-            .file
-            .set_len(self.good)
-            .and_then(|()| std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(self.good)).map(|_| ()));
+        let r = self.file.set_len(self.good).and_then(|()| {
+            std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(self.good)).map(|_| ())
+        });
         match r {
             Ok(()) => self.failed = false,
-            Err(e) => error!(path = %self.journal_path.display(), error = %e, "journal: cannot truncate after a failed write"),
+            Err(e) => {
+                error!(path = %self.journal_path.display(), error = %e, "journal: cannot truncate after a failed write")
+            }
         }
     }
 
@@ -463,9 +484,14 @@ impl Committer {
             .map_err(io(&self.dir, "fsync directory"))?;
         // Everything journaled is in the snapshot now: start the journal over.
         let len = JOURNAL_MAGIC.len() as u64;
-        self.file.set_len(len).map_err(io(&self.journal_path, "truncate"))?;
-        std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(len)).map_err(io(&self.journal_path, "seek"))?;
-        self.file.sync_all().map_err(io(&self.journal_path, "fsync"))?;
+        self.file
+            .set_len(len)
+            .map_err(io(&self.journal_path, "truncate"))?;
+        std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(len))
+            .map_err(io(&self.journal_path, "seek"))?;
+        self.file
+            .sync_all()
+            .map_err(io(&self.journal_path, "fsync"))?;
         self.good = len;
         self.stats.journal_bytes.store(len, Ordering::Relaxed);
         Ok(())

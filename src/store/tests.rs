@@ -40,7 +40,10 @@ fn round_trip_and_checkpoint() {
 fn a_second_open_is_refused_while_locked() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = Store::open(dir.path(), true).unwrap();
-    assert!(matches!(Store::open(dir.path(), true), Err(StoreError::Locked { .. })));
+    assert!(matches!(
+        Store::open(dir.path(), true),
+        Err(StoreError::Locked { .. })
+    ));
     s.close();
     assert!(Store::open(dir.path(), true).is_ok());
 }
@@ -60,7 +63,13 @@ fn torn_tail_at_every_offset_of_the_last_record() {
         let (s, rec) = Store::open(dir.path(), true).unwrap();
         assert_eq!(rec.records, recs(5), "cut at {cut}");
         if cut > before_last as usize {
-            assert_eq!(rec.torn_tail, Some(TornTail { offset: before_last, dropped: (cut - before_last as usize) as u64 }));
+            assert_eq!(
+                rec.torn_tail,
+                Some(TornTail {
+                    offset: before_last,
+                    dropped: (cut - before_last as usize) as u64
+                })
+            );
         }
         // The torn bytes are gone: appending works and survives.
         sync_append(&s, vec![b"again".to_vec()]).unwrap();

@@ -83,9 +83,15 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Self::start_with_storage(config, &data, dir).await
+    }
+
+    /// Like `start`, with the journal in `data`.
+    pub async fn start_with_storage(config: &str, data: &Path, dir: tempfile::TempDir) -> Self {
         let text = format!(
             "{config}\n[storage]\ndir = {:?}\n",
-            dir.path().join("data").display().to_string()
+            data.display().to_string()
         );
         let cfg = facd::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}"));
         let server = facd::server::Server::bind(cfg).await.unwrap();
@@ -207,6 +213,17 @@ impl Udp {
             .await
             .expect("no SIP message within 3 s")
     }
+    /// The final response for `call_id`, skipping everything else
+    /// (retransmissions of earlier answers, facd's BYEs).
+    pub async fn recv_final_for(&self, call_id: &str) -> Msg {
+        loop {
+            let m = self.recv().await;
+            if m.status() >= 200 && m.header("Call-ID").as_deref() == Some(call_id) {
+                return m;
+            }
+        }
+    }
+
     /// The next response, skipping requests (e.g. a BYE) — returned separately.
     pub async fn recv_response(&self) -> Msg {
         loop {
