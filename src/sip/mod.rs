@@ -2,6 +2,7 @@
 //! response building, star codes and SDP. This is the only module that may
 //! import `rsip`.
 
+pub mod auth;
 pub mod build;
 pub mod framing;
 pub mod message;
