@@ -1,3 +1,8 @@
+//! The SIP wire layer: framing, our own nom parser over `bytes::Bytes`,
+//! response building, digest authentication, star codes and SDP. No rsip:
+//! see `message.rs` for why.
+
+pub mod auth;
 pub mod build;
 pub mod framing;
 pub mod message;
