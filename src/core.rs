@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use crate::dialog::{ByeTemplate, DialogEvent, DialogId, Dialogs};
 use crate::engine::{Applied, Cause, Change, Command, Engine, Millis, ReasonRef, Target};
+use crate::sip::auth::{Authenticator, Secret, Verdict};
 use crate::sip::build::{self, ResponseBuilder};
 use crate::sip::message::{Message, Method, Request, Response, Scheme};
 use crate::sip::sdp;
@@ -133,8 +134,25 @@ struct Pending {
     undo: Vec<Change>,
 }
 
+/// Digest authentication of star-code INVITEs (RFC 3261 §22, RFC 7616/8760).
+pub struct Auth {
+    /// Nonces, verification, replay protection.
+    pub authenticator: Authenticator,
+    /// Each agent's password or HA1.
+    pub secrets: ahash::AHashMap<String, Secret>,
+}
+
+/// Why a request was not authenticated.
+enum AuthRefusal {
+    /// 401 with fresh challenges (`stale=true` when the nonce only expired).
+    Challenge { stale: bool },
+    /// A final refusal.
+    Refuse(u16, String),
+}
+
 /// The core state.
 pub struct Core {
+    auth: Option<Auth>,
     durable: Option<Durable>,
     pending: BTreeMap<u64, Pending>,
     next_ticket: u64,
@@ -156,8 +174,10 @@ impl Core {
         engine: Engine,
         codes: StarCodeParser,
         durable: Option<Durable>,
+        auth: Option<Auth>,
     ) -> Self {
         Self {
+            auth,
             durable,
             pending: BTreeMap::new(),
             next_ticket: 1,
@@ -500,9 +520,23 @@ impl Core {
         let Some(Ok(code)) = req.uri.user_unescaped().map(|u| self.codes.parse(&u)) else {
             return self.reply(now, id, req, peer, 404, "Not Found", |b| b);
         };
-        let agent = match self.identify(req) {
+        let agent = match self.identify(now, req) {
             Ok(agent) => agent,
-            Err((status, reason)) => return self.reply(now, id, req, peer, status, reason, |b| b),
+            Err(AuthRefusal::Refuse(status, reason)) => {
+                return self.reply(now, id, req, peer, status, &reason, |b| b);
+            }
+            Err(AuthRefusal::Challenge { stale }) => {
+                let challenges = self
+                    .auth
+                    .as_ref()
+                    .map(|a| a.authenticator.challenge(now.wall / 1000, stale))
+                    .unwrap_or_default();
+                return self.reply(now, id, req, peer, 401, "Unauthorized", |b| {
+                    challenges
+                        .iter()
+                        .fold(b, |b, c| b.header("WWW-Authenticate", c))
+                });
+            }
         };
         let local = self.media_addr(peer);
         let session = self.rng.gen::<u32>() as u64;
@@ -684,16 +718,53 @@ impl Core {
         }
     }
 
-    /// The agent making the request. Digest authentication plugs in here
-    /// (the security issue); until then the From user is trusted.
-    fn identify(&self, req: &Request) -> Result<String, (u16, &'static str)> {
-        let user = req
+    /// The agent making the request: the authenticated digest username when
+    /// `auth.required` (SPEC §4), else the From user (lab mode).
+    fn identify(&mut self, now: Now, req: &Request) -> Result<String, AuthRefusal> {
+        let from_user = req
             .base
             .from
             .uri
             .user_unescaped()
-            .ok_or((403, "Forbidden"))?;
-        String::from_utf8(user).map_err(|_| (403, "Forbidden"))
+            .and_then(|u| String::from_utf8(u).ok())
+            .ok_or_else(|| AuthRefusal::Refuse(403, "Forbidden".into()))?;
+        let Some(auth) = self.auth.as_mut() else {
+            return Ok(from_user);
+        };
+        let Some(credentials) = req.headers.get("Authorization") else {
+            return Err(AuthRefusal::Challenge { stale: false });
+        };
+        let secrets = &auth.secrets;
+        // The digest is checked against the uri the client wrote (softphones
+        // add ;transport=udp), which must name the Request-URI's target.
+        let verdict = auth.authenticator.verify_request(
+            now.wall / 1000,
+            req.method.as_str(),
+            &req.uri.raw,
+            &credentials,
+            |user| secrets.get(user).cloned(),
+        );
+        match verdict {
+            // Only the agent itself may change its state.
+            Verdict::Ok { username } if username == from_user => Ok(username),
+            Verdict::Ok { username } => {
+                warn!(%username, from = %from_user, "authenticated user differs from the From user");
+                Err(AuthRefusal::Refuse(
+                    403,
+                    "Forbidden - From Does Not Match Credentials".into(),
+                ))
+            }
+            Verdict::Stale => Err(AuthRefusal::Challenge { stale: true }),
+            Verdict::Replay | Verdict::BadNonce => Err(AuthRefusal::Challenge { stale: false }),
+            // Unknown user and wrong password look the same from outside.
+            Verdict::Failed => {
+                info!(from = %from_user, "digest authentication failed");
+                Err(AuthRefusal::Refuse(403, "Forbidden".into()))
+            }
+            Verdict::Malformed(why) => {
+                Err(AuthRefusal::Refuse(400, format!("Bad Request - {why}")))
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

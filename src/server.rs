@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ListenProto};
-use crate::core::{Core, CoreConfig, Durable, Now};
+use crate::core::{Auth, Core, CoreConfig, Durable, Now};
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
+use crate::sip::auth::{Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
 use crate::store::Store;
 use crate::transaction::TimerConfig;
@@ -173,7 +174,23 @@ impl Server {
             store: self.store,
             done: done_tx,
         };
-        let mut core = Core::new(core_cfg, self.engine, codes, Some(durable));
+        let auth = cfg.auth.required.then(|| Auth {
+            authenticator: Authenticator::new(&cfg.sip.domain, rand::random(), 300),
+            secrets: cfg
+                .agents
+                .iter()
+                .filter_map(|a| {
+                    let secret = match (&a.password, &a.ha1, &a.ha1_sha256) {
+                        (Some(p), _, _) => Secret::Password(p.clone()),
+                        (_, Some(h), _) => Secret::Ha1Md5(h.to_ascii_lowercase()),
+                        (_, _, Some(h)) => Secret::Ha1Sha256(h.to_ascii_lowercase()),
+                        _ => return None,
+                    };
+                    Some((a.extension.clone(), secret))
+                })
+                .collect(),
+        });
+        let mut core = Core::new(core_cfg, self.engine, codes, Some(durable), auth);
 
         // The engine has its own copy of the agents; give the configuration's
         // (and the TOML parser's garbage) back to the OS: with 100,000
