@@ -78,11 +78,17 @@ impl Default for SipConfig {
 pub struct AuthConfig {
     /// false: trust the From user (lab use only).
     pub required: bool,
+    /// Digest algorithms offered, in order of preference (RFC 8760 §2.4).
+    /// Some clients (SIPp, older phones) answer only the first challenge.
+    pub algorithms: Vec<String>,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { required: true }
+        Self {
+            required: true,
+            algorithms: vec!["SHA-256".into(), "MD5".into()],
+        }
     }
 }
 
@@ -291,6 +297,20 @@ impl Config {
         let queues = self.validate_queues(&mut e);
         let agents = self.validate_agents(&queues, &mut e);
         self.validate_api_users(&agents, &mut e);
+        if self.auth.algorithms.is_empty() {
+            e.push(err(
+                "auth.algorithms",
+                "offer at least one of \"SHA-256\", \"MD5\"",
+            ));
+        }
+        for (i, a) in self.auth.algorithms.iter().enumerate() {
+            if !matches!(a.as_str(), "SHA-256" | "MD5") {
+                e.push(err(
+                    format!("auth.algorithms[{i}]"),
+                    format!("{a:?} must be \"SHA-256\" or \"MD5\""),
+                ));
+            }
+        }
         if self.storage.dir.as_os_str().is_empty() {
             e.push(err("storage.dir", "must not be empty"));
         }

@@ -140,6 +140,8 @@ pub struct Auth {
     pub authenticator: Authenticator,
     /// Each agent's password or HA1.
     pub secrets: ahash::AHashMap<String, Secret>,
+    /// The algorithms challenged, in order of preference.
+    pub algorithms: Vec<crate::sip::auth::Algorithm>,
 }
 
 /// Why a request was not authenticated.
@@ -529,7 +531,10 @@ impl Core {
                 let challenges = self
                     .auth
                     .as_ref()
-                    .map(|a| a.authenticator.challenge(now.wall / 1000, stale))
+                    .map(|a| {
+                        a.authenticator
+                            .challenge_for(now.wall / 1000, stale, &a.algorithms)
+                    })
                     .unwrap_or_default();
                 return self.reply(now, id, req, peer, 401, "Unauthorized", |b| {
                     challenges
@@ -735,15 +740,15 @@ impl Core {
             return Err(AuthRefusal::Challenge { stale: false });
         };
         let secrets = &auth.secrets;
-        // The digest is checked against the uri the client wrote (softphones
-        // add ;transport=udp), which must name the Request-URI's target.
-        let verdict = auth.authenticator.verify_request(
-            now.wall / 1000,
-            req.method.as_str(),
-            &req.uri.raw,
-            &credentials,
-            |user| secrets.get(user).cloned(),
-        );
+        // The digest is checked against the uri exactly as the client wrote
+        // it (softphones add ;transport=udp; SIPp writes only the host). It is
+        // not tied to the Request-URI: a captured header cannot be reused on
+        // another code because its nonce-count must grow (RFC 7616 §3.4.5).
+        let verdict =
+            auth.authenticator
+                .verify(now.wall / 1000, req.method.as_str(), &credentials, |user| {
+                    secrets.get(user).cloned()
+                });
         match verdict {
             // Only the agent itself may change its state.
             Verdict::Ok { username } if username == from_user => Ok(username),

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, ListenProto};
 use crate::core::{Auth, Core, CoreConfig, Durable, Now};
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
-use crate::sip::auth::{Authenticator, Secret};
+use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
 use crate::store::Store;
 use crate::transaction::TimerConfig;
@@ -176,6 +176,18 @@ impl Server {
         };
         let auth = cfg.auth.required.then(|| Auth {
             authenticator: Authenticator::new(&cfg.sip.domain, rand::random(), 300),
+            algorithms: cfg
+                .auth
+                .algorithms
+                .iter()
+                .map(|a| {
+                    if a == "MD5" {
+                        Algorithm::Md5
+                    } else {
+                        Algorithm::Sha256
+                    }
+                })
+                .collect(),
             secrets: cfg
                 .agents
                 .iter()
