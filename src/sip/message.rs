@@ -992,8 +992,12 @@ fn parse_uri(raw: &Bytes, ctx: UriContext) -> Option<Uri> {
 
 /// `*(SWS ";" SWS name [SWS "=" SWS value])` generic parameters (§25.1),
 /// values being tokens, hosts or quoted strings. Returns (name, value) slices.
-fn parse_params(s: &Bytes) -> Option<Vec<(Bytes, Option<Bytes>)>> {
-    let mut out = Vec::new();
+type Range = std::ops::Range<usize>;
+
+/// `*(SWS ";" SWS name [SWS "=" SWS value])` generic parameters (§25.1),
+/// values being tokens, hosts or quoted strings. Calls `each(name, value)`
+/// with ranges into `s`, allocating nothing; `None` if malformed.
+fn parse_params(s: &[u8], mut each: impl FnMut(Range, Option<Range>)) -> Option<()> {
     let mut i = 0;
     let skip_ws = |i: &mut usize| {
         while s.get(*i).is_some_and(|c| is_ws(*c)) {
@@ -1003,7 +1007,7 @@ fn parse_params(s: &Bytes) -> Option<Vec<(Bytes, Option<Bytes>)>> {
     loop {
         skip_ws(&mut i);
         if i >= s.len() {
-            return Some(out);
+            return Some(());
         }
         if s[i] != b';' {
             return None;
@@ -1017,7 +1021,7 @@ fn parse_params(s: &Bytes) -> Option<Vec<(Bytes, Option<Bytes>)>> {
         if i == n0 {
             return None;
         }
-        let name = s.slice(n0..i);
+        let name = n0..i;
         skip_ws(&mut i);
         let mut value = None;
         if s.get(i) == Some(&b'=') {
@@ -1037,9 +1041,9 @@ fn parse_params(s: &Bytes) -> Option<Vec<(Bytes, Option<Bytes>)>> {
             if i == v0 {
                 return None;
             }
-            value = Some(s.slice(v0..i));
+            value = Some(v0..i);
         }
-        out.push((name, value));
+        each(name, value);
     }
 }
 
@@ -1084,7 +1088,7 @@ fn parse_name_addr(v: &Bytes) -> Option<NameAddr> {
     let (uri, params) = if v.get(i) == Some(&b'<') {
         let close = i + memchr::memchr(b'>', &v[i..])?;
         let uri = parse_uri(&v.slice(i + 1..close), UriContext::Angle)?;
-        (uri, v.slice(close + 1..))
+        (uri, close + 1)
     } else {
         // addr-spec: the URI ends at the first ';' or whitespace (§20).
         let end = v
@@ -1092,13 +1096,14 @@ fn parse_name_addr(v: &Bytes) -> Option<NameAddr> {
             .position(|c| *c == b';' || is_ws(*c))
             .unwrap_or(v.len());
         let uri = parse_uri(&v.slice(..end), UriContext::Bare)?;
-        (uri, v.slice(end..))
+        (uri, end)
     };
-    let params = parse_params(&params)?;
-    let tag = params
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(b"tag"))
-        .and_then(|(_, v)| v.clone());
+    let mut tag = None;
+    parse_params(&v[params..], |n, val| {
+        if v[params + n.start..params + n.end].eq_ignore_ascii_case(b"tag") {
+            tag = val.map(|r| v.slice(params + r.start..params + r.end));
+        }
+    })?;
     Some(NameAddr {
         display,
         uri,
@@ -1169,11 +1174,6 @@ fn via(v: &Bytes, strict: bool) -> Option<Via> {
         }
         port = Some(u16::try_from(digits(&v[d0..i])?).ok()?);
     }
-    let params = match parse_params(&v.slice(i..)) {
-        Some(p) => p,
-        None if !strict => Vec::new(),
-        None => return None,
-    };
     let mut via = Via {
         transport: v.slice(proto[2].clone()),
         host,
@@ -1183,17 +1183,35 @@ fn via(v: &Bytes, strict: bool) -> Option<Via> {
         received: None,
         raw: v.clone(),
     };
-    for (n, val) in params {
-        if n.eq_ignore_ascii_case(b"branch") {
-            via.branch = Some(val?);
-        } else if n.eq_ignore_ascii_case(b"rport") {
-            via.rport = Some(match val {
-                Some(p) => Some(u16::try_from(digits(&p)?).ok()?),
-                None => None,
-            });
-        } else if n.eq_ignore_ascii_case(b"received") {
-            via.received = Some(val?);
+    let mut ok = true;
+    let parsed = parse_params(&v[i..], |n, val| {
+        let name = &v[i + n.start..i + n.end];
+        let val = val.map(|r| i + r.start..i + r.end);
+        if name.eq_ignore_ascii_case(b"branch") {
+            match val {
+                Some(r) => via.branch = Some(v.slice(r)),
+                None => ok = false,
+            }
+        } else if name.eq_ignore_ascii_case(b"rport") {
+            via.rport = match val {
+                Some(r) => match digits(&v[r]).and_then(|p| u16::try_from(p).ok()) {
+                    Some(p) => Some(Some(p)),
+                    None => {
+                        ok = false;
+                        None
+                    }
+                },
+                None => Some(None),
+            };
+        } else if name.eq_ignore_ascii_case(b"received") {
+            match val {
+                Some(r) => via.received = Some(v.slice(r)),
+                None => ok = false,
+            }
         }
+    });
+    if strict && (parsed.is_none() || !ok) {
+        return None;
     }
     Some(via)
 }
