@@ -26,6 +26,8 @@ pub struct Config {
     #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
     pub api_users: Vec<ApiUserConfig>,
@@ -119,6 +121,28 @@ impl Default for CodesConfig {
 pub struct ReasonConfig {
     pub code: u32,
     pub name: String,
+}
+
+/// `[limits]`: abuse limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Failed digest authentications a source IP may make within the window.
+    pub auth_failures: u32,
+    /// The window, in seconds.
+    pub auth_window_secs: u64,
+    /// How long a source over the limit is ignored, in seconds.
+    pub auth_ban_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            auth_failures: 5,
+            auth_window_secs: 60,
+            auth_ban_secs: 300,
+        }
+    }
 }
 
 /// `[storage]`.
@@ -297,6 +321,12 @@ impl Config {
         let queues = self.validate_queues(&mut e);
         let agents = self.validate_agents(&queues, &mut e);
         self.validate_api_users(&agents, &mut e);
+        if self.limits.auth_failures == 0 {
+            e.push(err("limits.auth_failures", "must be at least 1"));
+        }
+        if self.limits.auth_window_secs == 0 {
+            e.push(err("limits.auth_window_secs", "must be at least 1"));
+        }
         if self.auth.algorithms.is_empty() {
             e.push(err(
                 "auth.algorithms",

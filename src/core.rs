@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use crate::dialog::{ByeTemplate, DialogEvent, DialogId, Dialogs};
 use crate::engine::{Applied, Cause, Change, Command, Engine, Millis, ReasonRef, Target};
+use crate::limits::{AuthGuard, Banned};
 use crate::sip::auth::{Authenticator, Secret, Verdict};
 use crate::sip::build::{self, ResponseBuilder};
 use crate::sip::message::{Message, Method, Request, Response, Scheme};
@@ -104,6 +105,8 @@ pub struct CoreStats {
     pub refused: u64,
     /// Stray responses dropped.
     pub stray_responses: u64,
+    /// Requests dropped from sources banned for failed authentications.
+    pub banned_drops: u64,
 }
 
 /// The journal and how its completions reach the core loop.
@@ -142,6 +145,8 @@ pub struct Auth {
     pub secrets: ahash::AHashMap<String, Secret>,
     /// The algorithms challenged, in order of preference.
     pub algorithms: Vec<crate::sip::auth::Algorithm>,
+    /// Failed authentications per source IP.
+    pub guard: AuthGuard,
 }
 
 /// Why a request was not authenticated.
@@ -522,7 +527,20 @@ impl Core {
         let Some(Ok(code)) = req.uri.user_unescaped().map(|u| self.codes.parse(&u)) else {
             return self.reply(now, id, req, peer, 404, "Not Found", |b| b);
         };
-        let agent = match self.identify(now, req) {
+        // A source that failed authentication too often is ignored (no
+        // answer gives a password guesser nothing to work with).
+        if let Some(auth) = self.auth.as_mut() {
+            match auth.guard.check(now.mono, peer.addr.ip()) {
+                None => {}
+                Some(Banned::Drop) => return self.stats.banned_drops += 1,
+                Some(Banned::DropAndLog(n)) => {
+                    self.stats.banned_drops += 1;
+                    warn!(source = %peer.addr.ip(), dropped = n, "requests from a source banned for failed authentications dropped");
+                    return;
+                }
+            }
+        }
+        let agent = match self.identify(now, req, peer.addr.ip()) {
             Ok(agent) => agent,
             Err(AuthRefusal::Refuse(status, reason)) => {
                 return self.reply(now, id, req, peer, status, &reason, |b| b);
@@ -725,7 +743,7 @@ impl Core {
 
     /// The agent making the request: the authenticated digest username when
     /// `auth.required` (SPEC §4), else the From user (lab mode).
-    fn identify(&mut self, now: Now, req: &Request) -> Result<String, AuthRefusal> {
+    fn identify(&mut self, now: Now, req: &Request, source: IpAddr) -> Result<String, AuthRefusal> {
         let from_user = req
             .base
             .from
@@ -749,6 +767,14 @@ impl Core {
                 .verify(now.wall / 1000, req.method.as_str(), &credentials, |user| {
                     secrets.get(user).cloned()
                 });
+        match &verdict {
+            Verdict::Ok { .. } => auth.guard.succeeded(source),
+            // Counting the failure may start a ban.
+            Verdict::Failed if auth.guard.failed(now.mono, source) => {
+                warn!(%source, "too many failed authentications: source ignored for a while");
+            }
+            _ => {}
+        }
         match verdict {
             // Only the agent itself may change its state.
             Verdict::Ok { username } if username == from_user => Ok(username),

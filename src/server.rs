@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, ListenProto};
 use crate::core::{Auth, Core, CoreConfig, Durable, Now};
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
+use crate::limits::{AuthGuard, AuthLimits};
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
 use crate::store::Store;
@@ -188,6 +189,12 @@ impl Server {
                     }
                 })
                 .collect(),
+            guard: AuthGuard::new(AuthLimits {
+                max_failures: cfg.limits.auth_failures,
+                window: Duration::from_secs(cfg.limits.auth_window_secs),
+                ban: Duration::from_secs(cfg.limits.auth_ban_secs),
+                max_sources: 100_000,
+            }),
             secrets: cfg
                 .agents
                 .iter()

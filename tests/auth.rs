@@ -180,3 +180,74 @@ async fn broken_authorization_headers_are_refused_cleanly() {
     );
     s.stop().await;
 }
+
+/// A password guesser is ignored after `limits.auth_failures` wrong answers
+/// (default 5), long before a word list runs out; other sources go on.
+#[tokio::test]
+async fn a_password_guesser_is_cut_off_and_others_are_not() {
+    let s = TestServer::start(&config()).await;
+    let attacker = Udp::new_from(s.udp, "127.0.0.2").await;
+    let words = [
+        "123456",
+        "password",
+        "1001",
+        "secret",
+        "admin",
+        "letmein",
+        "qwerty",
+        "alice",
+        "welcome",
+        "alice-secret",
+    ];
+    let mut answered = 0;
+    for (i, w) in words.iter().enumerate() {
+        let call = format!("g{i}");
+        attacker
+            .send(&invite("*38", "1001", &call, 1, None, attacker.port()))
+            .await;
+        // Skip retransmissions of earlier (unacknowledged) answers.
+        let mut challenge = None;
+        while let Some(m) = attacker.recv_within(500).await {
+            if m.status() == 401 && m.header("Call-ID").as_deref() == Some(call.as_str()) {
+                challenge = Some(m);
+                break;
+            }
+        }
+        let Some(ch) = challenge else { break };
+        let guess = answer(&ch, 0, "*38", "1001", w, 1);
+        let call2 = format!("g{i}b");
+        attacker
+            .send(&invite(
+                "*38",
+                "1001",
+                &call2,
+                2,
+                Some(&guess),
+                attacker.port(),
+            ))
+            .await;
+        let r = attacker.recv_final_for(&call2).await;
+        assert_eq!(r.status(), 403);
+        answered += 1;
+    }
+    assert_eq!(answered, 5, "the guesser got {answered} answers");
+    // Even the right password from that source is ignored now.
+    attacker
+        .send(&invite("*38", "1001", "late", 1, None, attacker.port()))
+        .await;
+    while let Some(m) = attacker.recv_within(500).await {
+        assert_ne!(
+            m.header("Call-ID").as_deref(),
+            Some("late"),
+            "a banned source was answered"
+        );
+    }
+    // The agent's own phone (another source) still works.
+    let c = Udp::new(s.udp).await;
+    let ch = challenge(&c, "*38", "1001", "ok0").await;
+    let auth = answer(&ch, 0, "*38", "1001", "alice-secret", 1);
+    c.send(&invite("*38", "1001", "ok1", 2, Some(&auth), c.port()))
+        .await;
+    assert_eq!(c.recv_final_for("ok1").await.status(), 200);
+    s.stop().await;
+}

@@ -183,7 +183,11 @@ pub struct Udp {
 
 impl Udp {
     pub async fn new(server: SocketAddr) -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        Self::new_from(server, "127.0.0.1").await
+    }
+    /// A client on another loopback address (a different source IP).
+    pub async fn new_from(server: SocketAddr, ip: &str) -> Self {
+        let sock = UdpSocket::bind(format!("{ip}:0")).await.unwrap();
         Self { sock, server }
     }
     pub fn port(&self) -> u16 {
