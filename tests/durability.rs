@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{Msg, Req};
@@ -32,25 +31,8 @@ fn config(data: &Path) -> String {
 
 /// Starts the binary; returns it and its UDP address.
 fn start(cfg: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(common::facd_bin())
-        .arg("--config")
-        .arg(cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("udp:"))
-        .unwrap_or_else(|| panic!("facd did not start: {line:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
+    let f = common::spawn_facd(cfg);
+    (f.child, f.udp.unwrap())
 }
 
 /// One star-code call; returns the final response (None on timeout).

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -38,26 +37,8 @@ impl Facd {
             dir.path().join("data").display().to_string()
         );
         std::fs::write(&path, text).unwrap();
-        let mut child = Command::new(common::facd_bin())
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = |proto: &str| -> SocketAddr {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(proto))
-                .unwrap_or_else(|| panic!("no {proto} in {line:?}"))
-                .parse()
-                .unwrap()
-        };
-        let (udp, tcp) = (addr("udp:"), addr("tcp:"));
+        let f = common::spawn_facd(&path);
+        let (child, udp, tcp) = (f.child, f.udp.unwrap(), f.tcp.unwrap());
         Self {
             child,
             udp,

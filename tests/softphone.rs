@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 fn baresip_ready() -> bool {
@@ -53,23 +52,9 @@ fn baresip_logs_in_and_is_refused_with_a_phrase() {
         ),
     )
     .unwrap();
-    let mut facd = Command::new(common::facd_bin())
-        .arg("--config")
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(facd.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("udp:"))
-        .unwrap()
-        .to_string();
+    let spawned = common::spawn_facd(&cfg);
+    let mut facd = spawned.child;
+    let addr = spawned.udp.unwrap().to_string();
 
     // baresip: one account (agent 1001, no registration), a WAV file as the
     // microphone, G.711 only.

@@ -397,6 +397,45 @@ impl Req {
     }
 }
 
+/// The real binary running on a config file, with the addresses it printed.
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+}
+
+/// Starts `facd --config <config>` (RUST_LOG=warn) and reads its
+/// "facd listening on udp:… tcp:…" line.
+pub fn spawn_facd(config: &Path) -> Spawned {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(facd_bin())
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("facd listening on "),
+        "facd did not start: {line:?}"
+    );
+    let addr = |proto: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(proto))
+            .and_then(|a| a.parse().ok())
+    };
+    Spawned {
+        udp: addr("udp:"),
+        tcp: addr("tcp:"),
+        child,
+    }
+}
+
 /// The facd binary built by cargo for the integration tests.
 pub fn facd_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_facd"))
