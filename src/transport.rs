@@ -226,6 +226,19 @@ pub async fn run_udp(
             local,
             link: Link::Udp(sock.clone()),
         };
+        if data.len() > cfg.max_message_bytes {
+            // SPEC §4: an over-long message is answered 400 when what
+            // arrived of it has a usable Via (its tail was cut off).
+            let reply = parse_message(data).err().and_then(|p| p.reply);
+            let err = crate::sip::message::ParseError {
+                status: 400,
+                reason: "Bad Request - Message Too Large".into(),
+                reply,
+            };
+            debug!(peer = %addr, max = cfg.max_message_bytes, "over-long datagram");
+            answer_malformed(err, &peer, &stats);
+            continue;
+        }
         let frame = match framing::datagram(data, cfg.max_message_bytes) {
             Ok(Some(frame)) => frame,
             Ok(None) => {

@@ -210,7 +210,7 @@ async fn tcp_framing_errors_close_only_that_connection() {
 }
 
 #[tokio::test]
-async fn oversize_datagram_is_dropped() {
+async fn oversize_datagram_is_answered_400() {
     let s = TestServer::start(&base_config("max_message_bytes = 2048")).await;
     let c = Udp::new(s.udp).await;
     let big = Req::options(c.port(), "z9hG4bK-big").replace(
@@ -218,6 +218,17 @@ async fn oversize_datagram_is_dropped() {
         &format!("X-Pad: {}\r\nContent-Length: 0", "a".repeat(3000)),
     );
     c.send(&big).await;
+    let r = c.recv().await;
+    assert_eq!(
+        (r.status(), r.reason()),
+        (400, "Bad Request - Message Too Large")
+    );
+    // Without a usable Via in what arrived, nothing is answered.
+    c.send(&format!(
+        "OPTIONS sip:a@b SIP/2.0\r\nX-Pad: {}\r\n",
+        "a".repeat(3000)
+    ))
+    .await;
     assert!(c.recv_within(300).await.is_none());
     c.send(&Req::options(c.port(), "z9hG4bK-small")).await;
     assert_eq!(c.recv().await.status(), 200);
