@@ -1,190 +1,566 @@
 #!/usr/bin/env bash
-# Whole-server load benchmark: SIPp (CPU 0) against facd, Kamailio and a
-# trivial C responder (each pinned to CPU 1), same scenario, same run, on
-# 127.0.0.1 only. Prints calls/s, failed calls, p50/p99 INVITE->200 and
-# server CPU microseconds per call, then facd's ratios to the anchors; then
-# facd's resident memory and start-up time with 100,000 agents.
+# Whole-server SIP load benchmark: SIPp (pinned to CPU 0) against facd,
+# Kamailio and a trivial C responder (each pinned to CPU 1), the same
+# scenario at the same fixed rates, in the same run, on 127.0.0.1 only.
+# Prints per rate: successful / failed calls, calls/s achieved, p50/p99
+# INVITE->200, server CPU us per call, SIPp CPU us per call; then facd's
+# CPU-per-call ratios to the anchors, the highest rate each server held with
+# 0 failed calls, facd's start-up time and resident memory with 100,000
+# agents x 5 queues, and the targets. See benches/README.md.
 #
-#   benches/sipp-load.sh                 # RATES="5000 10000 20000 30000 35000" DUR=20
-#   QUICK=1 benches/sipp-load.sh         # one low rate for 3 s (smoke run)
-#   SERVERS="facd" RATES=20000 benches/sipp-load.sh
-#   FACD_SYNC=false ...                  # durability off (journal written, never fsynced)
+#   benches/sipp-load.sh                      # RATES="5000 10000 20000 30000 35000" DUR=20
+#   QUICK=1 benches/sipp-load.sh              # smoke run: one low rate, 3 s
+#   SERVERS="kamailio trivial" MEM=0 benches/sipp-load.sh   # anchors only
+#   MEM=only benches/sipp-load.sh             # only start-up time and memory
 #
-# Needs: sipp (sip-tester), kamailio, cc, python3, taskset. Installs the
-# Debian packages it is missing (run as root). Anchors: ../shared/anchors/.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-ANCHORS=${ANCHORS:-$ROOT/../shared/anchors/kamailio}
-OUT=$ROOT/target/sipp-load
+# Output: target/sipp-load/summary.txt (machine-readable), report.txt (the
+# printed tables), runs/<server>-<rate>/ (SIPp logs of every run).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${OUT:-$ROOT/target/sipp-load}
+if [ -z "${ANCHORS:-}" ]; then
+  for d in "$ROOT/../shared/anchors/kamailio" /work/shared/anchors/kamailio; do
+    [ -f "$d/kamailio.cfg" ] && { ANCHORS=$(cd "$d" && pwd); break; }
+  done
+fi
+ANCHORS=${ANCHORS:-/work/shared/anchors/kamailio}
 RATES=${RATES:-"5000 10000 20000 30000 35000"}
 DUR=${DUR:-20}
 SERVERS=${SERVERS:-"facd kamailio trivial"}
-if [ -n "${QUICK:-}" ]; then RATES=${RATES_QUICK:-2000}; DUR=3; fi
-mkdir -p "$OUT"
-rm -f "$OUT"/*.csv "$OUT"/*.log
+MEM=${MEM:-1}                       # 1: memory/start-up at the end; 0: skip; only: nothing else
+MEM_AGENTS=${MEM_AGENTS:-100000}
+MEM_QUEUES=${MEM_QUEUES:-5}
+MEM_RATE=${MEM_RATE:-10000}
+MEM_DUR=${MEM_DUR:-5}
+TARGET_RATE=${TARGET_RATE:-20000}   # where facd's CPU per call is compared to Kamailio's
+SIPP_CPU=${SIPP_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+GAP=${GAP:-2}                       # seconds of quiet between runs
+FACD_SYNC=${FACD_SYNC:-true}        # [storage] sync (fdatasync before answering)
+FACD_LOG=${FACD_LOG:-warn}          # RUST_LOG for facd
+if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
+  RATES=${QUICK_RATE:-1000}; DUR=3; MEM_RATE=1000; MEM_DUR=3
+fi
+if [ "$MEM" = only ]; then RATES=""; fi
 
+SCEN=$ROOT/sip-fixtures/sipp/fac_load.xml
+[ -f "$SCEN" ] || SCEN=$ANCHORS/fac_uac.xml
+CSV=$ROOT/sip-fixtures/sipp/load_agents.csv
+[ -f "$CSV" ] || CSV=$ANCHORS/agents.csv
+
+die() { echo "sipp-load: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+# ---------------------------------------------------------------- processes
+PIDS=()          # every process this script started (children of this shell)
+EXTRA_PIDS=()    # started by a helper (reparented): killed by pid
+descendants() { local c; for c in $(pgrep -P "$1" 2>/dev/null); do echo "$c"; descendants "$c"; done; }
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+kill_tree() { # pid...: TERM the processes and their descendants, KILL what is left after 3 s
+  local all=() p i
+  for p in "$@"; do [ -n "$p" ] && all+=("$p" $(descendants "$p")); done
+  [ ${#all[@]} -gt 0 ] || return 0
+  kill -TERM "${all[@]}" 2>/dev/null
+  for i in $(seq 30); do
+    local left=0
+    for p in "${all[@]}"; do alive "$p" && [ "$(awk '{print $3}' /proc/$p/stat 2>/dev/null)" != Z ] && left=1; done
+    [ $left = 0 ] && break
+    sleep 0.1
+  done
+  kill -KILL "${all[@]}" 2>/dev/null
+  for p in "$@"; do wait "$p" 2>/dev/null; done
+  return 0
+}
+forget() { local p=$1 i; for i in "${!PIDS[@]}"; do [ "${PIDS[$i]}" = "$p" ] && unset 'PIDS[i]'; done; }
+stop() { [ -n "${1:-}" ] || return 0; kill_tree "$1"; forget "$1"; }
+cleanup() {
+  trap - EXIT INT TERM
+  kill_tree "${PIDS[@]}" "${EXTRA_PIDS[@]}"
+}
+trap cleanup EXIT
+trap 'echo "sipp-load: interrupted" >&2; exit 130' INT
+trap 'echo "sipp-load: terminated (watchdog or signal)" >&2; exit 143' TERM
+
+# ---------------------------------------------------------------- prerequisites
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
-command -v kamailio >/dev/null || need+=(kamailio)
+command -v kamailio >/dev/null || [[ " $SERVERS " != *" kamailio "* ]] || need+=(kamailio)
 command -v taskset >/dev/null || need+=(util-linux)
-if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
-sysctl -qw net.core.rmem_max=8388608 net.core.wmem_max=8388608 2>/dev/null || true
+command -v cc >/dev/null || need+=(gcc)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get install -y -qq "${need[@]}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; } ||
+    die "cannot install ${need[*]}"
+fi
+command -v python3 >/dev/null || die "python3 is needed"
+[ "$(nproc --all)" -ge 2 ] || log "warning: fewer than 2 CPUs; SIPp and the server share one"
+rmem=$(cat /proc/sys/net/core/rmem_max 2>/dev/null || echo 0)
+if [ "$rmem" -lt 4194304 ]; then
+  sysctl -qw net.core.rmem_max=8388608 net.core.wmem_max=8388608 2>/dev/null ||
+    log "warning: net.core.rmem_max=$rmem < 4 MiB and cannot be raised: 4 MiB receive buffers will be clamped"
+fi
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; pkill -f "kamailio -f $OUT/" 2>/dev/null || true; }
-trap cleanup EXIT
-
-cargo build --release --quiet
-FACD=$ROOT/target/release/facd
-SCEN=$ROOT/sip-fixtures/sipp/fac_load.xml
-CSV=$ROOT/sip-fixtures/sipp/load_agents.csv
+mkdir -p "$OUT"
+rm -rf "$OUT/runs" "$OUT/tmp" "$OUT"/summary.txt "$OUT"/report.txt
+mkdir -p "$OUT/runs" "$OUT/tmp" "$OUT/bin"
+SUMMARY=$OUT/summary.txt
+REPORT=$OUT/report.txt
 TICK=$(getconf CLK_TCK)
+H=$OUT/bin/helper.py
 
-# CPU seconds (utime+stime) of a process and its children threads/processes.
-cpu_of() { # pids...
-  local t=0
-  for p in "$@"; do
-    [ -r /proc/$p/stat ] || continue
-    t=$((t + $(awk '{print $14+$15}' /proc/$p/stat)))
+# ---------------------------------------------------------------- python helper
+cat >"$H" <<'PY'
+import csv, glob, os, re, socket, subprocess, sys, time
+
+def freeports(kind, n):
+    t = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
+    socks = []
+    for _ in range(int(n)):
+        s = socket.socket(socket.AF_INET, t)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    print(" ".join(str(s.getsockname()[1]) for s in socks))
+
+def options(port, lport, n):
+    return (f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-probe{os.getpid()}x{n};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{n}\r\nTo: <sip:ping@127.0.0.1>\r\n"
+            f"Call-ID: probe-{os.getpid()}-{n}@127.0.0.1\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+
+def wait_answer(port, timeout, every=0.002, alive=lambda: True):
+    """Send OPTIONS every `every` s until a 200 comes back; seconds taken or None."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(every)
+    lport = s.getsockname()[1]
+    t0 = time.monotonic(); n = 0
+    while time.monotonic() - t0 < timeout:
+        if not alive():
+            return None
+        n += 1
+        try:
+            s.sendto(options(port, lport, n), ("127.0.0.1", port))
+        except OSError:
+            pass
+        end = time.monotonic() + every
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            s.settimeout(left)
+            try:
+                d, _ = s.recvfrom(65536)
+            except (socket.timeout, ConnectionRefusedError, OSError):
+                break
+            if d.startswith(b"SIP/2.0 200"):
+                return time.monotonic() - t0
+    return None
+
+def probe(port, timeout):
+    t = wait_answer(int(port), float(timeout), every=0.05)
+    if t is None:
+        sys.exit(1)
+    print(f"{t:.3f}")
+
+def startup(port, pidfile, out, err, *cmd):
+    """Exec cmd, OPTIONS it every 2 ms from the start; print 'pid seconds'."""
+    env = dict(os.environ)
+    t0 = time.monotonic()
+    p = subprocess.Popen(list(cmd), stdout=open(out, "w"), stderr=open(err, "w"), env=env,
+                         stdin=subprocess.DEVNULL)
+    open(pidfile, "w").write(str(p.pid))
+    t = wait_answer(int(port), 60.0, every=0.002, alive=lambda: p.poll() is None)
+    if t is None:
+        p.kill()
+        print(f"{p.pid} fail")
+        sys.exit(1)
+    print(f"{p.pid} {time.monotonic() - t0:.3f}")
+
+def facdconf(path, port, http_port, datadir, agents, per, sync, confirm_ms):
+    agents, per = int(agents), int(per)
+    o = [f'[sip]\nlisten = ["udp:127.0.0.1:{port}"]\ndomain = "127.0.0.1"\n'
+         f'confirm_ms = {confirm_ms}\nudp_recv_buffer_bytes = 4194304\n',
+         '[auth]\nrequired = false\n',
+         f'[storage]\ndir = "{datadir}"\nsync = {sync}\n',
+         f'[http]\nlisten = "127.0.0.1:{http_port}"\n']
+    for q in range(8000, 8005):
+        o.append(f'[[queues]]\nnumber = "{q}"\nname = "Bench {q}"\nauto_ready = true\nwrap_up_secs = 0\n')
+    for i in range(agents):
+        ext = 1000 + i
+        if per >= 5:
+            qs = [8000, 8001, 8002, 8003, 8004]
+        else:   # queue 8000 and (per-1) others
+            qs = [8000] + [8001 + (i + k) % 4 for k in range(per - 1)]
+        ql = ", ".join(f'"{q}"' for q in qs)
+        o.append(f'[[agents]]\nextension = "{ext}"\nname = "Agent {ext}"\nqueues = [{ql}]\n')
+    open(path, "w").write("\n".join(o))
+
+def logincsv(path, first, n):
+    with open(path, "w") as f:
+        f.write("SEQUENTIAL\n")
+        for a in range(int(first), int(first) + int(n)):
+            f.write(f"{a};*38\n")
+
+def pct(v, p):
+    if not v:
+        return float("nan")
+    k = max(0, min(len(v) - 1, int(round(p * len(v) + 0.5)) - 1))   # nearest rank
+    return v[k]
+
+def parse(d, calls):
+    """One SIPp run: print 'ok failed cps p50 p99 pmax retrans sipp_cpu_s detail'."""
+    calls = int(calls)
+    ok = failed = retrans = 0; elapsed = float("nan"); detail = []
+    try:
+        rows = list(csv.reader(open(f"{d}/stat.csv"), delimiter=";"))
+        h, last = rows[0], rows[-1]
+        c = lambda n: last[h.index(n)]
+        ok, failed = int(c("SuccessfulCall(C)")), int(c("FailedCall(C)"))
+        retrans = int(c("Retransmissions(C)"))
+        ep = lambda x: float(x.split("\t")[-1])
+        elapsed = ep(c("CurrentTime")) - ep(c("StartTime"))
+        for i, n in enumerate(h):
+            if n.startswith("Failed") and n.endswith("(C)") and n != "FailedCall(C)" and last[i] not in ("", "0"):
+                detail.append(f"{n[6:-3]}:{last[i]}")
+        for n in ("OutOfCallMsgs(C)", "DeadCallMsgs(C)", "FatalErrors(C)"):
+            if n in h and last[h.index(n)] not in ("", "0"):
+                detail.append(f"{n[:-3]}:{last[h.index(n)]}")
+    except (OSError, IndexError, ValueError) as e:
+        detail.append(f"no-stat:{type(e).__name__}")
+    created = ok + failed
+    if created < calls:
+        detail.append(f"not-run:{calls - created}")
+    inv = []
+    for f in glob.glob(f"{d}/*_rtt.csv"):
+        for r in csv.reader(open(f), delimiter=";"):
+            if len(r) >= 3 and r[2].strip() == "inv":
+                try:
+                    inv.append(float(r[1]))
+                except ValueError:
+                    pass
+    inv.sort()
+    # what SIPp got instead of what it expected (first line of each), most frequent first
+    seen = {}
+    for f in glob.glob(f"{d}/errors.log*"):
+        for line in open(f, errors="replace"):
+            m = re.search(r"received '([^\r\n']*)", line)
+            if m:
+                k = "got " + m.group(1)[:60]
+            elif "Aborting" in line or "timeout" in line.lower():
+                k = re.sub(r"'[^']*'", "'…'", line.strip())[:80]
+            else:
+                continue
+            seen[k] = seen.get(k, 0) + 1
+    with open(f"{d}/failures.txt", "w") as f:
+        for k, v in sorted(seen.items(), key=lambda kv: -kv[1])[:10]:
+            f.write(f"{v} x {k}\n")
+    try:
+        u, s = open(f"{d}/time.txt").read().split()[-2:]
+        cpu = float(u) + float(s)
+    except (OSError, ValueError):
+        cpu = float("nan")
+    cps = ok / elapsed if elapsed == elapsed and elapsed > 0 else float("nan")
+    print(ok, failed, f"{cps:.0f}", f"{pct(inv, .5):.1f}", f"{pct(inv, .99):.1f}",
+          f"{inv[-1] if inv else float('nan'):.1f}", retrans, f"{cpu:.3f}", ",".join(detail) or "-")
+
+def kv(line):
+    return dict(x.split("=", 1) for x in line.split()[1:])
+
+def fmt(x, nd=1):
+    try:
+        return f"{float(x):.{nd}f}"
+    except ValueError:
+        return x
+
+def table(summary, rate):
+    runs = [kv(l) for l in open(summary) if l.startswith("run ")]
+    runs = [r for r in runs if r["rate"] == rate]
+    print(f"\nrate {rate} calls/s x {runs[0]['dur'] if runs else '?'} s")
+    print(f"  {'server':<9}{'ok':>9}{'failed':>8}{'calls/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
+          f"{'srv us/call':>12}{'sipp us/call':>13}{'retrans':>9}  notes")
+    for r in runs:
+        print(f"  {r['server']:<9}{r['ok']:>9}{r['failed']:>8}{r['cps']:>9}{fmt(r['p50_ms']):>8}{fmt(r['p99_ms']):>8}"
+              f"{fmt(r['max_ms']):>8}{fmt(r['server_us_per_call']):>12}{fmt(r['sipp_us_per_call']):>13}"
+              f"{r['retrans']:>9}  {'' if r['detail'] == '-' else r['detail']}")
+
+def report(summary, rates, target_rate):
+    lines = open(summary).read().splitlines()
+    runs = [kv(l) for l in lines if l.startswith("run ") and not kv(l)["server"].endswith("-mem")]
+    mems = [kv(l) for l in lines if l.startswith("mem ")]
+    rates = rates.split()
+    by = {(r["server"], r["rate"]): r for r in runs}
+    servers = []
+    for r in runs:
+        if r["server"] not in servers:
+            servers.append(r["server"])
+    out = []
+    def f(x):
+        try:
+            v = float(x)
+            return v if v == v else None
+        except (TypeError, ValueError):
+            return None
+    if runs:
+        print("\nCPU per call, facd / anchor (same run; lower is better)")
+        for rate in rates:
+            fa = f(by.get(("facd", rate), {}).get("server_us_per_call"))
+            parts = []
+            for a in ("kamailio", "trivial"):
+                an = f(by.get((a, rate), {}).get("server_us_per_call"))
+                ratio = fa / an if fa is not None and an else None
+                parts.append(f"{a} {ratio:.2f}x" if ratio is not None else f"{a} n/a")
+                out.append(f"ratio rate={rate} server_cpu_facd_over_{a}={'%.3f' % ratio if ratio is not None else 'na'}")
+            print(f"  {rate:>6} calls/s: " + ", ".join(parts))
+        print("\nHighest rate held with 0 failed calls (all calls completed)")
+        held = {}
+        for s in servers:
+            best = None
+            for rate in rates:
+                r = by.get((s, rate))
+                if r and r["failed"] == "0" and int(r["ok"]) == int(r["calls"]):
+                    if best is None or int(rate) > int(best):
+                        best = rate
+            held[s] = best
+            cps = by[(s, best)]["cps"] if best else "-"
+            print(f"  {s:<9} {best or 'none':>6}" + (f"  (achieved {cps} calls/s)" if best else ""))
+            out.append(f"held server={s} max_rate_0_failed={best or 'none'} achieved_cps={cps}")
+    print("\nTargets")
+    def tgt(name, value, limit, ok, unit=""):
+        v = "n/a" if value is None else f"{value:.3g}{unit}"
+        st = "n/a" if value is None else ("PASS" if ok else "FAIL")
+        print(f"  {name:<52} {v:>10}  (target {limit})  {st}")
+        out.append(f"target name={name.split()[0]} value={'na' if value is None else '%.4g' % value} status={st}")
+    if runs:
+        fa = f(by.get(("facd", target_rate), {}).get("server_us_per_call"))
+        ka = f(by.get(("kamailio", target_rate), {}).get("server_us_per_call"))
+        r = fa / ka if fa is not None and ka else None
+        tgt(f"cpu_vs_kamailio facd/Kamailio CPU per call @{target_rate}", r, "<= 0.8x", r is not None and r <= 0.8, "x")
+        if ("facd", rates[-1]) in by or any(s == "facd" for s, _ in by):
+            h = held.get("facd")
+            mx = max(int(x) for x in rates)
+            tgt(f"zero_failed highest rate with 0 failed (of {mx})", float(h) if h else 0.0, f"= {mx}",
+                h is not None and int(h) == mx)
+            p99s = [f(by[("facd", x)]["p99_ms"]) for x in rates if ("facd", x) in by]
+            p99s = [p for p in p99s if p is not None]
+            w = max(p99s) if p99s else None
+            tgt("p99_invite facd worst p99 INVITE->200 over all rates", w, "<= 10 ms", w is not None and w <= 10, " ms")
+    for m in mems:
+        su = f(m.get("startup_s"))
+        tgt(f"startup facd start-up, {m['agents']} agents x {m['queues_per_agent']} queues", su, "<= 1 s",
+            su is not None and su <= 1.0, " s")
+        peak = max([x for x in (f(m.get("hwm_after_load_mb")), f(m.get("hwm_start_mb"))) if x is not None], default=None)
+        tgt(f"rss facd peak RSS (VmHWM), start-up + load", peak, "<= 200 MB", peak is not None and peak <= 200, " MB")
+    with open(summary, "a") as fh:
+        fh.write("\n".join(out) + "\n")
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]](*sys.argv[2:])
+PY
+
+freeport() { python3 "$H" freeports "$1" 1; }
+
+# ---------------------------------------------------------------- watchdog
+n_srv=$(wc -w <<<"$SERVERS"); n_rate=$(wc -w <<<"$RATES")
+MAX_SECS=${MAX_SECS:-$(( n_srv * n_rate * (DUR + 45) + 900 ))}
+( sleep "$MAX_SECS"; echo "sipp-load: watchdog: over $MAX_SECS s, stopping" >&2; kill -TERM $$ ) &
+WATCHDOG=$!; PIDS+=("$WATCHDOG")
+
+# ---------------------------------------------------------------- servers
+declare -A PORT PID
+cpu_ticks() { # pid: utime+stime (clock ticks) of the process and all its descendants
+  local t=0 p
+  for p in "$1" $(descendants "$1"); do
+    [ -r "/proc/$p/stat" ] || continue
+    # fields after the ")" of comm: utime is field 14, stime 15 of the whole line
+    t=$(( t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') ))
   done
   echo "$t"
 }
 
-wait_options() { # port -> seconds until an OPTIONS is answered (or fails after 10 s)
-  python3 - "$1" <<'PY'
-import socket, sys, time
-port = int(sys.argv[1]); t0 = time.monotonic()
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); s.settimeout(0.01)
-lp = s.getsockname()[1]; n = 0
-while time.monotonic() - t0 < 10:
-    n += 1
-    m = (f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-w{n};rport\r\n"
-         f"From: <sip:w@127.0.0.1>;tag=w\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: w{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-    s.sendto(m.encode(), ("127.0.0.1", port))
-    try:
-        d, _ = s.recvfrom(65536)
-        if d.startswith(b"SIP/2.0 200"):
-            print(f"{time.monotonic() - t0:.3f}"); sys.exit(0)
-    except socket.timeout:
-        pass
-print("timeout"); sys.exit(1)
-PY
+answers() { python3 "$H" probe "$1" "${2:-10}" >/dev/null; }
+
+FACD=${FACD_BIN:-$ROOT/target/release/facd}
+build_facd() {
+  [ -n "${FACD_BIN:-}" ] && { [ -x "$FACD" ] || die "FACD_BIN=$FACD is not executable"; return 0; }
+  log "cargo build --release"
+  (cd "$ROOT" && cargo build --release --quiet) >"$OUT/build.log" 2>&1 || { log "facd build failed (see $OUT/build.log)"; return 1; }
 }
 
-facd_config() { # port agents queues_per_agent file
-  python3 - "$@" <<'PY'
-import sys
-port, agents, per, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-sync = sys.argv[5] if len(sys.argv) > 5 else "true"
-out = [f'[sip]\nlisten = ["udp:127.0.0.1:{port}"]\ndomain = "bench.local"\nconfirm_ms = 5000\n',
-       '[auth]\nrequired = false\n', f'[storage]\ndir = "{path}.data"\nsync = {sync}\n']
-for q in range(8000, 8005):
-    out.append(f'[[queues]]\nnumber = "{q}"\nname = "Q{q}"\n')
-for a in range(1000, 1000 + agents):
-    qs = ", ".join(f'"{8000 + i}"' for i in range(per))
-    out.append(f'[[agents]]\nextension = "{a}"\nname = "Agent {a}"\nqueues = [{qs}]\n')
-open(path, "w").write("\n".join(out))
-PY
+start_facd() { # name agents queues_per_agent -> PID[name] PORT[name]
+  local name=$1 agents=$2 per=$3 port http d=$OUT/tmp/$1
+  rm -rf "$d"; mkdir -p "$d"
+  port=$(freeport udp); http=$(freeport tcp)
+  python3 "$H" facdconf "$d/facd.toml" "$port" "$http" "$d/data" "$agents" "$per" "$FACD_SYNC" 2000
+  RUST_LOG=$FACD_LOG taskset -c "$SERVER_CPU" "$FACD" --config "$d/facd.toml" >"$OUT/$name.out" 2>"$OUT/$name.err" &
+  PID[$name]=$!; PIDS+=("${PID[$name]}"); PORT[$name]=$port
+  local i
+  for i in $(seq 200); do
+    grep -q "^facd listening on" "$OUT/$name.out" 2>/dev/null && break
+    alive "${PID[$name]}" || break
+    sleep 0.1
+  done
+  grep -q "^facd listening on udp:127.0.0.1:$port" "$OUT/$name.out" 2>/dev/null ||
+    { log "$name did not print its listening line (see $OUT/$name.err)"; tail -5 "$OUT/$name.err" >&2; return 1; }
 }
 
-start_server() { # name port -> sets SPID, SPIDS
-  local name=$1 port=$2
+start_server() { # name -> PID[name], PORT[name]; 1 if it does not answer OPTIONS
+  local name=$1 port
   case $name in
     facd)
-      rm -rf "$OUT/facd.toml.data"
-      facd_config "$port" 1000 5 "$OUT/facd.toml" "${FACD_SYNC:-true}"
-      RUST_LOG=warn taskset -c 1 "$FACD" --config "$OUT/facd.toml" >"$OUT/facd.out" 2>"$OUT/facd.err" &
-      SPID=$!; PIDS+=("$SPID") ;;
+      build_facd || return 1
+      start_facd facd 1000 3 || return 1 ;;
     kamailio)
-      sed "s/127.0.0.1:5070/127.0.0.1:$port/; s|unix:/tmp/kamailio_ctl|unix:$OUT/kamailio_ctl|" "$ANCHORS/kamailio.cfg" >"$OUT/kamailio.cfg"
-      mkdir -p "$OUT/kamrun"
-      taskset -c 1 kamailio -f "$OUT/kamailio.cfg" -A WORKERS=2 -DD -E -m 256 -M 16 -P "$OUT/kam.pid" -Y "$OUT/kamrun" >"$OUT/kamailio.log" 2>&1 &
-      SPID=$!; PIDS+=("$SPID") ;;
+      local d=$OUT/tmp/kamailio; mkdir -p "$d/run"; port=$(freeport udp)
+      sed -e "s/^listen=udp:127\.0\.0\.1:5070/listen=udp:127.0.0.1:$port/" \
+          -e "s|unix:/tmp/kamailio_ctl|unix:$d/kamailio_ctl|" "$ANCHORS/kamailio.cfg" >"$d/kamailio.cfg"
+      grep -q "listen=udp:127.0.0.1:$port" "$d/kamailio.cfg" && grep -q "unix:$d/kamailio_ctl" "$d/kamailio.cfg" ||
+        { log "cannot rewrite kamailio.cfg (listen/ctl lines changed?)"; return 1; }
+      taskset -c "$SERVER_CPU" kamailio -f "$d/kamailio.cfg" -A WORKERS=2 -DD -E -m 256 -M 16 \
+        -P "$d/kamailio.pid" -Y "$d/run" >"$OUT/kamailio.log" 2>&1 &
+      PID[$name]=$!; PIDS+=("${PID[$name]}"); PORT[$name]=$port ;;
     trivial)
-      cc -O2 -o "$OUT/trivial_responder" "$ANCHORS/trivial_responder.c"
-      taskset -c 1 "$OUT/trivial_responder" "$port" >/dev/null 2>&1 &
-      SPID=$!; PIDS+=("$SPID") ;;
+      cc -O2 -o "$OUT/bin/trivial_responder" "$ANCHORS/trivial_responder.c" || return 1
+      port=$(freeport udp)
+      taskset -c "$SERVER_CPU" "$OUT/bin/trivial_responder" "$port" >"$OUT/trivial.log" 2>&1 &
+      PID[$name]=$!; PIDS+=("${PID[$name]}"); PORT[$name]=$port ;;
+    *) die "unknown server $name" ;;
   esac
-  wait_options "$port" >/dev/null || { echo "$name did not answer OPTIONS on $port" >&2; exit 1; }
+  answers "${PORT[$name]}" 15 || { log "$name does not answer OPTIONS on 127.0.0.1:${PORT[$name]}"; return 1; }
+  log "$name pid ${PID[$name]} answers on udp:127.0.0.1:${PORT[$name]}"
 }
 
-server_pids() { echo "$SPID $(pgrep -P "$SPID" 2>/dev/null | tr '\n' ' ')"; }
-
-run_sipp() { # port rate dur csv tag -> prints "ok failed p50 p99 sipp_cpu"
-  local port=$1 rate=$2 dur=$3 csv=$4 tag=$5
-  local m=$((rate * dur)) l=$((rate * 2 + 100))
-  local before_cpu
-  (cd "$OUT" && taskset -c 0 sipp "127.0.0.1:$port" -sf "$SCEN" -inf "$csv" -i 127.0.0.1 -p 0 \
-      -r "$rate" -m "$m" -l "$l" -nostdin -max_recv_loops 10000 -max_sched_loops 10000 \
-      -buff_size 4194304 -trace_stat -stf "$tag.stat.csv" -trace_rtt -rtt_freq 1 \
-      -timeout $((dur + 30)) -timeout_error >"$tag.sipp.log" 2>&1) || true
-  python3 - "$OUT/$tag.stat.csv" "$OUT" "$tag" <<'PY'
-import csv, glob, sys
-stat, out, tag = sys.argv[1:4]
-rows = list(csv.reader(open(stat), delimiter=";"))
-h, last = rows[0], rows[-1]
-col = lambda n: last[h.index(n)]
-ok, failed = int(col("SuccessfulCall(C)")), int(col("FailedCall(C)"))
-rtts = []
-for f in glob.glob(f"{out}/fac_load_*_rtt.csv"):
-    for r in list(csv.reader(open(f), delimiter=";"))[1:]:
-        if len(r) >= 3 and r[2].strip() == "inv":
-            rtts.append(float(r[1]))
-rtts.sort()
-pct = lambda p: rtts[min(len(rtts) - 1, int(len(rtts) * p))] if rtts else float("nan")
-print(ok, failed, f"{pct(0.5):.2f}", f"{pct(0.99):.2f}")
-PY
-  rm -f "$OUT"/fac_load_*_rtt.csv
+# ---------------------------------------------------------------- SIPp
+run_sipp() { # dir port rate calls csv: one SIPp run in dir (stat, rtt, errors, sipp.log, time.txt, rc)
+  local d=$1 port=$2 rate=$3 calls=$4 csv=$5
+  mkdir -p "$d"; cp "$SCEN" "$d/fac_load.xml"; cp "$csv" "$d/agents.csv"
+  local lport cport
+  read -r lport cport < <(python3 "$H" freeports udp 2)
+  local tmo=$(( calls / rate + 30 ))
+  (
+    cd "$d" || exit 1
+    TIMEFORMAT='%3U %3S'
+    { time timeout -k 5 $((tmo + 30)) taskset -c "$SIPP_CPU" sipp "127.0.0.1:$port" -sf fac_load.xml -inf agents.csv \
+        -i 127.0.0.1 -p "$lport" -cp "$cport" -r "$rate" -m "$calls" -l $((rate * 2 + 100)) -nostdin \
+        -max_recv_loops 10000 -max_sched_loops 10000 -buff_size 4194304 \
+        -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1000 \
+        -trace_err -error_file errors.log -max_log_size 1048576 \
+        -timeout "$tmo" -timeout_error >sipp.log 2>&1; echo $? >rc; } 2>time.txt
+  ) &
+  local sp=$!; PIDS+=("$sp"); wait "$sp"; forget "$sp"
 }
 
-port_of() { case $1 in facd) echo 15060;; kamailio) echo 15070;; trivial) echo 15080;; esac; }
-
-declare -A CPU_US
-printf '%-9s %7s %9s %8s %8s %9s %10s\n' server rate "calls/s" failed "p50 ms" "p99 ms" "cpu us/call" | tee "$OUT/summary.txt"
-for srv in $SERVERS; do
-  port=$(port_of "$srv")
-  start_server "$srv" "$port"
-  if [ "$srv" = facd ]; then
-    # Log every agent in once, so that each code of the anchors' CSV applies.
-    { echo SEQUENTIAL; for a in $(seq 1000 1999); do echo "$a;*38"; done; } >"$OUT/login.csv"
-    run_sipp "$port" 2000 1 "$OUT/login.csv" login >/dev/null
+measure() { # server rate calls csv tag -> appends a "run" line to the summary
+  local s=$1 rate=$2 calls=$3 csv=$4 tag=$5 d=$OUT/runs/$5
+  local pid=${PID[$s]} port=${PORT[$s]}
+  if ! alive "$pid" || ! answers "$port" 3; then
+    log "$s (pid $pid) is down or not answering: skipping rate $rate"
+    echo "run server=$s rate=$rate dur=$((calls / rate)) calls=$calls ok=0 failed=$calls cps=0 p50_ms=nan p99_ms=nan max_ms=nan server_us_per_call=nan sipp_us_per_call=nan retrans=0 sipp_rc=na detail=server-down" >>"$SUMMARY"
+    return 1
   fi
-  for rate in $RATES; do
-    pids=$(server_pids)
-    c0=$(cpu_of $pids); t0=$(date +%s.%N)
-    read -r ok failed p50 p99 < <(run_sipp "$port" "$rate" "$DUR" "$CSV" "$srv-$rate")
-    c1=$(cpu_of $pids); t1=$(date +%s.%N)
-    us=$(python3 -c "print(f'{($c1-$c0)/$TICK*1e6/max($ok,1):.1f}')")
-    cps=$(python3 -c "print(round($ok/$DUR))")
-    CPU_US[$srv-$rate]=$us
-    printf '%-9s %7s %9s %8s %8s %9s %10s\n' "$srv" "$rate" "$cps" "$failed" "$p50" "$p99" "$us" | tee -a "$OUT/summary.txt"
+  local c0 c1 ok failed cps p50 p99 pmax retrans scpu detail rc
+  c0=$(cpu_ticks "$pid")
+  run_sipp "$d" "$port" "$rate" "$calls" "$csv"
+  c1=$(cpu_ticks "$pid")
+  read -r ok failed cps p50 p99 pmax retrans scpu detail < <(python3 "$H" parse "$d" "$calls")
+  rc=$(cat "$d/rc" 2>/dev/null || echo na)
+  local us sus
+  us=$(python3 -c "import sys; ok=$ok; print('%.2f' % (($c1-$c0)/$TICK*1e6/ok) if ok else 'nan')")
+  sus=$(python3 -c "ok=$ok; print('%.2f' % ($scpu*1e6/ok) if ok else 'nan')")
+  [ -n "${KEEP_RTT:-}" ] || rm -f "$d"/*_rtt.csv
+  echo "run server=$s rate=$rate dur=$((calls / rate)) calls=$calls ok=$ok failed=$failed cps=$cps p50_ms=$p50 p99_ms=$p99 max_ms=$pmax server_us_per_call=$us sipp_us_per_call=$sus retrans=$retrans sipp_rc=$rc server_cpu_ticks=$((c1 - c0)) detail=$detail" >>"$SUMMARY"
+  log "$tag: ok=$ok failed=$failed cps=$cps p99=${p99}ms server=${us}us/call sipp=${sus}us/call rc=$rc"
+}
+
+login_pass() { # name: every agent 1000..1999 dials *38 once (not measured)
+  local s=$1 d=$OUT/runs/$1-login
+  python3 "$H" logincsv "$OUT/tmp/login.csv" 1000 1000
+  run_sipp "$d" "${PORT[$s]}" 1000 1000 "$OUT/tmp/login.csv"
+  local r; r=$(python3 "$H" parse "$d" 1000)
+  rm -f "$d"/*_rtt.csv
+  echo "login server=$s ok=$(cut -d' ' -f1 <<<"$r") failed=$(cut -d' ' -f2 <<<"$r") detail=$(cut -d' ' -f9 <<<"$r")" >>"$SUMMARY"
+  log "$s login pass (*38 x 1000, not measured): ok/failed = $(cut -d' ' -f1-2 <<<"$r")"
+}
+
+vm() { awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null; }
+
+# ---------------------------------------------------------------- header
+{
+  echo "facd SIP load benchmark  $(date -u +%FT%TZ)  host $(hostname)  $(nproc --all) CPUs  load avg $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')  sipp $(sipp -v 2>&1 | grep -o 'v[0-9][^ -]*' | head -1)  kamailio $(kamailio -v 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1)"
+  echo "scenario $SCEN  csv $CSV  rates: $RATES  duration ${DUR}s  SIPp on CPU $SIPP_CPU, servers on CPU $SERVER_CPU  facd storage.sync=$FACD_SYNC"
+} | tee "$REPORT"
+{
+  echo "# facd sipp-load summary: one record per line, 'kind key=value ...'"
+  echo "meta date=$(date -u +%FT%TZ) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo na) cpus=$(nproc --all) loadavg=$(cut -d' ' -f1 /proc/loadavg) dur=$DUR rates=${RATES// /,} sipp_cpu=$SIPP_CPU server_cpu=$SERVER_CPU facd_sync=$FACD_SYNC"
+} >"$SUMMARY"
+
+# ---------------------------------------------------------------- load runs
+UP=()
+if [ -n "$RATES" ]; then
+  for s in $SERVERS; do
+    if start_server "$s"; then UP+=("$s"); else
+      log "$s unavailable: measured without it"; echo "down server=$s" >>"$SUMMARY"
+      [ -n "${PID[$s]:-}" ] && stop "${PID[$s]}"
+    fi
   done
-  kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true
-  pkill -f "kamailio -f $OUT/" 2>/dev/null || true
-  sleep 1
-done
-
-echo | tee -a "$OUT/summary.txt"
-for rate in $RATES; do
-  f=${CPU_US[facd-$rate]:-}; k=${CPU_US[kamailio-$rate]:-}; t=${CPU_US[trivial-$rate]:-}
-  [ -n "$f" ] || continue
-  line="rate $rate: facd cpu/call"
-  [ -n "$k" ] && line+=" = $(python3 -c "print(f'{$f/$k:.2f}')")x kamailio"
-  [ -n "$t" ] && line+=", $(python3 -c "print(f'{$f/$t:.2f}')")x trivial responder"
-  echo "$line" | tee -a "$OUT/summary.txt"
-done
-
-if [[ " $SERVERS " == *" facd "* ]]; then
-  rm -rf "$OUT/facd-100k.toml.data"
-  facd_config 15061 100000 5 "$OUT/facd-100k.toml"
-  t0=$(date +%s.%N)
-  RUST_LOG=warn "$FACD" --config "$OUT/facd-100k.toml" >/dev/null 2>"$OUT/facd-100k.err" &
-  BIG=$!; PIDS+=("$BIG")
-  up=$(wait_options 15061)
-  rss=$(awk '/VmRSS/{print $2/1024 " MiB"}' /proc/$BIG/status)
-  hwm=$(awk '/VmHWM/{print $2/1024 " MiB"}' /proc/$BIG/status)
-  echo "100,000 agents x 5 queues: first OPTIONS answered after ${up} s (from exec incl. config parse; script start-up overhead included), RSS $rss, peak $hwm" | tee -a "$OUT/summary.txt"
-  kill "$BIG"; wait "$BIG" 2>/dev/null || true
+  [ ${#UP[@]} -gt 0 ] || die "no server answers"
+  for s in "${UP[@]}"; do [ "$s" = facd ] && login_pass facd; done
+  sleep "$GAP"
+  # Servers interleaved per rate, so that background noise hits them alike.
+  for rate in $RATES; do
+    for s in "${UP[@]}"; do
+      measure "$s" "$rate" $((rate * DUR)) "$CSV" "$s-$rate"
+      sleep "$GAP"
+    done
+    python3 "$H" table "$SUMMARY" "$rate" | tee -a "$REPORT"
+  done
+  if [ -n "${PID[facd]:-}" ] && alive "${PID[facd]}"; then
+    echo "rss server=facd agents=1000 vmrss_mb=$(vm "${PID[facd]}" VmRSS) vmhwm_mb=$(vm "${PID[facd]}" VmHWM)" >>"$SUMMARY"
+    echo "facd (1000 agents) after the load runs: VmRSS $(vm "${PID[facd]}" VmRSS) MB, VmHWM $(vm "${PID[facd]}" VmHWM) MB" | tee -a "$REPORT"
+  fi
+  for s in "${UP[@]}"; do stop "${PID[$s]}"; done
 fi
-echo "summary: $OUT/summary.txt"
+
+# ---------------------------------------------------------------- memory and start-up
+if [ "$MEM" != 0 ] && [[ " $SERVERS " == *" facd "* || "$MEM" = only ]]; then
+  if build_facd; then
+    d=$OUT/tmp/facd-mem; rm -rf "$d"; mkdir -p "$d"
+    port=$(freeport udp); http=$(freeport tcp)
+    python3 "$H" facdconf "$d/facd.toml" "$port" "$http" "$d/data" "$MEM_AGENTS" "$MEM_QUEUES" "$FACD_SYNC" 2000
+    log "start-up with $MEM_AGENTS agents x $MEM_QUEUES queues ($(du -h "$d/facd.toml" | cut -f1) of TOML)"
+    # The helper execs facd and sends OPTIONS every 2 ms until one is answered.
+    python3 "$H" startup "$port" "$d/pid" "$OUT/facd-mem.out" "$OUT/facd-mem.err" \
+      env RUST_LOG="$FACD_LOG" taskset -c "$SERVER_CPU" "$FACD" --config "$d/facd.toml" >"$d/startup.txt" &
+    hp=$!; PIDS+=("$hp")
+    for i in $(seq 50); do [ -s "$d/pid" ] && break; sleep 0.05; done
+    [ -s "$d/pid" ] && EXTRA_PIDS+=("$(cat "$d/pid")")
+    wait "$hp"; forget "$hp"
+    read -r mpid su <"$d/startup.txt" || true
+    if [ "${su:-fail}" != fail ] && [ -n "${mpid:-}" ] && alive "$mpid"; then
+      rss0=$(vm "$mpid" VmRSS); hwm0=$(vm "$mpid" VmHWM)
+      PID[facd-mem]=$mpid; PORT[facd-mem]=$port
+      login_pass facd-mem
+      measure facd-mem "$MEM_RATE" $((MEM_RATE * MEM_DUR)) "$CSV" "facd-mem-$MEM_RATE" || true
+      rss1=$(vm "$mpid" VmRSS); hwm1=$(vm "$mpid" VmHWM)
+      ml=$(grep "^run server=facd-mem " "$SUMMARY" | tail -1)
+      echo "mem agents=$MEM_AGENTS queues_per_agent=$MEM_QUEUES startup_s=$su rss_start_mb=$rss0 hwm_start_mb=$hwm0 load_rate=$MEM_RATE load_dur=$MEM_DUR rss_after_load_mb=$rss1 hwm_after_load_mb=$hwm1" >>"$SUMMARY"
+      {
+        echo
+        echo "facd with $MEM_AGENTS agents x $MEM_QUEUES queues (fresh storage dir):"
+        echo "  exec -> first answered OPTIONS: $su s"
+        echo "  after start-up:        VmRSS $rss0 MB, VmHWM $hwm0 MB"
+        echo "  after ${MEM_DUR}s at $MEM_RATE calls/s: VmRSS $rss1 MB, VmHWM $hwm1 MB  ($(sed 's/.* ok=\([0-9]*\) failed=\([0-9]*\).*/ok \1, failed \2/' <<<"$ml"))"
+      } | tee -a "$REPORT"
+      kill_tree "$mpid"
+    else
+      log "facd with $MEM_AGENTS agents did not answer (see $OUT/facd-mem.err)"; tail -5 "$OUT/facd-mem.err" >&2
+      echo "mem agents=$MEM_AGENTS queues_per_agent=$MEM_QUEUES startup_s=fail" >>"$SUMMARY"
+      [ -n "${mpid:-}" ] && kill_tree "$mpid"
+    fi
+  fi
+fi
+
+python3 "$H" report "$SUMMARY" "$RATES" "$TARGET_RATE" | tee -a "$REPORT"
+echo "load avg at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine skews absolute figures; ratios within one run are what counts)" | tee -a "$REPORT"
+echo "summary: $SUMMARY  report: $REPORT  SIPp logs: $OUT/runs/" | tee -a "$REPORT"
