@@ -1,14 +1,14 @@
 //! The non-INVITE client transaction (RFC 3261 §17.1.2), for requests facd
 //! sends itself (BYE; later NOTIFY). Method-agnostic.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use ahash::AHashMap as HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::timer::{Timer, TimerConfig};
+use super::timer::{Deadlines, Timer, TimerConfig};
 
 /// A client transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,7 +46,6 @@ struct Tx<P> {
     peer: P,
     reliable: bool,
     e: Duration,
-    armed: Vec<(Instant, Timer)>,
 }
 
 /// The table of non-INVITE client transactions.
@@ -55,7 +54,7 @@ pub struct ClientTransactions<P> {
     cfg: TimerConfig,
     txs: HashMap<ClientTxId, Tx<P>>,
     by_branch: HashMap<Bytes, ClientTxId>,
-    timers: BTreeSet<(Instant, ClientTxId, Timer)>,
+    timers: Deadlines<ClientTxId>,
     transmits: VecDeque<(P, Bytes)>,
     events: VecDeque<ClientEvent>,
     next: u64,
@@ -68,7 +67,7 @@ impl<P: Clone> ClientTransactions<P> {
             cfg,
             txs: HashMap::default(),
             by_branch: HashMap::default(),
-            timers: BTreeSet::new(),
+            timers: Deadlines::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next: 1,
@@ -99,7 +98,6 @@ impl<P: Clone> ClientTransactions<P> {
                 peer,
                 reliable,
                 e,
-                armed: Vec::new(),
             },
         );
         if !reliable {
@@ -133,15 +131,10 @@ impl<P: Clone> ClientTransactions<P> {
 
     /// Fires the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(when, id, timer)) = self.timers.first() {
-            if when > now {
-                break;
-            }
-            self.timers.pop_first();
+        while let Some((when, id, timer)) = self.timers.pop_due(now) {
             let Some(tx) = self.txs.get_mut(&id) else {
                 continue;
             };
-            tx.armed.retain(|a| *a != (when, timer));
             match timer {
                 Timer::E => {
                     self.transmits
@@ -165,7 +158,7 @@ impl<P: Clone> ClientTransactions<P> {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|t| t.0)
+        self.timers.next()
     }
 
     /// The next message to send.
@@ -189,18 +182,13 @@ impl<P: Clone> ClientTransactions<P> {
     }
 
     fn arm(&mut self, when: Instant, id: ClientTxId, timer: Timer) {
-        if let Some(tx) = self.txs.get_mut(&id) {
-            tx.armed.push((when, timer));
-            self.timers.insert((when, id, timer));
+        if self.txs.contains_key(&id) {
+            self.timers.arm(when, id, timer);
         }
     }
 
     fn disarm(&mut self, id: ClientTxId) {
-        if let Some(tx) = self.txs.get_mut(&id) {
-            for (when, timer) in tx.armed.drain(..) {
-                self.timers.remove(&(when, id, timer));
-            }
-        }
+        self.timers.disarm(id);
     }
 
     fn remove(&mut self, id: ClientTxId) {

@@ -1,13 +1,13 @@
 //! Server transactions (RFC 3261 §17.2, RFC 6026 §7.1).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use ahash::AHashMap as HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::timer::{Timer, TimerConfig};
+use super::timer::{Deadlines, Timer, TimerConfig};
 
 /// The matching key of RFC 3261 §17.2.3: the top Via branch and sent-by, and
 /// the method (INVITE for an ACK, so it finds its INVITE). RFC 2543 peers
@@ -90,8 +90,6 @@ struct Tx<P> {
     last: Option<Bytes>,
     /// The current Timer G interval.
     g: Duration,
-    /// Armed timers, mirrored in `ServerTransactions::timers`.
-    armed: Vec<(Instant, Timer)>,
 }
 
 /// The table of server transactions.
@@ -100,7 +98,7 @@ pub struct ServerTransactions<P> {
     cfg: TimerConfig,
     txs: HashMap<TxId, Tx<P>>,
     by_key: HashMap<TxKey, TxId>,
-    timers: BTreeSet<(Instant, TxId, Timer)>,
+    timers: Deadlines<TxId>,
     transmits: VecDeque<(P, Bytes)>,
     events: VecDeque<ServerEvent>,
     next: u64,
@@ -113,7 +111,7 @@ impl<P: Clone> ServerTransactions<P> {
             cfg,
             txs: HashMap::default(),
             by_key: HashMap::default(),
-            timers: BTreeSet::new(),
+            timers: Deadlines::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next: 1,
@@ -228,15 +226,10 @@ impl<P: Clone> ServerTransactions<P> {
 
     /// Fires the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(when, id, timer)) = self.timers.first() {
-            if when > now {
-                break;
-            }
-            self.timers.pop_first();
+        while let Some((when, id, timer)) = self.timers.pop_due(now) {
             let Some(tx) = self.txs.get_mut(&id) else {
                 continue;
             };
-            tx.armed.retain(|a| *a != (when, timer));
             match timer {
                 Timer::G if tx.state == State::Completed => {
                     if let Some(last) = &tx.last {
@@ -257,7 +250,7 @@ impl<P: Clone> ServerTransactions<P> {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|t| t.0)
+        self.timers.next()
     }
 
     /// The next message to send.
@@ -294,25 +287,19 @@ impl<P: Clone> ServerTransactions<P> {
                 reliable,
                 last: None,
                 g: self.cfg.t1,
-                armed: Vec::new(),
             },
         );
         id
     }
 
     fn arm(&mut self, when: Instant, id: TxId, timer: Timer) {
-        if let Some(tx) = self.txs.get_mut(&id) {
-            tx.armed.push((when, timer));
-            self.timers.insert((when, id, timer));
+        if self.txs.contains_key(&id) {
+            self.timers.arm(when, id, timer);
         }
     }
 
     fn disarm(&mut self, id: TxId) {
-        if let Some(tx) = self.txs.get_mut(&id) {
-            for (when, timer) in tx.armed.drain(..) {
-                self.timers.remove(&(when, id, timer));
-            }
-        }
+        self.timers.disarm(id);
     }
 
     fn remove(&mut self, id: TxId) {

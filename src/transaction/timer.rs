@@ -1,6 +1,10 @@
 //! RFC 3261 timer values (§17, Table 4) in one table.
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
 
 /// T1, T2 and T4 (RFC 3261 §17.1.1.1, Table 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +76,59 @@ impl TimerConfig {
             Timer::A => previous * 2,
             _ => (previous * 2).min(self.t2),
         }
+    }
+}
+
+/// The armed timers of many transactions, earliest first: timers as data,
+/// shared by the server and client transaction tables.
+#[derive(Debug)]
+pub(crate) struct Deadlines<Id> {
+    set: BTreeSet<(Instant, Id, Timer)>,
+    armed: AHashMap<Id, Vec<(Instant, Timer)>>,
+}
+
+impl<Id: Copy + Ord + Hash> Deadlines<Id> {
+    pub(crate) fn new() -> Self {
+        Self {
+            set: BTreeSet::new(),
+            armed: AHashMap::new(),
+        }
+    }
+
+    /// Arms `timer` of `id` to fire at `when`.
+    pub(crate) fn arm(&mut self, when: Instant, id: Id, timer: Timer) {
+        self.armed.entry(id).or_default().push((when, timer));
+        self.set.insert((when, id, timer));
+    }
+
+    /// Cancels every timer of `id`.
+    pub(crate) fn disarm(&mut self, id: Id) {
+        if let Some(armed) = self.armed.remove(&id) {
+            for (when, timer) in armed {
+                self.set.remove(&(when, id, timer));
+            }
+        }
+    }
+
+    /// The earliest timer due at `now`, removed.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Id, Timer)> {
+        let &(when, id, timer) = self.set.first()?;
+        if when > now {
+            return None;
+        }
+        self.set.pop_first();
+        if let Some(armed) = self.armed.get_mut(&id) {
+            armed.retain(|a| *a != (when, timer));
+            if armed.is_empty() {
+                self.armed.remove(&id);
+            }
+        }
+        Some((when, id, timer))
+    }
+
+    /// When the next timer fires.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.set.first().map(|t| t.0)
     }
 }
 
