@@ -39,6 +39,9 @@ SERVER_CPU=${SERVER_CPU:-1}
 GAP=${GAP:-2}                       # seconds of quiet between runs
 FACD_SYNC=${FACD_SYNC:-true}        # [storage] sync (fdatasync before answering)
 FACD_LOG=${FACD_LOG:-warn}          # RUST_LOG for facd
+QUIET_PCT=${QUIET_PCT:-30}          # before each run, wait until CPUs 0+1 are less busy than this (% of one CPU)
+QUIET_WAIT=${QUIET_WAIT:-120}       # ... but at most this many seconds (0: do not wait)
+QUIET_WAITED=0
 if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
   RATES=${QUICK_RATE:-1000}; DUR=3; MEM_RATE=1000; MEM_DUR=3
 fi
@@ -278,11 +281,11 @@ def table(summary, rate):
     runs = [r for r in runs if r["rate"] == rate]
     print(f"\nrate {rate} calls/s x {runs[0]['dur'] if runs else '?'} s")
     print(f"  {'server':<9}{'ok':>9}{'failed':>8}{'calls/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
-          f"{'srv us/call':>12}{'sipp us/call':>13}{'retrans':>9}  notes")
+          f"{'srv us/call':>12}{'sipp us/call':>13}{'retrans':>9}{'other%':>7}  notes")
     for r in runs:
         print(f"  {r['server']:<9}{r['ok']:>9}{r['failed']:>8}{r['cps']:>9}{fmt(r['p50_ms']):>8}{fmt(r['p99_ms']):>8}"
               f"{fmt(r['max_ms']):>8}{fmt(r['server_us_per_call']):>12}{fmt(r['sipp_us_per_call']):>13}"
-              f"{r['retrans']:>9}  {'' if r['detail'] == '-' else r['detail']}")
+              f"{r['retrans']:>9}{r.get('other_cpu_pct', '-'):>7}  {'' if r['detail'] == '-' else r['detail']}")
 
 def report(summary, rates, target_rate):
     lines = open(summary).read().splitlines()
@@ -365,7 +368,7 @@ freeport() { python3 "$H" freeports "$1" 1; }
 
 # ---------------------------------------------------------------- watchdog
 n_srv=$(wc -w <<<"$SERVERS"); n_rate=$(wc -w <<<"$RATES")
-MAX_SECS=${MAX_SECS:-$(( n_srv * n_rate * (DUR + 45) + 900 ))}
+MAX_SECS=${MAX_SECS:-$(( n_srv * n_rate * (DUR + 45 + QUIET_WAIT) + 900 + 2 * QUIET_WAIT ))}
 ( sleep "$MAX_SECS"; echo "sipp-load: watchdog: over $MAX_SECS s, stopping" >&2; kill -TERM $$ ) &
 WATCHDOG=$!; PIDS+=("$WATCHDOG")
 
@@ -379,6 +382,25 @@ cpu_ticks() { # pid: utime+stime (clock ticks) of the process and all its descen
     t=$(( t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') ))
   done
   echo "$t"
+}
+
+cpu_busy() { # busy clock ticks (all but idle and iowait) of CPUs SIPP_CPU and SERVER_CPU
+  awk -v a="cpu$SIPP_CPU" -v b="cpu$SERVER_CPU" '$1 == a || $1 == b {t += $2+$3+$4+$7+$8+$9} END {print t}' /proc/stat
+}
+
+wait_quiet() { # wait (at most QUIET_WAIT s) until CPUs SIPP_CPU+SERVER_CPU are < QUIET_PCT % busy over 1 s
+  local t0=$SECONDS b0 b1 pct
+  while :; do
+    b0=$(cpu_busy); sleep 1; b1=$(cpu_busy)
+    pct=$(( (b1 - b0) * 100 / TICK ))
+    [ "$pct" -lt "$QUIET_PCT" ] && break
+    if [ $((SECONDS - t0)) -ge "$QUIET_WAIT" ]; then
+      log "CPUs $SIPP_CPU,$SERVER_CPU still ${pct}% busy with other work after ${QUIET_WAIT}s: measuring anyway (noisy)"; break
+    fi
+    [ $((SECONDS - t0)) -lt 2 ] && log "CPUs $SIPP_CPU,$SERVER_CPU ${pct}% busy with other work: waiting up to ${QUIET_WAIT}s for quiet"
+    sleep 2
+  done
+  QUIET_WAITED=$((QUIET_WAITED + SECONDS - t0))
 }
 
 answers() { python3 "$H" probe "$1" "${2:-10}" >/dev/null; }
@@ -439,7 +461,7 @@ run_sipp() { # dir port rate calls csv: one SIPp run in dir (stat, rtt, errors, 
   mkdir -p "$d"; cp "$SCEN" "$d/fac_load.xml"; cp "$csv" "$d/agents.csv"
   local lport cport
   read -r lport cport < <(python3 "$H" freeports udp 2)
-  local tmo=$(( calls / rate + 30 ))
+  local tmo=$(( calls / rate * 3 + 60 ))   # generous: a slowed-down SIPp still finishes
   (
     cd "$d" || exit 1
     TIMEFORMAT='%3U %3S'
@@ -462,17 +484,25 @@ measure() { # server rate calls csv tag -> appends a "run" line to the summary
     return 1
   fi
   local c0 c1 ok failed cps p50 p99 pmax retrans scpu detail rc
+  local b0 b1 w0 w1
+  wait_quiet
+  b0=$(cpu_busy); w0=$EPOCHREALTIME
   c0=$(cpu_ticks "$pid")
   run_sipp "$d" "$port" "$rate" "$calls" "$csv"
   c1=$(cpu_ticks "$pid")
+  b1=$(cpu_busy); w1=$EPOCHREALTIME
   read -r ok failed cps p50 p99 pmax retrans scpu detail < <(python3 "$H" parse "$d" "$calls")
   rc=$(cat "$d/rc" 2>/dev/null || echo na)
   local us sus
   us=$(python3 -c "import sys; ok=$ok; print('%.2f' % (($c1-$c0)/$TICK*1e6/ok) if ok else 'nan')")
   sus=$(python3 -c "ok=$ok; print('%.2f' % ($scpu*1e6/ok) if ok else 'nan')")
+  # CPU time of CPUs SIPP_CPU and SERVER_CPU not spent by SIPp or the server: other
+  # processes (builds...), interrupts; in % of one CPU over the run. A noise gauge.
+  local bg
+  bg=$(python3 -c "print('%.0f' % max(0.0, 100 * (($b1 - $b0) / $TICK - ($c1 - $c0) / $TICK - $scpu) / ($w1 - $w0)))")
   [ -n "${KEEP_RTT:-}" ] || rm -f "$d"/*_rtt.csv
-  echo "run server=$s rate=$rate dur=$((calls / rate)) calls=$calls ok=$ok failed=$failed cps=$cps p50_ms=$p50 p99_ms=$p99 max_ms=$pmax server_us_per_call=$us sipp_us_per_call=$sus retrans=$retrans sipp_rc=$rc server_cpu_ticks=$((c1 - c0)) detail=$detail" >>"$SUMMARY"
-  log "$tag: ok=$ok failed=$failed cps=$cps p99=${p99}ms server=${us}us/call sipp=${sus}us/call rc=$rc"
+  echo "run server=$s rate=$rate dur=$((calls / rate)) calls=$calls ok=$ok failed=$failed cps=$cps p50_ms=$p50 p99_ms=$p99 max_ms=$pmax server_us_per_call=$us sipp_us_per_call=$sus retrans=$retrans sipp_rc=$rc server_cpu_ticks=$((c1 - c0)) other_cpu_pct=$bg detail=$detail" >>"$SUMMARY"
+  log "$tag: ok=$ok failed=$failed cps=$cps p99=${p99}ms server=${us}us/call sipp=${sus}us/call rc=$rc other-cpu=${bg}%"
 }
 
 login_pass() { # name: every agent 1000..1999 dials *38 once (not measured)
@@ -564,6 +594,8 @@ if [ "$MEM" != 0 ] && [[ " $SERVERS " == *" facd "* || "$MEM" = only ]]; then
   fi
 fi
 
+echo "quiet waited=$QUIET_WAITED" >>"$SUMMARY"
 python3 "$H" report "$SUMMARY" "$RATES" "$TARGET_RATE" | tee -a "$REPORT"
+echo "waited ${QUIET_WAITED}s in total for other work on CPUs $SIPP_CPU,$SERVER_CPU to calm down (QUIET_PCT=$QUIET_PCT, QUIET_WAIT=$QUIET_WAIT)" | tee -a "$REPORT"
 echo "load avg at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine skews absolute figures; ratios within one run are what counts)" | tee -a "$REPORT"
 echo "summary: $SUMMARY  report: $REPORT  SIPp logs: $OUT/runs/" | tee -a "$REPORT"
