@@ -281,11 +281,12 @@ def table(summary, rate):
     runs = [r for r in runs if r["rate"] == rate]
     print(f"\nrate {rate} calls/s x {runs[0]['dur'] if runs else '?'} s")
     print(f"  {'server':<9}{'ok':>9}{'failed':>8}{'calls/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
-          f"{'srv us/call':>12}{'sipp us/call':>13}{'retrans':>9}{'other%':>7}  notes")
+          f"{'srv us/call':>12}{'sipp us/call':>13}{'retrans':>9}{'other%':>7}{'RSS MB':>8}  notes")
     for r in runs:
         print(f"  {r['server']:<9}{r['ok']:>9}{r['failed']:>8}{r['cps']:>9}{fmt(r['p50_ms']):>8}{fmt(r['p99_ms']):>8}"
               f"{fmt(r['max_ms']):>8}{fmt(r['server_us_per_call']):>12}{fmt(r['sipp_us_per_call']):>13}"
-              f"{r['retrans']:>9}{r.get('other_cpu_pct', '-'):>7}  {'' if r['detail'] == '-' else r['detail']}")
+              f"{r['retrans']:>9}{r.get('other_cpu_pct', '-'):>7}{r.get('rss_mb', 'na').replace('na', '-'):>8}"
+              f"  {'' if r['detail'] == '-' else r['detail']}")
 
 def report(summary, rates, target_rate):
     lines = open(summary).read().splitlines()
@@ -315,13 +316,14 @@ def report(summary, rates, target_rate):
                 parts.append(f"{a} {ratio:.2f}x" if ratio is not None else f"{a} n/a")
                 out.append(f"ratio rate={rate} server_cpu_facd_over_{a}={'%.3f' % ratio if ratio is not None else 'na'}")
             print(f"  {rate:>6} calls/s: " + ", ".join(parts))
-        print("\nHighest rate held with 0 failed calls (all calls completed)")
+        print("\nHighest rate held: 0 failed calls, all completed, >= 95% of the rate achieved")
         held = {}
         for s in servers:
             best = None
             for rate in rates:
                 r = by.get((s, rate))
-                if r and r["failed"] == "0" and int(r["ok"]) == int(r["calls"]):
+                if (r and r["failed"] == "0" and int(r["ok"]) == int(r["calls"])
+                        and float(r["cps"]) >= 0.95 * int(rate)):
                     if best is None or int(rate) > int(best):
                         best = rate
             held[s] = best
@@ -501,7 +503,9 @@ measure() { # server rate calls csv tag -> appends a "run" line to the summary
   local bg
   bg=$(python3 -c "print('%.0f' % max(0.0, 100 * (($b1 - $b0) / $TICK - ($c1 - $c0) / $TICK - $scpu) / ($w1 - $w0)))")
   [ -n "${KEEP_RTT:-}" ] || rm -f "$d"/*_rtt.csv
-  echo "run server=$s rate=$rate dur=$((calls / rate)) calls=$calls ok=$ok failed=$failed cps=$cps p50_ms=$p50 p99_ms=$p99 max_ms=$pmax server_us_per_call=$us sipp_us_per_call=$sus retrans=$retrans sipp_rc=$rc server_cpu_ticks=$((c1 - c0)) other_cpu_pct=$bg detail=$detail" >>"$SUMMARY"
+  local rss=na
+  [[ $s == facd* ]] && rss=$(vm "$pid" VmRSS)
+  echo "run server=$s rate=$rate dur=$((calls / rate)) calls=$calls ok=$ok failed=$failed cps=$cps p50_ms=$p50 p99_ms=$p99 max_ms=$pmax server_us_per_call=$us sipp_us_per_call=$sus retrans=$retrans sipp_rc=$rc server_cpu_ticks=$((c1 - c0)) other_cpu_pct=$bg rss_mb=$rss detail=$detail" >>"$SUMMARY"
   log "$tag: ok=$ok failed=$failed cps=$cps p99=${p99}ms server=${us}us/call sipp=${sus}us/call rc=$rc other-cpu=${bg}%"
 }
 
