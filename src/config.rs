@@ -53,6 +53,8 @@ pub struct SipConfig {
     pub max_tcp_connections: usize,
     /// A TCP connection with no traffic for this long is closed.
     pub tcp_idle_secs: u64,
+    /// A TCP message must arrive whole within this many seconds of its first byte.
+    pub tcp_message_secs: u64,
     /// SO_RCVBUF requested for UDP sockets.
     pub udp_recv_buffer_bytes: usize,
     /// RFC 3261 T1 in milliseconds (default 500).
@@ -68,6 +70,7 @@ impl Default for SipConfig {
             max_message_bytes: 65536,
             max_tcp_connections: 1024,
             tcp_idle_secs: 120,
+            tcp_message_secs: 10,
             udp_recv_buffer_bytes: 4 << 20,
             t1_ms: 500,
         }
@@ -392,6 +395,9 @@ impl Config {
         }
         if sip.tcp_idle_secs == 0 {
             e.push(err("sip.tcp_idle_secs", "must be at least 1"));
+        }
+        if sip.tcp_message_secs == 0 {
+            e.push(err("sip.tcp_message_secs", "must be at least 1"));
         }
         if !(50..=5000).contains(&sip.t1_ms) {
             e.push(err("sip.t1_ms", "must be between 50 and 5000"));

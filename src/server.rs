@@ -150,6 +150,7 @@ impl Server {
         let tcfg = TransportConfig {
             max_message_bytes: cfg.sip.max_message_bytes,
             tcp_idle: Duration::from_secs(cfg.sip.tcp_idle_secs),
+            tcp_message: Duration::from_secs(cfg.sip.tcp_message_secs),
             max_tcp_connections: cfg.sip.max_tcp_connections,
             udp_recv_buffer: cfg.sip.udp_recv_buffer_bytes,
         };

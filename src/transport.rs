@@ -125,6 +125,8 @@ pub struct TransportConfig {
     pub max_message_bytes: usize,
     /// Idle TCP connections are closed after this.
     pub tcp_idle: Duration,
+    /// A TCP message must be complete within this of its first byte.
+    pub tcp_message: Duration,
     /// Cap on open TCP connections.
     pub max_tcp_connections: usize,
     /// SO_RCVBUF for UDP.
@@ -344,6 +346,7 @@ async fn serve_tcp(
     debug!(conn = id, peer = %addr, "tcp connection open");
     let mut buf = BytesMut::with_capacity(4096);
     let mut decoder = StreamDecoder::new();
+    let mut partial_since: Option<tokio::time::Instant> = None;
     let why = 'conn: loop {
         // Drain every whole frame already buffered before reading more.
         loop {
@@ -373,19 +376,35 @@ async fn serve_tcp(
                 }
             }
         }
+        // A message must arrive whole within tcp_message_secs of its first
+        // byte (slow-loris); an idle connection is closed after tcp_idle.
+        let now = tokio::time::Instant::now();
+        if buf.is_empty() {
+            partial_since = None;
+        } else if partial_since.is_none() {
+            partial_since = Some(now);
+        }
+        let wait = match partial_since {
+            Some(t) => cfg.tcp_message.saturating_sub(now - t).min(cfg.tcp_idle),
+            None => cfg.tcp_idle,
+        };
         let read = tokio::select! {
-            r = tokio::time::timeout(cfg.tcp_idle, rd.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => r,
             () = stop.cancelled() => break 'conn "shutting down".to_string(),
         };
         match read {
             Ok(Ok(0)) => break "closed by peer".to_string(),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => break format!("read error: {e}"),
+            Err(_) if partial_since.is_some() => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                break format!("message incomplete after {} s", cfg.tcp_message.as_secs());
+            }
             Err(_) => break format!("idle for {} s", cfg.tcp_idle.as_secs()),
         }
     };
     debug!(conn = id, peer = %addr, why = %why, "tcp connection closed");
-    if why.starts_with("framing") {
+    if why.starts_with("framing") || why.starts_with("message incomplete") {
         info!(conn = id, peer = %addr, why = %why, "tcp connection closed");
     }
     drop(tx);

@@ -299,3 +299,31 @@ async fn ipv6_udp_and_tcp() {
     assert_eq!(t.recv().await.status(), 200);
     s.stop().await;
 }
+
+/// Slow-loris: a message dribbled a byte at a time (which keeps the idle
+/// timer happy) is cut off after tcp_message_secs; others are unaffected.
+#[tokio::test]
+async fn slow_header_connection_is_closed() {
+    let s = TestServer::start(&base_config("tcp_message_secs = 1")).await;
+    let mut slow = Tcp::connect(s.tcp).await;
+    let started = std::time::Instant::now();
+    let msg = tcp_options(slow.port(), "z9hG4bK-slow");
+    let mut closed = false;
+    for b in msg.as_bytes().iter().take(60) {
+        if slow.stream.try_write(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        if slow.closed_within(100).await {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a dribbling connection was kept open");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let mut c = Tcp::connect(s.tcp).await;
+    let p = c.port();
+    c.send(tcp_options(p, "z9hG4bK-fast").as_bytes()).await;
+    assert_eq!(c.recv().await.status(), 200);
+    s.stop().await;
+}
