@@ -15,10 +15,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tracing::{debug, info, warn};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::dialog::{ByeTemplate, DialogEvent, DialogId, Dialogs};
-use crate::engine::{Applied, Cause, Change, Command, Engine, Millis, ReasonRef, Target};
+use crate::engine::{
+    Applied, Cause, Change, Command, Engine, Event, Millis, ReasonRef, Rejection, Target,
+};
 use crate::limits::{AuthGuard, Banned};
 use crate::sip::auth::{Authenticator, Secret, Verdict};
 use crate::sip::build::{self, ResponseBuilder};
@@ -129,10 +131,41 @@ struct Answer {
     bye: ByeTemplate,
 }
 
+/// Why a command from outside SIP (REST, feature keys) did not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The engine refused it; nothing changed.
+    #[error("{0}")]
+    Rejected(Rejection),
+    /// The journal write failed; the change was undone (SPEC §7).
+    #[error("the change could not be saved")]
+    NotSaved,
+}
+
+/// Called once a command's outcome is final (after the journal write).
+pub type ApplyDone = Box<dyn FnOnce(Result<Applied, ApplyError>) + Send>;
+
+/// Who waits for a change to become durable.
+enum Reply {
+    /// Nobody (a wrap-up timer fired).
+    None,
+    /// A star-code INVITE: the 200 to send, or the 500 if the write fails.
+    Sip {
+        id: TxId,
+        answer: Box<Answer>,
+        fail: Bytes,
+    },
+    /// A command from the API or a feature key.
+    Callback { applied: Applied, done: ApplyDone },
+}
+
 /// A change waiting for its journal write (SPEC §7: durable before the 200).
 struct Pending {
-    /// The transaction to answer, the 200 and the 500 (None for timer changes).
-    reply: Option<(TxId, Answer, Bytes)>,
+    /// Who is answered once the write finishes.
+    reply: Reply,
+    /// The events, published only once durable (subscribers never see a
+    /// change that is later undone).
+    events: Vec<Event>,
     /// The agent's records before the change, to undo it if the write fails.
     undo: Vec<Change>,
 }
@@ -170,6 +203,8 @@ pub struct Core {
     codes: StarCodeParser,
     rng: SmallRng,
     draining: bool,
+    /// Durable events not yet taken by [`Core::poll_event`].
+    outbox: VecDeque<Event>,
     /// What the core did, for logs and tests.
     pub stats: CoreStats,
 }
@@ -194,6 +229,7 @@ impl Core {
             codes,
             rng: SmallRng::from_entropy(),
             draining: false,
+            outbox: VecDeque::new(),
             stats: CoreStats::default(),
             cfg,
         }
@@ -217,38 +253,89 @@ impl Core {
         self.txs.handle_timeout(now.mono);
         self.dialogs.handle_timeout(now.mono);
         if self.engine.next_deadline().is_some_and(|d| d <= now.wall) {
-            for ev in self.engine.handle_timeout(now.wall) {
+            let events = self.engine.handle_timeout(now.wall);
+            for ev in &events {
                 info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "timer", "state changed");
             }
             // A timer change is journaled too (nobody waits for it; after a
             // crash the expired deadline fires again on replay).
-            self.journal(None, Vec::new());
+            self.commit(now, Reply::None, events, Vec::new());
         }
     }
 
-    /// Journals the engine's pending changes; `reply` is sent once durable.
-    fn journal(
-        &mut self,
-        reply: Option<(TxId, Answer, Bytes)>,
-        undo: Vec<Change>,
-    ) -> Option<(TxId, Answer, Bytes)> {
+    /// Applies a command that did not come from a star code (the REST API,
+    /// a feature key): `done` gets the outcome once it is durable, or the
+    /// refusal at once. The events are published like any other.
+    pub fn apply_command(&mut self, now: Now, cmd: Command, cause: Cause, done: ApplyDone) {
+        let undo = if self.durable.is_some() {
+            self.engine.export_agent(cmd.agent())
+        } else {
+            Vec::new()
+        };
+        match self.engine.apply(now.wall, cmd, cause) {
+            Err(r) => done(Err(ApplyError::Rejected(r))),
+            Ok(mut applied) => {
+                let events = std::mem::take(&mut applied.events);
+                let reply = Reply::Callback {
+                    applied: Applied {
+                        events: events.clone(),
+                        ..applied
+                    },
+                    done,
+                };
+                self.commit(now, reply, events, undo);
+            }
+        }
+    }
+
+    /// The next durable event, in the order the engine applied them.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.outbox.pop_front()
+    }
+
+    /// A change became durable (or needs no journal): answer whoever
+    /// waits and publish its events.
+    fn complete(&mut self, now: Now, reply: Reply, events: Vec<Event>) {
+        match reply {
+            Reply::None => {}
+            Reply::Sip { id, answer, .. } => self.deliver(now, id, *answer),
+            Reply::Callback { applied, done } => done(Ok(applied)),
+        }
+        self.publish(events);
+    }
+
+    /// The one place durable events leave the core.
+    fn publish(&mut self, events: Vec<Event>) {
+        self.outbox.extend(events);
+    }
+
+    /// Journals the engine's pending changes; `reply` is answered and
+    /// `events` published once they are durable (SPEC §7).
+    fn commit(&mut self, now: Now, reply: Reply, events: Vec<Event>, undo: Vec<Change>) {
         let changes = self.engine.take_changes();
         let Some(d) = &self.durable else {
-            return reply;
+            return self.complete(now, reply, events);
         };
         if changes.is_empty() {
-            return reply;
+            return self.complete(now, reply, events);
         }
         let payload = match serde_json::to_vec(&changes) {
             Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, "cannot encode a journal record");
-                return reply;
+                return self.complete(now, reply, events);
             }
         };
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.pending.insert(ticket, Pending { reply, undo });
+        self.pending.insert(
+            ticket,
+            Pending {
+                reply,
+                events,
+                undo,
+            },
+        );
         let done = d.done.clone();
         d.store.append(
             vec![payload],
@@ -256,7 +343,6 @@ impl Core {
                 let _ = done.send((ticket, r));
             }),
         );
-        None
     }
 
     /// A journal write finished: send its 200, or undo it (and every change
@@ -264,12 +350,8 @@ impl Core {
     pub fn on_durable(&mut self, now: Now, ticket: u64, result: Result<(), StoreError>) {
         match result {
             Ok(()) => {
-                if let Some(Pending {
-                    reply: Some((id, answer, _)),
-                    ..
-                }) = self.pending.remove(&ticket)
-                {
-                    self.deliver(now, id, answer);
+                if let Some(p) = self.pending.remove(&ticket) {
+                    self.complete(now, p.reply, p.events);
                 }
                 self.maybe_checkpoint();
             }
@@ -286,8 +368,10 @@ impl Core {
                     for c in p.undo {
                         let _ = self.engine.restore(c);
                     }
-                    if let Some((id, _, fail)) = p.reply {
-                        self.txs.respond(now.mono, id, 500, fail);
+                    match p.reply {
+                        Reply::None => {}
+                        Reply::Sip { id, fail, .. } => self.txs.respond(now.mono, id, 500, fail),
+                        Reply::Callback { done, .. } => done(Err(ApplyError::NotSaved)),
                     }
                 }
                 let _ = self.engine.take_changes();
@@ -608,7 +692,7 @@ impl Core {
                 info!(%agent, %call_id, status, reason, "star code refused");
                 self.reply(now, id, req, peer, status, reason, |b| b)
             }
-            Ok(applied) => {
+            Ok(mut applied) => {
                 self.stats.applied += 1;
                 for ev in &applied.events {
                     info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "fac", %call_id, "state changed");
@@ -626,9 +710,17 @@ impl Core {
                     Bytes::new()
                 };
                 // SPEC §7: the 200 leaves only once the change is durable.
-                if let Some((id, answer, _)) = self.journal(Some((id, answer, fail)), undo) {
-                    self.deliver(now, id, answer);
-                }
+                let events = std::mem::take(&mut applied.events);
+                self.commit(
+                    now,
+                    Reply::Sip {
+                        id,
+                        answer: Box::new(answer),
+                        fail,
+                    },
+                    events,
+                    undo,
+                );
             }
         }
     }

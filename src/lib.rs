@@ -2,6 +2,7 @@ pub mod config;
 pub mod core;
 pub mod dialog;
 pub mod engine;
+pub mod events;
 pub mod limits;
 pub mod server;
 pub mod sip;

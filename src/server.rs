@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, ListenProto};
 use crate::core::{Auth, Core, CoreConfig, Durable, Now};
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
+use crate::events::{CoreHandle, CoreRequest, Hub};
 use crate::limits::{AuthGuard, AuthLimits};
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
@@ -58,6 +59,9 @@ pub struct Server {
     tcp: Vec<TcpListener>,
     rtp: Vec<Arc<UdpSocket>>,
     stats: Arc<Stats>,
+    handle: CoreHandle,
+    requests: mpsc::Receiver<CoreRequest>,
+    hub: Hub,
 }
 
 impl Server {
@@ -118,6 +122,7 @@ impl Server {
                 rtp.push(Arc::new(sock));
             }
         }
+        let (handle, requests) = CoreHandle::channel();
         Ok(Self {
             config,
             engine,
@@ -126,6 +131,9 @@ impl Server {
             tcp,
             rtp,
             stats: Arc::new(Stats::default()),
+            handle,
+            requests,
+            hub: Hub::default(),
         })
     }
 
@@ -142,6 +150,16 @@ impl Server {
             .filter_map(|s| s.local_addr().ok())
             .map(|a| ("tcp", a));
         udp.chain(tcp).collect()
+    }
+
+    /// A handle on the core task (commands and queries), for the API.
+    pub fn core_handle(&self) -> CoreHandle {
+        self.handle.clone()
+    }
+
+    /// The hub every durable event is published on.
+    pub fn hub(&self) -> Hub {
+        self.hub.clone()
     }
 
     /// Runs until `shutdown` resolves, then stops gracefully.
@@ -282,9 +300,19 @@ impl Server {
                         core.on_durable(now, ticket, result);
                     }
                 }
+                Some(req) = self.requests.recv() => {
+                    let now = Now::read();
+                    on_core_request(&mut core, now, req);
+                    while let Ok(req) = self.requests.try_recv() {
+                        on_core_request(&mut core, now, req);
+                    }
+                }
                 () = &mut sleep => core.handle_timeout(Now::read()),
             }
             core.flush();
+            while let Some(ev) = core.poll_event() {
+                self.hub.publish(ev);
+            }
             if let Some(until) = drain_until {
                 if core.drained() && core.pending_writes() == 0 {
                     break;
@@ -319,6 +347,21 @@ impl Server {
             retransmissions = s.retransmissions,
             "stopped"
         );
+    }
+}
+
+/// One request from the API side, run on the core.
+fn on_core_request(core: &mut Core, now: Now, req: CoreRequest) {
+    match req {
+        CoreRequest::Apply { cmd, cause, done } => core.apply_command(
+            now,
+            cmd,
+            cause,
+            Box::new(move |r| {
+                let _ = done.send(r);
+            }),
+        ),
+        CoreRequest::Query(job) => job(core.engine()),
     }
 }
 

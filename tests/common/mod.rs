@@ -78,6 +78,10 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
     pub dir: tempfile::TempDir,
+    /// The core task, for commands and queries.
+    pub core: facd::events::CoreHandle,
+    /// Every durable event.
+    pub hub: facd::events::Hub,
 }
 
 impl TestServer {
@@ -98,6 +102,8 @@ impl TestServer {
         let addrs = server.local_addrs();
         let udp = addrs.iter().find(|(p, _)| *p == "udp").unwrap().1;
         let tcp = addrs.iter().find(|(p, _)| *p == "tcp").unwrap().1;
+        let core = server.core_handle();
+        let hub = server.hub();
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(server.run(async {
             let _ = rx.await;
@@ -108,6 +114,8 @@ impl TestServer {
             stop: Some(tx),
             handle: Some(handle),
             dir,
+            core,
+            hub,
         }
     }
 
