@@ -53,14 +53,25 @@ pub struct Now {
 
 impl Now {
     /// Reads both clocks (called by the async shell only).
+    ///
+    /// Both follow tokio's clock, so a test that pauses it
+    /// (`tokio::time::pause()`/`advance()`) drives wrap-up timers and the
+    /// `since`/`at` timestamps too: the wall clock is the system's, shifted
+    /// by how far tokio's clock is from the real monotonic one (zero unless
+    /// paused).
     pub fn read() -> Self {
-        let wall = std::time::SystemTime::now()
+        let mono = tokio::time::Instant::now().into_std();
+        let real = Instant::now();
+        let sys = std::time::SystemTime::now();
+        let sys = if mono >= real {
+            sys + (mono - real)
+        } else {
+            sys - (real - mono)
+        };
+        let wall = sys
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        Self {
-            mono: Instant::now(),
-            wall,
-        }
+        Self { mono, wall }
     }
 }
 

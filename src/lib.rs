@@ -1,3 +1,4 @@
+pub mod api;
 pub mod config;
 pub mod core;
 pub mod dialog;

@@ -88,6 +88,7 @@ fn main() -> ExitCode {
             .local_addrs()
             .iter()
             .map(|(p, a)| format!("{p}:{a}"))
+            .chain(server.http_addr().map(|a| format!("http:{a}")))
             .collect();
         // Tests and scripts read this line to learn the ephemeral ports.
         println!("facd listening on {}", addrs.join(" "));

@@ -1,6 +1,7 @@
-//! Binds the listeners, spawns the transports, runs the core loop, and stops
-//! in order: stop accepting, hang up open calls, let answers in flight go
-//! out, exit (SPEC §8).
+//! Binds the listeners, spawns the transports, the HTTP API and the WSI
+//! dispatcher, runs the core loop, and stops in order: stop accepting (SIP
+//! TCP and HTTP; WebSocket sessions get a close frame), hang up open calls,
+//! let answers in flight go out, exit (SPEC §8).
 //!
 //! The caller chooses the shutdown trigger (`run(…, shutdown)`), so tests
 //! stop a server with a oneshot and `main` with SIGTERM/SIGINT.
@@ -16,9 +17,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::api::{ApiConfig, AppState};
 use crate::config::{Config, ListenProto};
 use crate::core::{Auth, Core, CoreConfig, Durable, Now};
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
+use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, CoreRequest, Hub};
 use crate::limits::{AuthGuard, AuthLimits};
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
@@ -29,6 +32,10 @@ use crate::transport::{self, Inbound, Stats, TransportConfig};
 
 /// How long a graceful stop waits for open calls to end.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long HTTP requests still open at exit are waited for.
+const HTTP_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// SO_SNDBUF of HTTP/WebSocket connections.
+const HTTP_SEND_BUFFER: usize = 64 * 1024;
 /// How many queued messages the core handles before it flushes.
 const BATCH: usize = 64;
 
@@ -38,10 +45,13 @@ pub enum ServerError {
     /// The storage directory could not be opened or recovered.
     #[error("storage: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// `http.listen` is not an address (check-config refuses it first).
+    #[error("http.listen: {0:?} is not an address")]
+    HttpAddress(String),
     /// A listener could not be bound.
     #[error("cannot listen on {proto}:{addr}: {source}")]
     Bind {
-        /// udp or tcp.
+        /// udp, tcp or http.
         proto: &'static str,
         /// The address.
         addr: SocketAddr,
@@ -62,6 +72,9 @@ pub struct Server {
     handle: CoreHandle,
     requests: mpsc::Receiver<CoreRequest>,
     hub: Hub,
+    http: TcpListener,
+    api: ApiConfig,
+    wsi: Wsi,
 }
 
 impl Server {
@@ -122,6 +135,17 @@ impl Server {
                 rtp.push(Arc::new(sock));
             }
         }
+        let http_addr: SocketAddr = config
+            .http
+            .listen
+            .parse()
+            .map_err(|_| ServerError::HttpAddress(config.http.listen.clone()))?;
+        let http = transport::bind_tcp(http_addr).map_err(|source| ServerError::Bind {
+            proto: "http",
+            addr: http_addr,
+            source,
+        })?;
+        let api = ApiConfig::from_config(&config);
         let (handle, requests) = CoreHandle::channel();
         Ok(Self {
             config,
@@ -134,7 +158,20 @@ impl Server {
             handle,
             requests,
             hub: Hub::default(),
+            http,
+            api,
+            wsi: Wsi::default(),
         })
+    }
+
+    /// The bound HTTP listener (REST API and WebSocket `/wsi`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.local_addr().ok()
+    }
+
+    /// The WebSocket registry (sessions connected, lags), for tests and stats.
+    pub fn wsi(&self) -> Wsi {
+        self.wsi.clone()
     }
 
     /// The bound SIP listeners as `("udp" | "tcp", address)`.
@@ -263,6 +300,23 @@ impl Server {
             tasks.spawn(rtp_sink(sock.clone(), stop_all.clone()));
         }
         drop(tx);
+        tasks.spawn(
+            self.wsi
+                .clone()
+                .dispatch(self.hub.subscribe(), stop_all.clone()),
+        );
+        let app = crate::api::router(Arc::new(AppState {
+            core: self.handle.clone(),
+            config: self.api,
+            wsi: self.wsi.clone(),
+            stop: stop_accept.clone(),
+        }));
+        tasks.spawn(serve_http(
+            self.http,
+            app,
+            stop_accept.clone(),
+            stop_all.clone(),
+        ));
 
         tokio::pin!(shutdown);
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
@@ -324,6 +378,9 @@ impl Server {
             }
         }
         core.flush();
+        // Requests the core will not run any more get "shutting down".
+        self.requests.close();
+        while self.requests.try_recv().is_ok() {}
         stop_all.cancel();
         while tasks.join_next().await.is_some() {}
         // Flush the store: a last snapshot, then close (SPEC §8).
@@ -347,6 +404,32 @@ impl Server {
             retransmissions = s.retransmissions,
             "stopped"
         );
+    }
+}
+
+/// Serves the REST API and `/wsi` until facd stops accepting, then lets the
+/// requests in flight finish (at most [`HTTP_DRAIN_LIMIT`] after `stop_all`).
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    stop_accept: CancellationToken,
+    stop_all: CancellationToken,
+) {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        // Events are small and latency matters: no Nagle delay. A fixed
+        // send buffer bounds what the kernel holds for a client that stops
+        // reading (autotuning would let it grow to tcp_wmem's maximum).
+        let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(HTTP_SEND_BUFFER);
+    });
+    let serve = axum::serve(listener, app).with_graceful_shutdown(stop_accept.cancelled_owned());
+    tokio::select! {
+        r = serve => if let Err(e) = r { warn!(error = %e, "http server failed") },
+        () = async {
+            stop_all.cancelled().await;
+            tokio::time::sleep(HTTP_DRAIN_LIMIT).await;
+        } => warn!("http: requests still open at exit; leaving them"),
     }
 }
 

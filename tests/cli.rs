@@ -107,7 +107,7 @@ fn a_port_in_use_is_a_clear_error() {
     let path = dir.path().join("c.toml");
     std::fs::write(
         &path,
-        format!("[sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\n[auth]\nrequired = false\n[storage]\ndir = {:?}\n", dir.path().display().to_string()),
+        format!("[sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\n[auth]\nrequired = false\n[http]\nlisten = \"127.0.0.1:0\"\n[storage]\ndir = {:?}\n", dir.path().display().to_string()),
     )
     .unwrap();
     let out = facd().arg("--config").arg(&path).output().unwrap();
@@ -123,7 +123,7 @@ fn sigterm_stops_cleanly_with_exit_0() {
     std::fs::write(
         &path,
         format!(
-            "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n[auth]\nrequired = false\n[storage]\ndir = {:?}\n",
+            "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n[auth]\nrequired = false\n[http]\nlisten = \"127.0.0.1:0\"\n[storage]\ndir = {:?}\n",
             dir.path().display().to_string()
         ),
     )

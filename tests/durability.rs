@@ -16,7 +16,7 @@ const AGENTS: u32 = 20;
 
 fn config(data: &Path) -> String {
     let mut c = format!(
-        "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nconfirm_ms = 30000\n[auth]\nrequired = false\n[storage]\ndir = {:?}\n\
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nconfirm_ms = 30000\n[auth]\nrequired = false\n[http]\nlisten = \"127.0.0.1:0\"\n[storage]\ndir = {:?}\n\
          [[queues]]\nnumber = \"8000\"\nname = \"Sales\"\n",
         data.display().to_string()
     );

@@ -31,6 +31,9 @@ t1_ms = 50
 [auth]
 required = false
 
+[http]
+listen = "127.0.0.1:0"
+
 [[reasons]]
 code = 1
 name = "BREAK"
@@ -75,6 +78,8 @@ queues = ["8001"]
 pub struct TestServer {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The REST API and WebSocket `/wsi`.
+    pub http: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
     pub dir: tempfile::TempDir,
@@ -82,6 +87,8 @@ pub struct TestServer {
     pub core: facd::events::CoreHandle,
     /// Every durable event.
     pub hub: facd::events::Hub,
+    /// The WebSocket registry.
+    pub wsi: facd::events::wsi::Wsi,
 }
 
 impl TestServer {
@@ -93,8 +100,14 @@ impl TestServer {
 
     /// Like `start`, with the journal in `data`.
     pub async fn start_with_storage(config: &str, data: &Path, dir: tempfile::TempDir) -> Self {
+        // An ephemeral HTTP port unless the test chose one.
+        let http = if config.contains("[http]") {
+            ""
+        } else {
+            "[http]\nlisten = \"127.0.0.1:0\"\n"
+        };
         let text = format!(
-            "{config}\n[storage]\ndir = {:?}\n",
+            "{config}\n{http}[storage]\ndir = {:?}\n",
             data.display().to_string()
         );
         let cfg = facd::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}"));
@@ -102,8 +115,10 @@ impl TestServer {
         let addrs = server.local_addrs();
         let udp = addrs.iter().find(|(p, _)| *p == "udp").unwrap().1;
         let tcp = addrs.iter().find(|(p, _)| *p == "tcp").unwrap().1;
+        let http = server.http_addr().unwrap();
         let core = server.core_handle();
         let hub = server.hub();
+        let wsi = server.wsi();
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(server.run(async {
             let _ = rx.await;
@@ -111,11 +126,13 @@ impl TestServer {
         Self {
             udp,
             tcp,
+            http,
             stop: Some(tx),
             handle: Some(handle),
             dir,
             core,
             hub,
+            wsi,
         }
     }
 
@@ -410,6 +427,7 @@ pub struct Spawned {
     pub child: std::process::Child,
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
 }
 
 /// Starts `facd --config <config>` (RUST_LOG=warn) and reads its
@@ -440,6 +458,7 @@ pub fn spawn_facd(config: &Path) -> Spawned {
     Spawned {
         udp: addr("udp:"),
         tcp: addr("tcp:"),
+        http: addr("http:"),
         child,
     }
 }

@@ -1,0 +1,843 @@
+//! The WebSocket `/wsi`, speaking PortSIP's WSI pub/sub protocol (SPEC §5):
+//! `auth`, `subscribe`/`unsubscribe` to `queue_events` and
+//! `extension_events`, the pushed `queue_agent_status` and
+//! `extension_agent_status` events, pings and a clean close.
+//!
+//! Fan-out never blocks the core nor one session on another (DESIGN §6):
+//! one dispatcher task reads the [`Hub`](super::Hub), serialises each event
+//! once and hands it by index (queue, extension) to the sessions that
+//! subscribed, each through a bounded queue with `try_send`. A session whose
+//! queue is full (it, or its client, stopped keeping up) gets nothing more
+//! until it has caught up on a fresh snapshot taken with
+//! [`CoreHandle::query`](super::CoreHandle::query); a client that does not
+//! read at all is closed after [`SEND_TIMEOUT`]. Memory per session is
+//! bounded by [`SESSION_QUEUE`] messages.
+//!
+//! Choices where SPEC §5 is silent: the auth answer's `id` is the session
+//! number; a failed auth is answered, then the socket is closed (1008); a
+//! subscription without `queues`/`extensions` means everything the caller
+//! may see; after a subscribe, facd sends the current status of what was
+//! subscribed (a snapshot, in the event shapes) before any delta; an
+//! `extension_agent_status` delta lists the queues that one change touched
+//! (a snapshot lists all); logging out is an update to `LOGGED_OUT`
+//! (`removed_agents` stays empty: memberships come from the configuration).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::api::{ApiError, Principal, Shared};
+use crate::engine::{AgentState, Engine, Event, Millis};
+
+/// Messages a session may have queued before it counts as lagging.
+pub const SESSION_QUEUE: usize = 1024;
+/// A client that does not take a message within this is closed.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first message (auth) must arrive within this.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// facd pings every session this often; one silent for two pings is closed.
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+/// Sessions at once; more get 503.
+pub const MAX_SESSIONS: usize = 10_000;
+/// Largest message a client may send.
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Events the dispatcher takes from the hub at once.
+const BATCH: usize = 256;
+
+const QUEUE_EVENTS: &str = "queue_events";
+const EXTENSION_EVENTS: &str = "extension_events";
+
+/// One session's entry in the registry.
+struct Entry {
+    tx: mpsc::Sender<Utf8Bytes>,
+    lagged: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+    queues: HashSet<String>,
+    exts: HashSet<String>,
+    all_exts: bool,
+}
+
+#[derive(Default)]
+struct Subs {
+    sessions: HashMap<u64, Entry>,
+    by_queue: HashMap<String, HashSet<u64>>,
+    by_ext: HashMap<String, HashSet<u64>>,
+    all_exts: HashSet<u64>,
+    /// Times a session's queue was full and it was marked lagging.
+    lags: AtomicU64,
+}
+
+impl Subs {
+    fn deliver(&self, id: u64, msg: &Utf8Bytes) {
+        let Some(e) = self.sessions.get(&id) else {
+            return;
+        };
+        if e.lagged.load(Ordering::Acquire) {
+            return;
+        }
+        match e.tx.try_send(msg.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                e.lagged.store(true, Ordering::Release);
+                e.wake.notify_one();
+                self.lags.fetch_add(1, Ordering::Relaxed);
+            }
+            // The session is ending; it removes itself.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn mark_all_lagged(&self) {
+        for e in self.sessions.values() {
+            e.lagged.store(true, Ordering::Release);
+            e.wake.notify_one();
+        }
+    }
+}
+
+/// The WSI registry and dispatcher (cloneable).
+#[derive(Clone, Default)]
+pub struct Wsi {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    subs: Mutex<Subs>,
+    next_id: AtomicU64,
+    sessions: AtomicUsize,
+}
+
+/// A reserved session slot; freeing it on drop.
+struct Slot(Wsi);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.inner.sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Wsi {
+    fn subs(&self) -> MutexGuard<'_, Subs> {
+        // A panic while holding the lock leaves only subscription indexes,
+        // which stay consistent entry by entry: keep going.
+        self.inner.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sessions connected now.
+    pub fn sessions(&self) -> usize {
+        self.inner.sessions.load(Ordering::Acquire)
+    }
+
+    /// How many times a session's queue was full (it then gets a fresh
+    /// snapshot once it catches up).
+    pub fn lags(&self) -> u64 {
+        self.subs().lags.load(Ordering::Relaxed)
+    }
+
+    fn reserve(&self) -> Option<Slot> {
+        let n = self.inner.sessions.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(self.clone());
+        (n < MAX_SESSIONS).then_some(slot)
+    }
+
+    /// Reads the hub until `stop`, handing each event to its subscribers.
+    pub async fn dispatch(self, mut rx: broadcast::Receiver<Arc<Event>>, stop: CancellationToken) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let first = tokio::select! {
+                r = rx.recv() => r,
+                () = stop.cancelled() => return,
+            };
+            match first {
+                Ok(ev) => batch.push(ev),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "wsi dispatcher lagged; every session resyncs");
+                    self.subs().mark_all_lagged();
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(ev) => batch.push(ev),
+                    Err(_) => break,
+                }
+            }
+            self.fan_out(&batch);
+            batch.clear();
+        }
+    }
+
+    fn fan_out(&self, batch: &[Arc<Event>]) {
+        let subs = self.subs();
+        if subs.sessions.is_empty() {
+            return;
+        }
+        for ev in batch {
+            if let Some(ids) = subs.by_queue.get(&ev.queue).filter(|s| !s.is_empty()) {
+                let msg = queue_message(&ev.queue, &[(&ev.agent, ev.to, ev.at)]);
+                for &id in ids {
+                    subs.deliver(id, &msg);
+                }
+            }
+        }
+        // One extension message per run of events from one change.
+        let mut i = 0;
+        while i < batch.len() {
+            let ev = &batch[i];
+            let mut j = i + 1;
+            while j < batch.len()
+                && batch[j].agent == ev.agent
+                && batch[j].at == ev.at
+                && batch[j].cause == ev.cause
+            {
+                j += 1;
+            }
+            let by = subs.by_ext.get(&ev.agent).filter(|s| !s.is_empty());
+            if by.is_some() || !subs.all_exts.is_empty() {
+                let status: Vec<(&str, AgentState)> = batch[i..j]
+                    .iter()
+                    .map(|e| (e.queue.as_str(), e.to))
+                    .collect();
+                let msg = extension_message(&ev.agent, &status, ev.at);
+                for &id in by.into_iter().flatten().chain(subs.all_exts.iter()) {
+                    subs.deliver(id, &msg);
+                }
+            }
+            i = j;
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct QueueAgentStatus<'a> {
+    event_type: &'static str,
+    queue_number: &'a str,
+    updated_agents: Vec<UpdatedAgent<'a>>,
+    removed_agents: [&'a str; 0],
+}
+
+#[derive(Serialize)]
+struct UpdatedAgent<'a> {
+    state: AgentState,
+    agent_extension_number: &'a str,
+    timestamp: String,
+}
+
+#[derive(Serialize)]
+struct ExtensionAgentStatus<'a> {
+    event_type: &'static str,
+    extension: &'a str,
+    agent_status: Vec<AgentStatus<'a>>,
+    time: String,
+}
+
+#[derive(Serialize)]
+struct AgentStatus<'a> {
+    queue_number: &'a str,
+    status: AgentState,
+}
+
+fn json(v: &impl Serialize) -> Utf8Bytes {
+    // Serialising these plain structs cannot fail.
+    serde_json::to_string(v).unwrap_or_default().into()
+}
+
+/// `queue_agent_status` (SPEC §5), timestamps in Unix seconds as strings.
+fn queue_message(queue: &str, agents: &[(&str, AgentState, Millis)]) -> Utf8Bytes {
+    json(&QueueAgentStatus {
+        event_type: "queue_agent_status",
+        queue_number: queue,
+        updated_agents: agents
+            .iter()
+            .map(|&(ext, state, at)| UpdatedAgent {
+                state,
+                agent_extension_number: ext,
+                timestamp: (at / 1000).to_string(),
+            })
+            .collect(),
+        removed_agents: [],
+    })
+}
+
+/// `extension_agent_status` (SPEC §5).
+fn extension_message(ext: &str, status: &[(&str, AgentState)], at: Millis) -> Utf8Bytes {
+    json(&ExtensionAgentStatus {
+        event_type: "extension_agent_status",
+        extension: ext,
+        agent_status: status
+            .iter()
+            .map(|&(q, s)| AgentStatus {
+                queue_number: q,
+                status: s,
+            })
+            .collect(),
+        time: (at / 1000).to_string(),
+    })
+}
+
+/// The current status of what a session subscribed to, as events.
+fn snapshot(
+    e: &Engine,
+    queues: &[String],
+    exts: &[String],
+    all_exts: Option<&[String]>,
+) -> Vec<Utf8Bytes> {
+    let mut out = Vec::new();
+    for q in queues {
+        if let Some(members) = e.queue_agents(q) {
+            let agents: Vec<(&str, AgentState, Millis)> = members
+                .iter()
+                .map(|(ext, _, v)| (ext.as_str(), v.state, v.since))
+                .collect();
+            out.push(queue_message(q, &agents));
+        }
+    }
+    let mut everyone = BTreeSet::new();
+    if let Some(all_queues) = all_exts {
+        for q in all_queues {
+            for (ext, _, _) in e.queue_agents(q).into_iter().flatten() {
+                everyone.insert(ext);
+            }
+        }
+    }
+    for ext in exts.iter().chain(everyone.iter()) {
+        if let Some(view) = e.agent(ext) {
+            let status: Vec<(&str, AgentState)> = view
+                .queues
+                .iter()
+                .map(|v| (v.queue.as_str(), v.state))
+                .collect();
+            let at = view.queues.iter().map(|v| v.since).max().unwrap_or(0);
+            out.push(extension_message(ext, &status, at));
+        }
+    }
+    out
+}
+
+/// `GET /wsi`: the WebSocket upgrade.
+pub(crate) async fn upgrade(
+    State(st): State<Shared>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}"))
+                .into_response()
+        }
+    };
+    if st.stop.is_cancelled() {
+        return ApiError::Stopped.into_response();
+    }
+    let Some(slot) = st.wsi.reserve() else {
+        return ApiError::Busy(format!("more than {MAX_SESSIONS} WebSocket sessions"))
+            .into_response();
+    };
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            Session::run(st, socket).await;
+            drop(slot);
+        })
+}
+
+/// A client's command (unknown fields are ignored, as PortSIP clients send
+/// extras such as request ids).
+#[derive(Debug, Deserialize)]
+struct ClientCommand {
+    command: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    topics: Option<Vec<String>>,
+    #[serde(default)]
+    queues: Option<Vec<String>>,
+    #[serde(default)]
+    extensions: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    command: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    status: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn answer(command: &str, result: Result<(), String>) -> Message {
+    let (status, error) = match result {
+        Ok(()) => (0, None),
+        Err(e) => (-1, Some(e)),
+    };
+    Message::Text(json(&Answer {
+        command,
+        id: None,
+        status,
+        error,
+    }))
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+/// What a subscribe or unsubscribe names, resolved and checked.
+struct Selection {
+    queues: Vec<String>,
+    exts: Vec<String>,
+    all_exts: bool,
+}
+
+struct Session {
+    st: Shared,
+    id: u64,
+    principal: Principal,
+    sink: SplitSink<WebSocket, Message>,
+    stream: SplitStream<WebSocket>,
+    rx: mpsc::Receiver<Utf8Bytes>,
+    lagged: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+}
+
+/// Why a session ended early.
+#[derive(Debug)]
+struct Gone;
+
+impl Session {
+    async fn run(st: Shared, socket: WebSocket) {
+        let (mut sink, mut stream) = socket.split();
+        let Some(principal) = authenticate(&st, &mut sink, &mut stream).await else {
+            return;
+        };
+        let id = st.wsi.inner.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        st.wsi.subs().sessions.insert(
+            id,
+            Entry {
+                tx,
+                lagged: lagged.clone(),
+                wake: wake.clone(),
+                queues: HashSet::new(),
+                exts: HashSet::new(),
+                all_exts: false,
+            },
+        );
+        let mut s = Self {
+            st,
+            id,
+            principal,
+            sink,
+            stream,
+            rx,
+            lagged,
+            wake,
+        };
+        info!(session = id, who = ?s.principal, "wsi session");
+        let ok = Message::Text(json(&Answer {
+            command: "auth",
+            id: Some(id.to_string()),
+            status: 0,
+            error: None,
+        }));
+        if s.send(ok).await.is_ok() {
+            let _ = s.serve().await;
+        }
+        s.unregister();
+        debug!(session = id, "wsi session ended");
+    }
+
+    fn unregister(&self) {
+        let mut subs = self.st.wsi.subs();
+        if let Some(e) = subs.sessions.remove(&self.id) {
+            for q in e.queues {
+                if let Some(set) = subs.by_queue.get_mut(&q) {
+                    set.remove(&self.id);
+                }
+            }
+            for x in e.exts {
+                if let Some(set) = subs.by_ext.get_mut(&x) {
+                    set.remove(&self.id);
+                }
+            }
+            subs.all_exts.remove(&self.id);
+        }
+    }
+
+    async fn send(&mut self, m: Message) -> Result<(), Gone> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(m)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                debug!(session = self.id, error = %e, "wsi write failed");
+                Err(Gone)
+            }
+            Err(_) => {
+                warn!(session = self.id, "wsi client stopped reading; closing it");
+                Err(Gone)
+            }
+        }
+    }
+
+    /// Sends `first` and whatever else is queued, then flushes once.
+    async fn send_queued(&mut self, first: Utf8Bytes) -> Result<(), Gone> {
+        let write = async {
+            self.sink.feed(Message::Text(first)).await?;
+            for _ in 0..64 {
+                match self.rx.try_recv() {
+                    Ok(m) => self.sink.feed(Message::Text(m)).await?,
+                    Err(_) => break,
+                }
+            }
+            self.sink.flush().await
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Gone),
+            Err(_) => {
+                warn!(session = self.id, "wsi client stopped reading; closing it");
+                Err(Gone)
+            }
+        }
+    }
+
+    async fn serve(&mut self) -> Result<(), Gone> {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        let mut heard = tokio::time::Instant::now();
+        let stop = self.st.stop.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => {
+                    // RFC 6455 §7.4.1: 1001, the server is going away.
+                    let _ = self.send(close(1001, "facd is shutting down")).await;
+                    return Ok(());
+                }
+                () = self.wake.notified() => {
+                    if self.lagged.load(Ordering::Acquire) {
+                        self.resync().await?;
+                    }
+                }
+                m = self.rx.recv() => match m {
+                    Some(m) => self.send_queued(m).await?,
+                    None => return Ok(()),
+                },
+                m = self.stream.next() => {
+                    heard = tokio::time::Instant::now();
+                    match m {
+                        Some(Ok(Message::Text(t))) => self.on_text(&t).await?,
+                        Some(Ok(Message::Binary(_))) => {
+                            self.send(answer("", Err("binary messages are not understood; send JSON text".into()))).await?;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | None => {
+                            // The library queued the closing handshake's answer.
+                            let _ = self.sink.flush().await;
+                            return Ok(());
+                        }
+                        Some(Err(e)) => {
+                            debug!(session = self.id, error = %e, "wsi read failed");
+                            return Err(Gone);
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    if heard.elapsed() > 2 * PING_EVERY {
+                        info!(session = self.id, "wsi client silent; closing it");
+                        let _ = self.send(close(1011, "no answer to ping")).await;
+                        return Err(Gone);
+                    }
+                    self.send(Message::Ping(Default::default())).await?;
+                }
+            }
+        }
+    }
+
+    /// Drops what was queued and sends a fresh snapshot of every
+    /// subscription; deltas queued after it follow in order.
+    async fn resync(&mut self) -> Result<(), Gone> {
+        self.lagged.store(false, Ordering::Release);
+        let mut dropped = 0usize;
+        while self.rx.try_recv().is_ok() {
+            dropped += 1;
+        }
+        info!(
+            session = self.id,
+            dropped, "wsi session lagged; sending a snapshot"
+        );
+        let (queues, exts, all) = {
+            let subs = self.st.wsi.subs();
+            let e = subs.sessions.get(&self.id).ok_or(Gone)?;
+            (
+                e.queues.iter().cloned().collect::<Vec<_>>(),
+                e.exts.iter().cloned().collect::<Vec<_>>(),
+                e.all_exts,
+            )
+        };
+        self.send_snapshot(Selection {
+            queues,
+            exts,
+            all_exts: all,
+        })
+        .await
+    }
+
+    async fn send_snapshot(&mut self, sel: Selection) -> Result<(), Gone> {
+        let all_queues = sel.all_exts.then(|| self.st.config.queues.clone());
+        let msgs = self
+            .st
+            .core
+            .query(move |e| snapshot(e, &sel.queues, &sel.exts, all_queues.as_deref()))
+            .await
+            .map_err(|_| Gone)?;
+        for m in msgs {
+            self.send(Message::Text(m)).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), Gone> {
+        let cmd: ClientCommand = match serde_json::from_str(text) {
+            Ok(c) => c,
+            Err(e) => {
+                return self
+                    .send(answer("", Err(format!("invalid JSON command: {e}"))))
+                    .await
+            }
+        };
+        match cmd.command.as_str() {
+            "auth" => {
+                self.send(answer("auth", Err("already authenticated".into())))
+                    .await
+            }
+            "subscribe" => match self.select(&cmd).await {
+                Ok(sel) => {
+                    self.subscribe(&sel);
+                    self.send(answer("subscribe", Ok(()))).await?;
+                    self.send_snapshot(sel).await
+                }
+                Err(e) => self.send(answer("subscribe", Err(e))).await,
+            },
+            "unsubscribe" => match self.select(&cmd).await {
+                Ok(sel) => {
+                    self.unsubscribe(&sel);
+                    self.send(answer("unsubscribe", Ok(()))).await
+                }
+                Err(e) => self.send(answer("unsubscribe", Err(e))).await,
+            },
+            other => {
+                self.send(answer(
+                    other,
+                    Err(format!(
+                        "unknown command {other:?}: expected auth, subscribe or unsubscribe"
+                    )),
+                ))
+                .await
+            }
+        }
+    }
+
+    /// Resolves and checks a (un)subscribe: topics known, names known, and
+    /// an agent only its own extension and queues (SPEC §5).
+    async fn select(&self, cmd: &ClientCommand) -> Result<Selection, String> {
+        let topics = cmd
+            .topics
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or("topics is required: [\"queue_events\"] and/or [\"extension_events\"]")?;
+        if let Some(t) = topics
+            .iter()
+            .find(|t| *t != QUEUE_EVENTS && *t != EXTENSION_EVENTS)
+        {
+            return Err(format!(
+                "unknown topic {t:?}: expected queue_events or extension_events"
+            ));
+        }
+        let want_queues = topics.iter().any(|t| t == QUEUE_EVENTS);
+        let want_exts = topics.iter().any(|t| t == EXTENSION_EVENTS);
+        if cmd.queues.is_some() && !want_queues {
+            return Err("queues is only for the queue_events topic".into());
+        }
+        if cmd.extensions.is_some() && !want_exts {
+            return Err("extensions is only for the extension_events topic".into());
+        }
+        let principal = self.principal.clone();
+        let queues = cmd.queues.clone().filter(|q| !q.is_empty());
+        let exts = cmd.extensions.clone().filter(|x| !x.is_empty());
+        let all_queues = self.st.config.queues.clone();
+        self.st
+            .core
+            .query(move |e| {
+                let mut sel = Selection {
+                    queues: Vec::new(),
+                    exts: Vec::new(),
+                    all_exts: false,
+                };
+                let own_queues: Option<Vec<String>> = match &principal {
+                    Principal::Admin => None,
+                    Principal::Agent(me) => Some(
+                        e.agent(me)
+                            .map(|v| v.queues.into_iter().map(|q| q.queue).collect())
+                            .unwrap_or_default(),
+                    ),
+                };
+                if want_queues {
+                    sel.queues = match (queues, &own_queues) {
+                        (None, None) => all_queues.clone(),
+                        (None, Some(own)) => own.clone(),
+                        (Some(qs), own) => {
+                            for q in &qs {
+                                if !all_queues.contains(q) {
+                                    return Err(format!("unknown queue {q:?}"));
+                                }
+                                if own.as_ref().is_some_and(|o| !o.contains(q)) {
+                                    return Err(format!(
+                                        "not allowed: queue {q:?} is not one of your queues"
+                                    ));
+                                }
+                            }
+                            qs
+                        }
+                    };
+                }
+                if want_exts {
+                    match (exts, &principal) {
+                        (None, Principal::Admin) => sel.all_exts = true,
+                        (None, Principal::Agent(me)) => sel.exts = vec![me.clone()],
+                        (Some(xs), p) => {
+                            for x in &xs {
+                                if !p.may_act_on(x) {
+                                    return Err(format!(
+                                        "not allowed: extension {x:?} is not yours"
+                                    ));
+                                }
+                                if !e.has_agent(x) {
+                                    return Err(format!("unknown extension {x:?}"));
+                                }
+                            }
+                            sel.exts = xs;
+                        }
+                    }
+                }
+                Ok(sel)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    fn subscribe(&self, sel: &Selection) {
+        let mut guard = self.st.wsi.subs();
+        let subs = &mut *guard;
+        let Some(e) = subs.sessions.get_mut(&self.id) else {
+            return;
+        };
+        for q in &sel.queues {
+            e.queues.insert(q.clone());
+            subs.by_queue.entry(q.clone()).or_default().insert(self.id);
+        }
+        for x in &sel.exts {
+            e.exts.insert(x.clone());
+            subs.by_ext.entry(x.clone()).or_default().insert(self.id);
+        }
+        if sel.all_exts {
+            e.all_exts = true;
+            subs.all_exts.insert(self.id);
+        }
+    }
+
+    fn unsubscribe(&self, sel: &Selection) {
+        let mut guard = self.st.wsi.subs();
+        let subs = &mut *guard;
+        let Some(e) = subs.sessions.get_mut(&self.id) else {
+            return;
+        };
+        for q in &sel.queues {
+            e.queues.remove(q);
+            if let Some(set) = subs.by_queue.get_mut(q) {
+                set.remove(&self.id);
+            }
+        }
+        for x in &sel.exts {
+            e.exts.remove(x);
+            if let Some(set) = subs.by_ext.get_mut(x) {
+                set.remove(&self.id);
+            }
+        }
+        if sel.all_exts {
+            // "Every extension" off also drops the ones named one by one.
+            e.all_exts = false;
+            subs.all_exts.remove(&self.id);
+            for x in e.exts.drain() {
+                if let Some(set) = subs.by_ext.get_mut(&x) {
+                    set.remove(&self.id);
+                }
+            }
+        }
+    }
+}
+
+/// The first message must be `auth`; answers a failure and closes (1008,
+/// RFC 6455 §7.4.1 policy violation).
+async fn authenticate(
+    st: &Shared,
+    sink: &mut SplitSink<WebSocket, Message>,
+    stream: &mut SplitStream<WebSocket>,
+) -> Option<Principal> {
+    let first = tokio::time::timeout(AUTH_TIMEOUT, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Message::Text(t))) => return Some(t),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    let refusal = match first {
+        Err(_) => "no auth command within 10 seconds".to_string(),
+        Ok(None) => return None,
+        Ok(Some(text)) => match serde_json::from_str::<ClientCommand>(&text) {
+            Err(e) => format!("invalid JSON command: {e}"),
+            Ok(c) if c.command != "auth" => {
+                "authenticate first: {\"command\":\"auth\",\"username\":…,\"password\":…}".into()
+            }
+            Ok(c) => match (c.username, c.password) {
+                (Some(u), Some(p)) => match st.config.login(&u, &p) {
+                    Some(who) => return Some(who),
+                    None => {
+                        info!(username = %u, "wsi login refused");
+                        "wrong username or password".into()
+                    }
+                },
+                _ => "auth needs username and password".into(),
+            },
+        },
+    };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, async {
+        sink.send(answer("auth", Err(refusal))).await?;
+        sink.send(close(1008, "authentication failed")).await
+    })
+    .await;
+    None
+}

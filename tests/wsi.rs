@@ -1,0 +1,486 @@
+//! The WebSocket `/wsi` (SPEC §5) with a real WebSocket client against the
+//! real server: auth, subscribe/unsubscribe with permissions, the exact
+//! event shapes for a star code over SIP and for a REST change, a lagging
+//! subscriber that gets a snapshot while one that keeps up misses nothing,
+//! and the clean close at shutdown.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{base_config, Req, TestServer, Udp};
+use facd::engine::{Cause, Command, Target};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const ADMIN: &str = "admin-token-1";
+
+fn config() -> String {
+    format!(
+        "{}\n[[api_users]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n",
+        base_config("")
+    )
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn connect(http: SocketAddr) -> Ws {
+    tokio_tungstenite::connect_async(format!("ws://{http}/wsi"))
+        .await
+        .unwrap()
+        .0
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON text message (pings skipped), within 5 s.
+async fn recv(ws: &mut Ws) -> Value {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("no message within 5 s")
+}
+
+async fn login(http: SocketAddr, user: &str, password: &str) -> Ws {
+    let mut ws = connect(http).await;
+    send(
+        &mut ws,
+        json!({"command": "auth", "username": user, "password": password}),
+    )
+    .await;
+    let a = recv(&mut ws).await;
+    assert_eq!(a["status"], 0, "{a}");
+    assert_eq!(a["command"], "auth");
+    assert!(a["id"].as_str().is_some_and(|id| !id.is_empty()), "{a}");
+    ws
+}
+
+async fn subscribe(ws: &mut Ws, v: Value) -> Value {
+    send(ws, v).await;
+    recv(ws).await
+}
+
+/// The keys of an object, sorted.
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    k.sort();
+    k
+}
+
+#[tokio::test]
+async fn auth_is_required_and_checked() {
+    let s = TestServer::start(&config()).await;
+    // Wrong token: status -1 with a message, then a 1008 close.
+    let mut ws = connect(s.http).await;
+    send(
+        &mut ws,
+        json!({"command": "auth", "username": "admin", "password": "wrong"}),
+    )
+    .await;
+    let a = recv(&mut ws).await;
+    assert_eq!(
+        (a["command"].as_str(), a["status"].as_i64()),
+        (Some("auth"), Some(-1))
+    );
+    assert_eq!(a["error"], "wrong username or password");
+    match ws.next().await {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::Policy),
+        other => panic!("expected a close, got {other:?}"),
+    }
+    // Subscribing before auth is refused the same way.
+    let mut ws = connect(s.http).await;
+    send(
+        &mut ws,
+        json!({"command": "subscribe", "topics": ["queue_events"]}),
+    )
+    .await;
+    let a = recv(&mut ws).await;
+    assert_eq!(a["status"], -1);
+    assert!(a["error"].as_str().unwrap().contains("authenticate first"));
+    // An agent's wrong SIP password, then the right one.
+    let mut ws = connect(s.http).await;
+    send(
+        &mut ws,
+        json!({"command": "auth", "username": "1001", "password": "bob-secret"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["status"], -1);
+    let _ok = login(s.http, "1001", "alice-secret").await;
+    let _admin = login(s.http, "admin", ADMIN).await;
+    // A plain GET is not an upgrade: a JSON 400.
+    let resp = reqwest::get(format!("http://{}/wsi", s.http))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn star_code_over_sip_reaches_a_queue_subscriber() {
+    let s = TestServer::start(&config()).await;
+    let mut ws = login(s.http, "admin", ADMIN).await;
+    let a = subscribe(
+        &mut ws,
+        json!({"command": "subscribe", "topics": ["queue_events"], "queues": ["8000"]}),
+    )
+    .await;
+    assert_eq!(a, json!({"command": "subscribe", "status": 0}));
+    // First the current status of the queue.
+    let snap = recv(&mut ws).await;
+    assert_eq!(snap["event_type"], "queue_agent_status");
+    assert_eq!(snap["queue_number"], "8000");
+    let members: Vec<(&str, &str)> = snap["updated_agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["agent_extension_number"].as_str().unwrap(),
+                a["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(members, [("1001", "LOGGED_OUT"), ("1002", "LOGGED_OUT")]);
+
+    let c = Udp::new(s.udp).await;
+    c.send(&Req::invite(
+        "*388000",
+        "1001",
+        "w1",
+        "z9hG4bK-w1",
+        "UDP",
+        c.port(),
+    ))
+    .await;
+    assert_eq!(c.recv_response().await.status(), 200);
+    let ev = recv(&mut ws).await;
+    assert_eq!(
+        keys(&ev),
+        [
+            "event_type",
+            "queue_number",
+            "removed_agents",
+            "updated_agents"
+        ]
+    );
+    assert_eq!(ev["event_type"], "queue_agent_status");
+    assert_eq!(ev["queue_number"], "8000");
+    assert_eq!(ev["removed_agents"], json!([]));
+    let agents = ev["updated_agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(
+        keys(&agents[0]),
+        ["agent_extension_number", "state", "timestamp"]
+    );
+    assert_eq!(agents[0]["state"], "READY");
+    assert_eq!(agents[0]["agent_extension_number"], "1001");
+    let ts: u64 = agents[0]["timestamp"].as_str().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(ts <= now && now - ts < 60, "timestamp {ts} vs now {now}");
+
+    // Unsubscribed: a change in 8000 is not sent any more.
+    let a = subscribe(
+        &mut ws,
+        json!({"command": "unsubscribe", "topics": ["queue_events"], "queues": ["8000"]}),
+    )
+    .await;
+    assert_eq!(a["status"], 0);
+    c.send(&Req::invite(
+        "*398000",
+        "1001",
+        "w2",
+        "z9hG4bK-w2",
+        "UDP",
+        c.port(),
+    ))
+    .await;
+    assert_eq!(c.recv_response().await.status(), 200);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), ws.next())
+            .await
+            .is_err(),
+        "an event after unsubscribe"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rest_change_reaches_the_agents_own_extension_subscription() {
+    let s = TestServer::start(&config()).await;
+    let mut ws = login(s.http, "1001", "alice-secret").await;
+    // An agent: not another extension, not a queue it is not in.
+    let a = subscribe(
+        &mut ws,
+        json!({"command": "subscribe", "topics": ["extension_events"], "extensions": ["1002"]}),
+    )
+    .await;
+    assert_eq!(a["status"], -1);
+    assert!(a["error"].as_str().unwrap().contains("not allowed"), "{a}");
+    let a = subscribe(
+        &mut ws,
+        json!({"command": "subscribe", "topics": ["queue_events"], "queues": ["8002"]}),
+    )
+    .await;
+    assert_eq!(a["status"], -1);
+    assert!(a["error"].as_str().unwrap().contains("not allowed"), "{a}");
+    let a = subscribe(
+        &mut ws,
+        json!({"command": "subscribe", "topics": ["calls"]}),
+    )
+    .await;
+    assert!(
+        a["error"].as_str().unwrap().contains("unknown topic"),
+        "{a}"
+    );
+    // Its own extension (named or by default).
+    let a = subscribe(
+        &mut ws,
+        json!({"command": "subscribe", "topics": ["extension_events"]}),
+    )
+    .await;
+    assert_eq!(a["status"], 0, "{a}");
+    let snap = recv(&mut ws).await;
+    assert_eq!(snap["event_type"], "extension_agent_status");
+    assert_eq!(snap["extension"], "1001");
+    assert_eq!(
+        snap["agent_status"],
+        json!([{"queue_number": "8000", "status": "LOGGED_OUT"},
+               {"queue_number": "8001", "status": "LOGGED_OUT"}])
+    );
+
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/call_queues/8001/agents/1001", s.http))
+        .bearer_auth(ADMIN)
+        .json(&json!({"status": "LOGGED_IN"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let ev = recv(&mut ws).await;
+    assert_eq!(
+        keys(&ev),
+        ["agent_status", "event_type", "extension", "time"]
+    );
+    assert_eq!(ev["event_type"], "extension_agent_status");
+    assert_eq!(ev["extension"], "1001");
+    assert_eq!(
+        ev["agent_status"],
+        json!([{"queue_number": "8001", "status": "NOT_READY"}])
+    );
+    assert!(ev["time"].as_str().unwrap().parse::<u64>().unwrap() > 1_600_000_000);
+
+    // One change in two queues is one extension event listing both.
+    s.core
+        .apply(
+            Command::Logout {
+                agent: "1001".into(),
+                target: Target::All,
+            },
+            Cause::Api,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    s.core
+        .apply(
+            Command::Login {
+                agent: "1001".into(),
+                target: Target::All,
+            },
+            Cause::Api,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        recv(&mut ws).await["agent_status"],
+        json!([{"queue_number": "8001", "status": "LOGGED_OUT"}])
+    );
+    assert_eq!(
+        recv(&mut ws).await["agent_status"],
+        json!([{"queue_number": "8000", "status": "READY"},
+               {"queue_number": "8001", "status": "NOT_READY"}])
+    );
+    s.stop().await;
+}
+
+/// 40 more agents in queue 8000, so many changes can run at once.
+fn crowded_config() -> String {
+    let mut c = config();
+    for i in 0..40 {
+        c.push_str(&format!(
+            "\n[[agents]]\nextension = \"2{i:03}\"\nname = \"A{i}\"\npassword = \"pw-{i}\"\nqueues = [\"8000\"]\n"
+        ));
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_lags_alone_and_gets_a_snapshot() {
+    let s = TestServer::start(&crowded_config()).await;
+    let agents: Vec<String> = (0..40).map(|i| format!("2{i:03}")).collect();
+    for a in &agents {
+        s.core
+            .apply(
+                Command::Login {
+                    agent: a.clone(),
+                    target: Target::All,
+                },
+                Cause::Api,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let sub = json!({"command": "subscribe", "topics": ["queue_events"], "queues": ["8000"]});
+    let mut good = login(s.http, "admin", ADMIN).await;
+    assert_eq!(subscribe(&mut good, sub.clone()).await["status"], 0);
+    assert_eq!(recv(&mut good).await["event_type"], "queue_agent_status");
+    // The stalled one: a tiny receive buffer, and it does not read.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(2048).unwrap();
+    let tcp = sock.connect(s.http).await.unwrap();
+    let (mut stalled, _) =
+        tokio_tungstenite::client_async(format!("ws://{}/wsi", s.http), MaybeTlsStream::Plain(tcp))
+            .await
+            .unwrap();
+    send(
+        &mut stalled,
+        json!({"command": "auth", "username": "admin", "password": ADMIN}),
+    )
+    .await;
+    assert_eq!(recv(&mut stalled).await["status"], 0);
+    assert_eq!(subscribe(&mut stalled, sub).await["status"], 0);
+    let first = recv(&mut stalled).await;
+    assert_eq!(first["updated_agents"].as_array().unwrap().len(), 42);
+
+    // 40 agents × 2 × ROUNDS changes, each one event in 8000; the good
+    // subscriber reads them all as they come.
+    const ROUNDS: usize = 100;
+    let total = agents.len() * 2 * ROUNDS;
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        let mut last = std::collections::HashMap::new();
+        while n < total {
+            let ev = recv(&mut good).await;
+            // A snapshot would list all 42 members; deltas list one.
+            let ups = ev["updated_agents"].as_array().unwrap();
+            assert_eq!(ups.len(), 1, "the subscriber that keeps up got a snapshot");
+            last.insert(
+                ups[0]["agent_extension_number"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                ups[0]["state"].as_str().unwrap().to_string(),
+            );
+            n += 1;
+        }
+        (good, last)
+    });
+    let mut writers = Vec::new();
+    for a in agents.clone() {
+        let core = s.core.clone();
+        writers.push(tokio::spawn(async move {
+            for _ in 0..ROUNDS {
+                for cmd in [
+                    Command::NotReady {
+                        agent: a.clone(),
+                        target: Target::All,
+                        reason: None,
+                    },
+                    Command::Ready {
+                        agent: a.clone(),
+                        target: Target::All,
+                    },
+                ] {
+                    let applied = core.apply(cmd, Cause::Api).await.unwrap().unwrap();
+                    assert_eq!(applied.events.len(), 1);
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let (mut good, last) = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the subscriber that keeps up did not get every event")
+        .unwrap();
+    assert!(last.values().all(|s| s == "READY"));
+    assert!(
+        s.wsi.lags() > 0,
+        "the stalled subscriber never lagged ({total} events)"
+    );
+    // The stalled one reads at last: after whatever was in flight it gets a
+    // snapshot with every member READY, then new deltas.
+    let mut saw_snapshot = false;
+    for _ in 0..total + 10 {
+        let ev = recv(&mut stalled).await;
+        let ups = ev["updated_agents"].as_array().unwrap();
+        if ups.len() == 42 {
+            saw_snapshot = true;
+            for a in ups {
+                if a["agent_extension_number"] != "1001" && a["agent_extension_number"] != "1002" {
+                    assert_eq!(a["state"], "READY", "{a}");
+                }
+            }
+            break;
+        }
+    }
+    assert!(saw_snapshot, "no snapshot after lagging");
+    s.core
+        .apply(
+            Command::NotReady {
+                agent: "2000".into(),
+                target: Target::All,
+                reason: None,
+            },
+            Cause::Api,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    for ws in [&mut good, &mut stalled] {
+        let ev = recv(ws).await;
+        assert_eq!(ev["updated_agents"][0]["agent_extension_number"], "2000");
+        assert_eq!(ev["updated_agents"][0]["state"], "NOT_READY");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_cleanly() {
+    let s = TestServer::start(&config()).await;
+    let mut ws = login(s.http, "admin", ADMIN).await;
+    s.stop().await;
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(f))) => return f,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap()
+    .expect("a close frame with a code");
+    assert_eq!(close.code, CloseCode::Away);
+}
