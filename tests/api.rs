@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{base_config, TestServer};
+use common::{base_config, HoldClock, TestServer};
 use facd::engine::{AgentState, Cause};
 use serde_json::{json, Value};
 
@@ -337,27 +337,6 @@ async fn state_changes_are_durable_and_visible() {
         (Some("NOT_READY"), Some("BREAK"))
     );
     s.stop().await;
-}
-
-/// Keeps tokio's paused clock from jumping ahead while the test waits on
-/// loopback I/O: auto-advance is off while a blocking task runs (see
-/// `tokio::time::pause`), so time moves only by `advance`.
-struct HoldClock(Option<std::sync::mpsc::Sender<()>>);
-
-impl HoldClock {
-    fn new() -> Self {
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        tokio::task::spawn_blocking(move || {
-            let _ = rx.recv();
-        });
-        Self(Some(tx))
-    }
-}
-
-impl Drop for HoldClock {
-    fn drop(&mut self) {
-        self.0.take();
-    }
 }
 
 #[tokio::test(start_paused = true)]

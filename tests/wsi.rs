@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{base_config, Req, TestServer, Udp};
+use common::{base_config, HoldClock, Req, TestServer, Udp};
 use facd::engine::{Cause, Command, Target};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -483,4 +483,29 @@ async fn shutdown_closes_sessions_cleanly() {
     .unwrap()
     .expect("a close frame with a code");
     assert_eq!(close.code, CloseCode::Away);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_and_closes_a_client_that_never_answers() {
+    let _hold = HoldClock::new();
+    let s = TestServer::start(&config()).await;
+    let mut ws = login(s.http, "admin", ADMIN).await;
+    let every = facd::events::wsi::PING_EVERY;
+    tokio::time::advance(every + Duration::from_secs(1)).await;
+    match ws.next().await {
+        Some(Ok(Message::Ping(_))) => {}
+        other => panic!("expected a ping, got {other:?}"),
+    }
+    // This client sends nothing (its automatic pong goes out only on its
+    // next read): after two silent intervals facd closes it.
+    tokio::time::advance(2 * every).await;
+    let close = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(f))) => break f,
+            Some(Ok(Message::Ping(_))) => continue,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    };
+    assert_eq!(close.unwrap().code, CloseCode::Error);
+    s.stop().await;
 }

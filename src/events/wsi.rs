@@ -53,6 +53,9 @@ pub const PING_EVERY: Duration = Duration::from_secs(30);
 pub const MAX_SESSIONS: usize = 10_000;
 /// Largest message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Most bytes a session buffers before the socket (a snapshot may exceed
+/// this only by one message).
+pub const MAX_WRITE_BUFFER: usize = 1 << 20;
 /// Events the dispatcher takes from the hub at once.
 const BATCH: usize = 256;
 
@@ -347,7 +350,13 @@ pub(crate) async fn upgrade(
         return ApiError::Busy(format!("more than {MAX_SESSIONS} WebSocket sessions"))
             .into_response();
     };
+    // Small buffers: a session's memory stays a few KiB plus its queue
+    // (tungstenite's defaults are 128 KiB each way).
     ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             Session::run(st, socket).await;
             drop(slot);

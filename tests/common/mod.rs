@@ -150,6 +150,27 @@ impl TestServer {
     }
 }
 
+/// Keeps tokio's paused clock from jumping ahead while the test waits on
+/// loopback I/O: auto-advance is off while a blocking task runs (see
+/// `tokio::time::pause`), so time moves only by `advance`.
+pub struct HoldClock(Option<std::sync::mpsc::Sender<()>>);
+
+impl HoldClock {
+    pub fn new() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            let _ = rx.recv();
+        });
+        Self(Some(tx))
+    }
+}
+
+impl Drop for HoldClock {
+    fn drop(&mut self) {
+        self.0.take();
+    }
+}
+
 /// A parsed-enough SIP message for assertions.
 #[derive(Debug, Clone)]
 pub struct Msg {
