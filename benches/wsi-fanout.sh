@@ -143,7 +143,7 @@ except (KeyError, ValueError, ZeroDivisionError):
     print("CPU ratio: n/a")
 print(f"200 OK -> event at a subscriber: p50 {f.get('p50_ms')} ms, p99 {f.get('p99_ms')} ms, max {f.get('max_ms')} ms "
       f"({f.get('samples')} samples; target p99 <= 50 ms)")
-print(f"sessions that lagged (got a snapshot) {f.get('lagged_sessions')}; missed events among those that kept up {f.get('repeated_states_kept_up')}; "
+print(f"sessions that lagged (got a snapshot) {f.get('lagged_sessions')}; closed by facd before the end (not counting STALLED) {f.get('closed_early')}; missed events among those that kept up {f.get('repeated_states_kept_up')}; "
       f"wallboard deltas min {f.get('wallboard_deltas_min')} max {f.get('wallboard_deltas_max')} "
       f"(SIPp ok {f.get('ok')} + probes {f.get('sent')})")
 EOF

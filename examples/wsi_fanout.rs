@@ -38,6 +38,8 @@ fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
 struct Seen {
     deltas: u64,
     snapshots_mid_run: u64,
+    /// facd closed it (or it failed) before the end of the run.
+    closed_early: bool,
     repeats: u64,
     /// (agent, state, when) for probe agents.
     probe_arrivals: Vec<(String, String, Instant)>,
@@ -73,8 +75,11 @@ async fn subscriber(
         };
         let Some(Ok(Message::Text(t))) = m else {
             match m {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    seen.closed_early = true;
+                    break;
+                }
                 Some(Ok(_)) => continue,
-                _ => break,
             }
         };
         let now = Instant::now();
@@ -353,6 +358,7 @@ async fn main() {
     lat.sort_by(f64::total_cmp);
     let wall: Vec<u64> = seen[..wallboards].iter().map(|s| s.deltas).collect();
     let lagged = seen.iter().filter(|s| s.snapshots_mid_run > 0).count();
+    let closed = seen.iter().filter(|s| s.closed_early).count();
     // A session that lagged got a snapshot instead of deltas: by design it
     // can repeat a state; only those that kept up must show none.
     let repeats: u64 = seen
@@ -371,7 +377,7 @@ async fn main() {
         lat.first().copied().unwrap_or(f64::NAN),
     );
     println!(
-        "subscribers n={subs} deltas_total={total} wallboard_deltas_min={} wallboard_deltas_max={} lagged_sessions={lagged} repeated_states_kept_up={repeats}",
+        "subscribers n={subs} deltas_total={total} wallboard_deltas_min={} wallboard_deltas_max={} lagged_sessions={lagged} closed_early={closed} repeated_states_kept_up={repeats}",
         wall.iter().min().copied().unwrap_or(0),
         wall.iter().max().copied().unwrap_or(0),
     );
