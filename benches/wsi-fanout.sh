@@ -107,9 +107,9 @@ phase() { # name subs wallboards stalled
   grep -q "^facd listening" "$d/facd.out" || die "facd did not start (see $d/facd.err)"
   read -r ok failed < <(sipp_run "$d/login" "$OUT/login.csv" 1000 1000)
   log "$name: login pass ok=$ok failed=$failed"
-  rm -f "$d/ready"
+  rm -f "$d/ready" "$d/stop"
   HTTP=127.0.0.1:$HTTP_PORT SIP=127.0.0.1:$SIP_PORT TOKEN=$TOKEN SUBS=$subs WALLBOARDS=$walls STALLED=$stalled \
-    DUR=$((DUR + 2)) PROBE_RATE=$PROBE_RATE READY_FILE=$d/ready \
+    DUR=$((DUR + 2)) PROBE_RATE=$PROBE_RATE READY_FILE=$d/ready STOP_FILE=$d/stop \
     taskset -c "$CLIENT_CPU" "$CLIENT" >"$d/client.out" 2>"$d/client.err" &
   CLIENT_PID=$!
   for _ in $(seq 600); do [ -f "$d/ready" ] && break; kill -0 "$CLIENT_PID" 2>/dev/null || break; sleep 0.1; done
@@ -118,6 +118,7 @@ phase() { # name subs wallboards stalled
   rss0=$(rss_mb "$FACD_PID"); c0=$(cpu_ticks "$FACD_PID")
   read -r ok failed < <(sipp_run "$d/load" "$OUT/toggle.csv" "$RATE" $((RATE * DUR)))
   c1=$(cpu_ticks "$FACD_PID"); rss1=$(rss_mb "$FACD_PID")
+  touch "$d/stop"
   wait "$CLIENT_PID"; CLIENT_PID=
   kill "$FACD_PID"; wait "$FACD_PID" 2>/dev/null; FACD_PID=
   local tck; tck=$(getconf CLK_TCK)

@@ -14,7 +14,8 @@
 //!   snapshot (lag) may arrive mid-run; every wallboard must count the same.
 //!
 //! Environment: `HTTP`, `SIP` (addresses), `TOKEN`, `SUBS`, `WALLBOARDS`,
-//! `STALLED`, `DUR`, `PROBE_RATE`, `PROBE_FIRST`, `PROBES`, `READY_FILE`.
+//! `STALLED`, `DUR`, `PROBE_RATE`, `PROBE_FIRST`, `PROBES`, `READY_FILE`,
+//! `STOP_FILE` (listen until it exists, then 3 s more).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -319,6 +320,14 @@ async fn main() {
             None => failed += 1,
         }
         n += 1;
+    }
+    // Keep listening until the load is over (the script creates STOP_FILE
+    // when SIPp has finished), then for the stragglers.
+    let stop_file: String = env("STOP_FILE", String::new());
+    if !stop_file.is_empty() {
+        while !std::path::Path::new(&stop_file).exists() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.cancel();
