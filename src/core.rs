@@ -28,7 +28,7 @@ use crate::sip::message::{Message, Method, Request, Response, Scheme};
 use crate::sip::sdp;
 use crate::sip::star_code::{Action, StarCode, StarCodeParser};
 use crate::store::{Store, StoreError};
-use crate::transaction::{Received, RequestKind, ServerTransactions, TimerConfig, TxId, TxKey};
+use crate::transaction::{KeyParts, Received, RequestKind, ServerTransactions, TimerConfig, TxId};
 use crate::transport::{Inbound, Peer};
 
 /// The methods facd implements (the `Allow` header, RFC 3261 §20.5).
@@ -491,8 +491,31 @@ impl Core {
             Method::Cancel => RequestKind::Cancel,
             _ => RequestKind::Other,
         };
-        let key = tx_key(&req);
-        match self.txs.receive(now.mono, key, kind, dest, peer.reliable()) {
+        // RFC 3261 §17.2.3: branch, sent-by and method (INVITE for ACK).
+        // RFC 2543 requests (no magic cookie) are keyed by Call-ID, CSeq
+        // number, From tag and the top Via as a whole, which the ACK of a
+        // non-2xx shares.
+        let rfc2543;
+        let branch: &[u8] = match &top.branch {
+            Some(b) if b.starts_with(MAGIC_COOKIE) => b,
+            _ => {
+                rfc2543 = rfc2543_key(&req);
+                &rfc2543
+            }
+        };
+        let key = KeyParts {
+            branch,
+            host: &top.host,
+            port: top.port,
+            method: match req.method {
+                Method::Ack => b"INVITE",
+                ref m => m.as_str().as_bytes(),
+            },
+        };
+        match self
+            .txs
+            .receive(now.mono, &key, kind, dest, peer.reliable())
+        {
             Received::New(id) => {
                 self.stats.requests += 1;
                 self.on_new(now, id, &req, &peer);
@@ -970,34 +993,17 @@ impl Core {
     }
 }
 
-/// The transaction key of a request (RFC 3261 §17.2.3). RFC 2543 requests
-/// (no magic cookie) are keyed by Call-ID, CSeq number, From tag and the
-/// top Via as a whole, which the ACK of a non-2xx shares.
-fn tx_key(req: &Request) -> TxKey {
+/// The synthesised transaction key of an RFC 2543 request (§17.2.3).
+fn rfc2543_key(req: &Request) -> Vec<u8> {
     let top = &req.base.vias[0];
-    let method = match req.method {
-        Method::Ack => Bytes::from_static(b"INVITE"),
-        ref m => Bytes::copy_from_slice(m.as_str().as_bytes()),
-    };
-    // Keys outlive the request (Timers J/L): own copies, not slices of the frame.
-    let branch = match &top.branch {
-        Some(b) if b.starts_with(MAGIC_COOKIE) => Bytes::copy_from_slice(b),
-        _ => {
-            let mut k = Vec::with_capacity(128);
-            k.extend_from_slice(b"2543:");
-            k.extend_from_slice(&req.base.call_id);
-            k.extend_from_slice(format!(":{}:", req.base.cseq.seq).as_bytes());
-            k.extend_from_slice(req.base.from.tag.as_deref().unwrap_or_default());
-            k.push(b':');
-            k.extend_from_slice(&top.raw);
-            Bytes::from(k)
-        }
-    };
-    TxKey {
-        branch,
-        sent_by: top.sent_by(),
-        method,
-    }
+    let mut k = Vec::with_capacity(128);
+    k.extend_from_slice(b"2543:");
+    k.extend_from_slice(&req.base.call_id);
+    k.extend_from_slice(format!(":{}:", req.base.cseq.seq).as_bytes());
+    k.extend_from_slice(req.base.from.tag.as_deref().unwrap_or_default());
+    k.push(b':');
+    k.extend_from_slice(&top.raw);
+    k
 }
 
 /// The dialog a request belongs to, from the UAS side (RFC 3261 §12.2.2).
