@@ -4,6 +4,7 @@ pub mod dialog;
 pub mod engine;
 pub mod events;
 pub mod limits;
+pub mod media;
 pub mod server;
 pub mod sip;
 pub mod store;
