@@ -22,6 +22,7 @@ use crate::engine::{
     Applied, Cause, Change, Command, Engine, Event, Millis, ReasonRef, Rejection, Target,
 };
 use crate::limits::{AuthGuard, Banned};
+use crate::media::{MediaOrder, ToneTarget};
 use crate::sip::auth::{Authenticator, Secret, Verdict};
 use crate::sip::build::{self, ResponseBuilder};
 use crate::sip::message::{Message, Method, Request, Response, Scheme};
@@ -129,6 +130,8 @@ struct Answer {
     dest: Dest,
     reliable: bool,
     bye: ByeTemplate,
+    /// Where the confirmation tone goes (from the INVITE's offer).
+    media: Option<ToneTarget>,
 }
 
 /// Why a command from outside SIP (REST, feature keys) did not apply.
@@ -286,6 +289,12 @@ impl Core {
                 self.commit(now, reply, events, undo);
             }
         }
+    }
+
+    /// The next order for the media sender (the confirmation tone starts on
+    /// the ACK and stops when the call ends).
+    pub fn poll_media(&mut self) -> Option<MediaOrder> {
+        self.dialogs.poll_media()
     }
 
     /// The next durable event, in the order the engine applied them.
@@ -522,7 +531,7 @@ impl Core {
             }
             Received::Retransmission => self.stats.retransmissions += 1,
             Received::AckAbsorbed => {}
-            Received::AckNoTransaction => self.on_ack(now, &req),
+            Received::AckNoTransaction => self.on_ack(now, &req, &peer),
             Received::CancelFor { cancel, invite } => {
                 self.on_cancel(now, cancel, invite, &req, &peer)
             }
@@ -670,11 +679,11 @@ impl Core {
         };
         let local = self.media_addr(peer);
         let session = self.rng.gen::<u32>() as u64;
-        let body = if req.body.is_empty() {
-            sdp::offer(local, session)
+        let (body, media) = if req.body.is_empty() {
+            (sdp::offer(local, session), None)
         } else {
             match sdp::parse_offer(&req.body).and_then(|o| sdp::answer(&o, local, session)) {
-                Ok(a) => a.body,
+                Ok(a) => (a.body, ToneTarget::new(a.codec, local, a.remote_rtp)),
                 Err(sdp::SdpError::Malformed) => {
                     return self.reply(
                         now,
@@ -720,7 +729,10 @@ impl Core {
                 for ev in &applied.events {
                     info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "fac", %call_id, "state changed");
                 }
-                let answer = self.answer(req, peer, &applied, body);
+                let answer = Answer {
+                    media,
+                    ..self.answer(req, peer, &applied, body)
+                };
                 let fail = if self.durable.is_some() {
                     self.response(
                         req,
@@ -758,6 +770,7 @@ impl Core {
             a.reliable,
             a.bye,
             self.cfg.confirm,
+            a.media,
         );
         self.txs.respond(now.mono, id, 200, a.ok);
     }
@@ -813,11 +826,28 @@ impl Core {
             dest,
             reliable: peer.reliable(),
             bye,
+            media: None,
         }
     }
 
-    fn on_ack(&mut self, now: Now, req: &Request) {
-        if !self.dialogs.ack(now.mono, &dialog_id(req)) {
+    fn on_ack(&mut self, now: Now, req: &Request, peer: &Peer) {
+        // When the INVITE had no offer, the caller's answer is in the ACK
+        // (RFC 3264 §4, RFC 3261 §13.2.1); an ACK without one plays nothing.
+        let sdp_body = !req.body.is_empty()
+            && req
+                .headers
+                .get("Content-Type")
+                .map(|v| media_type(&v))
+                .as_deref()
+                == Some("application/sdp");
+        let media = sdp_body
+            .then(|| sdp::parse_offer(&req.body).ok())
+            .flatten()
+            .and_then(|a| sdp::remote_media(&a))
+            .and_then(|(codec, remote)| {
+                ToneTarget::new(codec, self.media_addr(peer), Some(remote))
+            });
+        if !self.dialogs.ack(now.mono, &dialog_id(req), media) {
             debug!(call_id = %String::from_utf8_lossy(&req.base.call_id), "ACK for no dialog dropped");
         }
     }

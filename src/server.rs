@@ -21,6 +21,7 @@ use crate::core::{Auth, Core, CoreConfig, Durable, Now};
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
 use crate::events::{CoreHandle, CoreRequest, Hub};
 use crate::limits::{AuthGuard, AuthLimits};
+use crate::media;
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
 use crate::store::Store;
@@ -31,6 +32,8 @@ use crate::transport::{self, Inbound, Stats, TransportConfig};
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// How many queued messages the core handles before it flushes.
 const BATCH: usize = 64;
+/// Tone orders queued for the media sender before new ones are dropped.
+const MEDIA_QUEUE: usize = 8192;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -107,8 +110,9 @@ impl Server {
             })?;
             tcp.push(listener);
         }
-        // One RTP sink per address family, on the first listener address of
-        // that family: SDP answers name it (the tone comes in a later issue).
+        // One RTP socket per address family, on the first listener address of
+        // that family: SDP answers name it, the confirmation tone is sent
+        // from it, and what callers send to it is swallowed.
         let mut rtp = Vec::new();
         for v6 in [false, true] {
             if let Some(l) = listeners.iter().find(|l| l.addr.is_ipv6() == v6) {
@@ -262,6 +266,12 @@ impl Server {
         for sock in &self.rtp {
             tasks.spawn(rtp_sink(sock.clone(), stop_all.clone()));
         }
+        let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+        tasks.spawn(media::sender::run(
+            self.rtp.clone(),
+            media_rx,
+            stop_all.clone(),
+        ));
         drop(tx);
 
         tokio::pin!(shutdown);
@@ -310,6 +320,11 @@ impl Server {
                 () = &mut sleep => core.handle_timeout(Now::read()),
             }
             core.flush();
+            while let Some(order) = core.poll_media() {
+                if media_tx.try_send(order).is_err() {
+                    warn!("media sender behind: a tone order was dropped");
+                }
+            }
             while let Some(ev) = core.poll_event() {
                 self.hub.publish(ev);
             }

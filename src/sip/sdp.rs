@@ -213,6 +213,18 @@ pub fn answer(offer: &Offer, local: SocketAddr, session_id: u64) -> Result<Answe
     })
 }
 
+/// The codec and address of the first audio stream with PCMU or PCMA in
+/// an SDP answer: the caller's answer in its ACK when facd made the offer
+/// (RFC 3264 §6: the answer names the codec it chose from our offer, and
+/// where it receives).
+pub fn remote_media(answer: &Offer) -> Option<(Codec, SocketAddr)> {
+    answer.media.iter().find_map(|m| {
+        let codec = m.preferred_g711()?;
+        let ip = m.addr.or(answer.session_addr)?;
+        Some((codec, SocketAddr::new(ip, m.port)))
+    })
+}
+
 /// The offer facd puts in a 200 when the INVITE had no body (RFC 3261 §13.2.1).
 pub fn offer(local: SocketAddr, session_id: u64) -> String {
     let mut body = header(local.ip(), session_id);
@@ -310,6 +322,27 @@ mod tests {
             Err(SdpError::Malformed)
         );
         assert_eq!(parse_offer(&[0xff, 0xfe]), Err(SdpError::Malformed));
+    }
+
+    #[test]
+    fn remote_media_of_an_answer() {
+        let ans = SIPP.replace("RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", "RTP/AVP 8");
+        assert_eq!(
+            remote_media(&parse_offer(ans.as_bytes()).unwrap()),
+            Some((Codec::Pcma, "127.0.0.1:6000".parse().unwrap()))
+        );
+        // A media-level c= wins over the session's; a refused stream is skipped.
+        let two = SIPP.replace(
+            "m=audio 6000 RTP/AVP 0\r\n",
+            "m=audio 0 RTP/AVP 0\r\nm=audio 7000 RTP/AVP 0\r\nc=IN IP4 127.0.0.2\r\n",
+        );
+        assert_eq!(
+            remote_media(&parse_offer(two.as_bytes()).unwrap()),
+            Some((Codec::Pcmu, "127.0.0.2:7000".parse().unwrap()))
+        );
+        // No address anywhere: nothing to send to.
+        let no_c = SIPP.replace("c=IN IP4 127.0.0.1\r\n", "");
+        assert_eq!(remote_media(&parse_offer(no_c.as_bytes()).unwrap()), None);
     }
 
     #[test]
