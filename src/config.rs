@@ -45,7 +45,8 @@ pub struct SipConfig {
     pub listen: Vec<String>,
     /// Digest realm and host part of our Contact.
     pub domain: String,
-    /// Milliseconds between the caller's ACK and facd's BYE.
+    /// Milliseconds between the caller's ACK and facd's BYE, filled with the
+    /// confirmation tone (0 = no tone).
     pub confirm_ms: u64,
     /// Largest SIP message accepted, in bytes (UDP datagram or TCP frame).
     pub max_message_bytes: usize,

@@ -70,7 +70,7 @@ impl Now {
 pub struct CoreConfig {
     /// Our domain: the host part of Contact when the listener has no specific address.
     pub domain: String,
-    /// Between the caller's ACK and our BYE.
+    /// Between the caller's ACK and our BYE: the length of the tone.
     pub confirm: Duration,
     /// RFC 3261 T1/T2/T4.
     pub timers: TimerConfig,
