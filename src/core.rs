@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::dialog::{ByeTemplate, DialogEvent, DialogId, Dialogs};
+use crate::dialog::{ByeTemplate, DialogEvent, DialogId, Dialogs, ToneSource};
 use crate::engine::{
     Applied, Cause, Change, Command, Engine, Event, Millis, ReasonRef, Rejection, Target,
 };
@@ -130,8 +130,8 @@ struct Answer {
     dest: Dest,
     reliable: bool,
     bye: ByeTemplate,
-    /// Where the confirmation tone goes (from the INVITE's offer).
-    media: Option<ToneTarget>,
+    /// Where the confirmation tone goes.
+    media: ToneSource,
 }
 
 /// Why a command from outside SIP (REST, feature keys) did not apply.
@@ -680,10 +680,13 @@ impl Core {
         let local = self.media_addr(peer);
         let session = self.rng.gen::<u32>() as u64;
         let (body, media) = if req.body.is_empty() {
-            (sdp::offer(local, session), None)
+            (sdp::offer(local, session), ToneSource::AnswerInAck)
         } else {
             match sdp::parse_offer(&req.body).and_then(|o| sdp::answer(&o, local, session)) {
-                Ok(a) => (a.body, ToneTarget::new(a.codec, local, a.remote_rtp)),
+                Ok(a) => (
+                    a.body,
+                    ToneSource::Offer(ToneTarget::new(a.codec, local, a.remote_rtp)),
+                ),
                 Err(sdp::SdpError::Malformed) => {
                     return self.reply(
                         now,
@@ -826,7 +829,7 @@ impl Core {
             dest,
             reliable: peer.reliable(),
             bye,
-            media: None,
+            media: ToneSource::AnswerInAck,
         }
     }
 

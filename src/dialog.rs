@@ -77,6 +77,17 @@ pub fn build_bye(t: &ByeTemplate, branch: &str, cseq: u32) -> Bytes {
     Bytes::from(s)
 }
 
+/// Where the confirmation tone's address comes from (RFC 3264 §4: the
+/// offer is in the INVITE and the answer in our 200, or the offer in our 200
+/// and the answer in the ACK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToneSource {
+    /// The INVITE's offer named it (None: no address a tone can go to).
+    Offer(Option<ToneTarget>),
+    /// facd made the offer: the caller's answer in the ACK names it.
+    AnswerInAck,
+}
+
 /// How a dialog ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
@@ -125,8 +136,8 @@ struct Dialog<P> {
     reliable: bool,
     bye: ByeTemplate,
     confirm: Duration,
-    /// Where the tone goes, if the SDP exchange said.
-    media: Option<ToneTarget>,
+    /// Where the tone goes.
+    media: ToneSource,
     /// A `Play` was ordered and no `Stop` yet.
     playing: bool,
     phase: Phase,
@@ -171,9 +182,8 @@ impl<P: Clone> Dialogs<P> {
         }
     }
 
-    /// A 2xx was just sent (by the server transaction) for `id`; `media` is
-    /// where the tone goes (the caller's offer), None when facd made the
-    /// offer or the caller's address cannot take one.
+    /// A 2xx was just sent (by the server transaction) for `id`; `media`
+    /// says where the tone will go.
     #[allow(clippy::too_many_arguments)]
     pub fn answered(
         &mut self,
@@ -184,7 +194,7 @@ impl<P: Clone> Dialogs<P> {
         reliable: bool,
         bye: ByeTemplate,
         confirm: Duration,
-        media: Option<ToneTarget>,
+        media: ToneSource,
     ) {
         let n = self.next;
         self.next += 1;
@@ -213,8 +223,8 @@ impl<P: Clone> Dialogs<P> {
 
     /// The ACK for our 2xx. False if no such dialog (a stray ACK).
     /// `answer_media` is the caller's address from an SDP answer in the ACK,
-    /// used only when facd made the offer (RFC 3264 §4: the answer is in the
-    /// ACK then); the tone starts now.
+    /// used only when facd made the offer ([`ToneSource::AnswerInAck`]); the
+    /// tone starts now.
     pub fn ack(&mut self, now: Instant, id: &DialogId, answer_media: Option<ToneTarget>) -> bool {
         let Some(&n) = self.by_id.get(id) else {
             return false;
@@ -226,7 +236,10 @@ impl<P: Clone> Dialogs<P> {
             let bye_at = now + d.confirm;
             d.phase = Phase::Confirmed { bye_at };
             self.events.push_back(DialogEvent::Confirmed(id.clone()));
-            let target = d.media.or(answer_media);
+            let target = match d.media {
+                ToneSource::Offer(t) => t,
+                ToneSource::AnswerInAck => answer_media,
+            };
             if let Some(target) = target.filter(|_| media::packets_for(d.confirm) > 0) {
                 d.playing = true;
                 self.media.push_back(MediaOrder::Play {
@@ -439,7 +452,7 @@ mod tests {
             reliable,
             template(),
             ms(confirm),
-            None,
+            ToneSource::AnswerInAck,
         );
         (d, t0)
     }
@@ -560,7 +573,7 @@ mod tests {
             true,
             template(),
             ms(60_000),
-            None,
+            ToneSource::AnswerInAck,
         );
         d.ack(t0, &other, None);
         d.hangup_all(t0 + ms(5));
@@ -575,7 +588,16 @@ mod tests {
         let t0 = Instant::now();
         let mut d: Dialogs<u8> = Dialogs::new(TimerConfig::default(), 1, 1);
         assert!(!d.is_full());
-        d.answered(t0, id(), Bytes::new(), 1, false, template(), ms(0), None);
+        d.answered(
+            t0,
+            id(),
+            Bytes::new(),
+            1,
+            false,
+            template(),
+            ms(0),
+            ToneSource::AnswerInAck,
+        );
         assert!(d.is_full());
         assert!(d.contains(&id()));
     }
@@ -588,7 +610,7 @@ mod tests {
         }
     }
 
-    fn with_media(confirm: u64, media: Option<ToneTarget>) -> (Dialogs<u8>, Instant) {
+    fn with_media(confirm: u64, media: ToneSource) -> (Dialogs<u8>, Instant) {
         let t0 = Instant::now();
         let mut d = Dialogs::new(TimerConfig::default(), 10, 7);
         d.answered(
@@ -610,7 +632,7 @@ mod tests {
 
     #[test]
     fn ack_starts_the_tone_for_confirm_and_the_bye_ends_it() {
-        let (mut d, t0) = with_media(1000, Some(tone_to()));
+        let (mut d, t0) = with_media(1000, ToneSource::Offer(Some(tone_to())));
         assert!(orders(&mut d).is_empty(), "no tone before the ACK");
         run(&mut d, t0, 0, 400);
         // An answer in the ACK does not override the offer's address.
@@ -636,24 +658,29 @@ mod tests {
 
     #[test]
     fn the_answer_in_the_ack_names_the_target_when_we_offered() {
-        let (mut d, t0) = with_media(200, None);
+        let (mut d, t0) = with_media(200, ToneSource::AnswerInAck);
         d.ack(t0, &id(), Some(tone_to()));
         assert!(matches!(
             orders(&mut d)[..],
             [MediaOrder::Play { target, .. }] if target == tone_to()
         ));
         // No address at all (no SDP in the ACK): no tone, BYE as usual.
-        let (mut d, t0) = with_media(200, None);
+        let (mut d, t0) = with_media(200, ToneSource::AnswerInAck);
         d.ack(t0, &id(), None);
         assert!(orders(&mut d).is_empty());
         assert_eq!(run(&mut d, t0, 0, 300), [(200, "BYE".to_string())]);
+        assert!(orders(&mut d).is_empty());
+        // The INVITE's offer had no usable address: an SDP in the ACK (not
+        // an answer, RFC 3264 §4) does not supply one.
+        let (mut d, t0) = with_media(200, ToneSource::Offer(None));
+        d.ack(t0, &id(), Some(tone_to()));
         assert!(orders(&mut d).is_empty());
     }
 
     #[test]
     fn confirm_0_plays_nothing_and_hangs_up_at_once() {
         for confirm in [0, 19] {
-            let (mut d, t0) = with_media(confirm, Some(tone_to()));
+            let (mut d, t0) = with_media(confirm, ToneSource::Offer(Some(tone_to())));
             d.ack(t0, &id(), None);
             assert!(orders(&mut d).is_empty(), "confirm {confirm}");
             assert_eq!(run(&mut d, t0, 0, 30)[0].1, "BYE");
@@ -662,13 +689,13 @@ mod tests {
 
     #[test]
     fn caller_bye_and_shutdown_stop_the_tone() {
-        let (mut d, t0) = with_media(5000, Some(tone_to()));
+        let (mut d, t0) = with_media(5000, ToneSource::Offer(Some(tone_to())));
         d.ack(t0, &id(), None);
         assert_eq!(orders(&mut d).len(), 1);
         assert!(d.bye_received(t0 + ms(100), &id()));
         assert_eq!(orders(&mut d), [MediaOrder::Stop { tone: 1 }]);
 
-        let (mut d, t0) = with_media(5000, Some(tone_to()));
+        let (mut d, t0) = with_media(5000, ToneSource::Offer(Some(tone_to())));
         d.ack(t0, &id(), None);
         let mut other = id();
         other.call_id = Bytes::from_static(b"call-2");
@@ -680,14 +707,14 @@ mod tests {
             false,
             template(),
             ms(5000),
-            Some(tone_to()),
+            ToneSource::Offer(Some(tone_to())),
         );
         assert_eq!(orders(&mut d).len(), 1);
         d.hangup_all(t0 + ms(100));
         // Only the playing tone is stopped; the unacknowledged call never played.
         assert_eq!(orders(&mut d), [MediaOrder::Stop { tone: 1 }]);
         // A call that never got its ACK plays nothing.
-        let (mut d, t0) = with_media(1000, Some(tone_to()));
+        let (mut d, t0) = with_media(1000, ToneSource::Offer(Some(tone_to())));
         run(&mut d, t0, 0, 33_000);
         assert!(orders(&mut d).is_empty());
     }

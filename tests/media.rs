@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{base_config, Msg, Req, TestServer, Udp};
+use common::{base_config, Msg, Req, Tcp, TestServer, Udp};
 use tokio::net::UdpSocket;
 
 /// An SDP body with audio at `rtp`, listing `formats` in order.
@@ -25,13 +25,17 @@ fn sdp(rtp: SocketAddr, formats: &str) -> String {
 
 /// `Req::invite` with our own SDP (or none).
 fn invite(c: &Udp, call_id: &str, body: Option<&str>) -> String {
+    invite_on("UDP", c.port(), call_id, body)
+}
+
+fn invite_on(transport: &str, port: u16, call_id: &str, body: Option<&str>) -> String {
     let base = Req::invite(
         "*38",
         "1001",
         call_id,
         &format!("z9hG4bK-{call_id}"),
-        "UDP",
-        c.port(),
+        transport,
+        port,
     );
     let head = base.split("Content-Type:").next().unwrap();
     match body {
@@ -294,4 +298,26 @@ async fn shutdown_stops_every_tone() {
     assert!(after.len() < 50, "{} packets after shutdown", after.len());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(collect(&rtp, 100).await.len(), 0);
+}
+
+#[tokio::test]
+async fn a_call_over_tcp_gets_its_tone_over_udp_rtp() {
+    let s = TestServer::start(&base_config("confirm_ms = 100")).await;
+    let mut c = Tcp::connect(s.tcp).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let offer = sdp(rtp.local_addr().unwrap(), "0");
+    c.send(invite_on("TCP", c.port(), "tcp-tone", Some(&offer)).as_bytes())
+        .await;
+    let ok = c.recv().await;
+    assert_eq!(ok.status(), 200, "{}", ok.raw);
+    let tag = ok.to_tag().unwrap();
+    let acked = Instant::now();
+    c.send(Req::ack("*38", "1001", "tcp-tone", &tag, "TCP", c.port()).as_bytes())
+        .await;
+    let pkts = collect(&rtp, 300).await;
+    check_stream(&pkts, 5, 0, sdp_addr(ok.body()), acked);
+    let bye = c.recv().await;
+    assert_eq!(bye.method(), "BYE", "{}", bye.raw);
+    c.send(Req::ok_for(&bye).as_bytes()).await;
+    s.stop().await;
 }
