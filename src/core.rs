@@ -789,10 +789,13 @@ impl Core {
             request_uri: remote_target,
             transport: peer.transport(),
             local_sent_by: sent_by(peer.local),
-            from: Bytes::from(format!(
-                "{};tag={tag}",
-                String::from_utf8_lossy(&req.base.to.raw)
-            )),
+            from: {
+                let mut v = Vec::with_capacity(req.base.to.raw.len() + 5 + tag.len());
+                v.extend_from_slice(&req.base.to.raw);
+                v.extend_from_slice(b";tag=");
+                v.extend_from_slice(tag.as_bytes());
+                Bytes::from(v)
+            },
             to: Bytes::copy_from_slice(&req.base.from.raw),
             call_id: dialog.call_id.clone(),
             route_set: req
@@ -944,8 +947,13 @@ impl Core {
         extra(b).build()
     }
 
+    /// A To tag: 64 random bits in hex (RFC 3261 §19.3 asks for ≥ 32).
     fn new_tag(&mut self) -> String {
-        format!("{:016x}", self.rng.gen::<u64>())
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let v = self.rng.gen::<u64>();
+        (0..16)
+            .map(|i| HEX[((v >> (60 - 4 * i)) & 0xf) as usize] as char)
+            .collect()
     }
 
     fn media_addr(&self, peer: &Peer) -> SocketAddr {
@@ -1081,12 +1089,14 @@ fn accepts_sdp(v: &[u8]) -> bool {
 
 /// The URI inside a Contact value (`"A" <sip:a@h>;expires=1` → `sip:a@h`).
 fn contact_uri(v: &[u8]) -> Bytes {
-    let s = String::from_utf8_lossy(v);
-    let uri = match (s.find('<'), s.find('>')) {
-        (Some(a), Some(b)) if a < b => &s[a + 1..b],
-        _ => s.split(';').next().unwrap_or(&s).trim(),
+    let uri = match (memchr::memchr(b'<', v), memchr::memchr(b'>', v)) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => {
+            let end = memchr::memchr(b';', v).unwrap_or(v.len());
+            v[..end].trim_ascii()
+        }
     };
-    Bytes::from(uri.to_string())
+    Bytes::copy_from_slice(uri)
 }
 
 fn sent_by(addr: SocketAddr) -> String {
