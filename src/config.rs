@@ -156,6 +156,8 @@ pub struct StorageConfig {
     pub dir: PathBuf,
     /// fdatasync before answering (false: faster, not crash-safe; benchmarks only).
     pub sync: bool,
+    /// `"journal"` (our file journal, the default) or `"redb"`.
+    pub backend: crate::store::Backend,
 }
 
 impl Default for StorageConfig {
@@ -163,6 +165,7 @@ impl Default for StorageConfig {
         Self {
             dir: "data".into(),
             sync: true,
+            backend: crate::store::Backend::Journal,
         }
     }
 }

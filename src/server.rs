@@ -390,7 +390,11 @@ async fn rtp_sink(sock: Arc<UdpSocket>, stop: CancellationToken) {
 /// memberships no longer configured is dropped with a log line; new
 /// memberships start LOGGED_OUT. A fresh snapshot then starts the journal over.
 fn recover(config: &Config) -> Result<(Engine, Store), ServerError> {
-    let (store, recovered) = Store::open(&config.storage.dir, config.storage.sync)?;
+    let (store, recovered) = Store::open_with(
+        &config.storage.dir,
+        config.storage.sync,
+        config.storage.backend,
+    )?;
     let mut engine = Engine::new(model(config));
     let dir = config.storage.dir.display().to_string();
     let corrupt = |offset: u64, what: String| crate::store::StoreError::Corrupt {
