@@ -7,4 +7,5 @@ pub mod build;
 pub mod framing;
 pub mod message;
 pub mod sdp;
+pub mod feature_sync;
 pub mod star_code;
