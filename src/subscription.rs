@@ -623,7 +623,11 @@ mod tests {
         let first = drain(&mut s);
         assert_eq!(first.len(), 1);
         assert_eq!(
-            (first[0].cseq, first[0].state.as_str(), first[0].body.as_str()),
+            (
+                first[0].cseq,
+                first[0].state.as_str(),
+                first[0].body.as_str()
+            ),
             (1, "active;expires=600", "null")
         );
         // Two changes while the first NOTIFY is unanswered: only the latest
@@ -661,7 +665,10 @@ mod tests {
         ));
         let re = drain(&mut s);
         assert_eq!(re.len(), 1, "a refresh always gets a NOTIFY");
-        assert_eq!((re[0].cseq, re[0].state.as_str()), (2, "active;expires=300"));
+        assert_eq!(
+            (re[0].cseq, re[0].state.as_str()),
+            (2, "active;expires=300")
+        );
         s.on_response(t0 + ms(500_010), re[0].branch.as_bytes(), 200);
         // The old expiry (600 s) passes: still alive.
         s.handle_timeout(t0 + ms(700_000));

@@ -4,8 +4,8 @@
 
 pub mod auth;
 pub mod build;
+pub mod feature_sync;
 pub mod framing;
 pub mod message;
 pub mod sdp;
-pub mod feature_sync;
 pub mod star_code;
