@@ -181,7 +181,7 @@ impl Phone {
         loop {
             let m = match self.notifies.pop_front() {
                 Some(m) => m,
-                None => self.recv_within(5000).await.expect("no NOTIFY within 5 s"),
+                None => self.recv_within(8000).await.expect("no NOTIFY within 8 s"),
             };
             if m.method() == "NOTIFY" && cseq_of(&m) > after {
                 return m;
@@ -595,5 +595,76 @@ async fn subscriptions_do_not_survive_a_restart() {
     p.call = "restart-2".into();
     assert_eq!(p.subscribe(Some(600), None).await.status(), 200);
     assert_eq!(agent_state(&p.notify_after(0).await), "agentReady");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn changes_from_outside_sip_reach_the_phone() {
+    use facd::engine::{CallKind, Command, Target};
+    // Billing (8002) has a 5 s wrap-up.
+    let s = TestServer::start(&config("")).await;
+    let mut p = Phone::new(&s, false, "1002", "api").await;
+    assert_eq!(p.subscribe(Some(600), None).await.status(), 200);
+    assert_eq!(agent_state(&p.notify_after(0).await), "agentNull");
+    let apply = |cmd: Command, cause: Cause| {
+        let core = s.core.clone();
+        async move { core.apply(cmd, cause).await.unwrap().unwrap() }
+    };
+    apply(
+        Command::Login {
+            agent: "1002".into(),
+            target: Target::Queue("8002".into()),
+        },
+        Cause::Api,
+    )
+    .await;
+    // Billing is auto-ready.
+    assert_eq!(agent_state(&p.notify_after(1).await), "agentReady");
+    apply(
+        Command::NotReady {
+            agent: "1002".into(),
+            target: Target::All,
+            reason: None,
+        },
+        Cause::Api,
+    )
+    .await;
+    assert_eq!(agent_state(&p.notify_after(2).await), "agentNotReady");
+    apply(
+        Command::Ready {
+            agent: "1002".into(),
+            target: Target::All,
+        },
+        Cause::Api,
+    )
+    .await;
+    assert_eq!(agent_state(&p.notify_after(3).await), "agentReady");
+    apply(
+        Command::CallStart {
+            agent: "1002".into(),
+            call_id: "c1".into(),
+            kind: CallKind::Acd {
+                queue: "8002".into(),
+            },
+        },
+        Cause::Call,
+    )
+    .await;
+    assert_eq!(agent_state(&p.notify_after(4).await), "agentBusy");
+    apply(
+        Command::CallEnd {
+            agent: "1002".into(),
+            call_id: "c1".into(),
+        },
+        Cause::Call,
+    )
+    .await;
+    assert_eq!(
+        agent_state(&p.notify_after(5).await),
+        "agentWorkingAfterCall"
+    );
+    // The wrap-up timer ends it: agentReady again without anyone asking.
+    let n = p.notify_after(6).await;
+    assert_eq!(agent_state(&n), "agentReady", "{}", n.raw);
     s.stop().await;
 }
