@@ -30,7 +30,7 @@ use crate::sip::message::{Message, Method, Request, Response, Scheme};
 use crate::sip::sdp;
 use crate::sip::star_code::{Action, StarCode, StarCodeParser};
 use crate::store::{Store, StoreError};
-use crate::subscription::{ExpiryBounds, NotifyTemplate, SubEvent, Subscriptions, TooBrief};
+use crate::subscription::{ExpiryBounds, Flow, NotifyTemplate, SubEvent, Subscriptions, TooBrief};
 use crate::transaction::{Received, RequestKind, ServerTransactions, TimerConfig, TxId, TxKey};
 use crate::transport::{Inbound, Peer};
 
@@ -1030,9 +1030,16 @@ impl Core {
         self.txs.respond(now.mono, id, 200, a.ok);
         let body = self.feature_body(&a.agent);
         if a.refresh {
+            let flow = Flow {
+                contact: a.contact,
+                peer: a.dest,
+                reliable: a.reliable,
+                transport: a.template.transport,
+                local_sent_by: a.template.local_sent_by,
+            };
             if !self
                 .subs
-                .refresh(now.mono, &a.dialog, a.expires, a.contact, body)
+                .refresh(now.mono, &a.dialog, a.expires, flow, body)
             {
                 debug!(agent = %a.agent, "subscription ended while its refresh was saved");
             }

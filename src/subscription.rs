@@ -118,6 +118,22 @@ pub fn build_notify(
     Bytes::from(out)
 }
 
+/// Where a refresh came from: later NOTIFYs follow the subscriber's
+/// latest flow (a phone that reconnected over TCP), RFC 5626 style.
+#[derive(Debug, Clone)]
+pub struct Flow<P> {
+    /// The refresh's Contact URI, the new remote target (RFC 6665 §4.1.2.1).
+    pub contact: Option<Bytes>,
+    /// Its link.
+    pub peer: P,
+    /// Reliable transport.
+    pub reliable: bool,
+    /// `"UDP"` or `"TCP"`.
+    pub transport: &'static str,
+    /// Our `host:port` on it.
+    pub local_sent_by: String,
+}
+
 /// How a subscription ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
@@ -267,14 +283,14 @@ impl<P: Clone> Subscriptions<P> {
 
     /// An in-dialog SUBSCRIBE (RFC 6665 §4.2.1.2): a refresh for `expires`
     /// more seconds, or with 0 the end (terminating NOTIFY). Either way a
-    /// NOTIFY with `body` follows. `contact` updates the remote target.
+    /// NOTIFY with `body` follows, over the refresh's `flow`.
     /// False when the dialog is unknown (answer 481).
     pub fn refresh(
         &mut self,
         now: Instant,
         id: &DialogId,
         expires: u32,
-        contact: Option<Bytes>,
+        flow: Flow<P>,
         body: Bytes,
     ) -> bool {
         let Some(&n) = self.by_id.get(id) else {
@@ -283,9 +299,13 @@ impl<P: Clone> Subscriptions<P> {
         let Some(s) = self.subs.get_mut(&n) else {
             return false;
         };
-        if let Some(c) = contact {
+        if let Some(c) = flow.contact {
             s.template.request_uri = c;
         }
+        s.peer = flow.peer;
+        s.reliable = flow.reliable;
+        s.template.transport = flow.transport;
+        s.template.local_sent_by = flow.local_sent_by;
         s.last = body.clone();
         if s.queued.is_some() {
             s.queued = Some(body.clone());
@@ -528,6 +548,16 @@ mod tests {
         }
     }
 
+    fn flow() -> Flow<u8> {
+        Flow {
+            contact: None,
+            peer: 1,
+            reliable: false,
+            transport: "UDP",
+            local_sent_by: "127.0.0.1:5060".into(),
+        }
+    }
+
     struct Sent {
         cseq: u32,
         state: String,
@@ -656,14 +686,28 @@ mod tests {
         let (mut s, t0) = table();
         let first = drain(&mut s);
         s.on_response(t0 + ms(10), first[0].branch.as_bytes(), 200);
+        let moved = Flow {
+            contact: Some(Bytes::from_static(b"sip:1001@127.0.0.1:6000;transport=tcp")),
+            peer: 7,
+            reliable: true,
+            transport: "TCP",
+            local_sent_by: "127.0.0.1:5061".into(),
+        };
         assert!(s.refresh(
             t0 + ms(500_000),
             &id("a"),
             300,
-            Some(Bytes::from_static(b"sip:1001@127.0.0.1:6000")),
+            moved,
             Bytes::from_static(b"null"),
         ));
-        let re = drain(&mut s);
+        let (peer, raw) = s.poll_transmit().unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert_eq!(peer, 7, "the refresh's flow");
+        assert!(
+            text.starts_with("NOTIFY sip:1001@127.0.0.1:6000;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5061;"),
+            "{text}"
+        );
+        let re = vec![parse(&raw)];
         assert_eq!(re.len(), 1, "a refresh always gets a NOTIFY");
         assert_eq!(
             (re[0].cseq, re[0].state.as_str()),
@@ -693,14 +737,20 @@ mod tests {
                 how: EndReason::Expired
             })
         );
-        assert!(!s.refresh(t0 + ms(800_001), &id("a"), 300, None, Bytes::new()));
+        assert!(!s.refresh(t0 + ms(800_001), &id("a"), 300, flow(), Bytes::new()));
     }
 
     #[test]
     fn unsubscribe_and_fetch_send_one_terminating_notify() {
         let (mut s, t0) = table();
         drain(&mut s);
-        assert!(s.refresh(t0 + ms(5), &id("a"), 0, None, Bytes::from_static(b"ready")));
+        assert!(s.refresh(
+            t0 + ms(5),
+            &id("a"),
+            0,
+            flow(),
+            Bytes::from_static(b"ready")
+        ));
         let end = drain(&mut s);
         assert_eq!(end.len(), 1, "even with a NOTIFY unanswered");
         assert_eq!(

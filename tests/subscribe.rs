@@ -668,3 +668,28 @@ async fn changes_from_outside_sip_reach_the_phone() {
     assert_eq!(agent_state(&n), "agentReady", "{}", n.raw);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_refresh_over_a_new_tcp_connection_moves_the_notifies() {
+    let s = TestServer::start(&config("")).await;
+    let mut p = Phone::new(&s, true, "1001", "moved").await;
+    assert_eq!(p.subscribe(Some(600), None).await.status(), 200);
+    p.notify_after(0).await;
+    // The phone's connection drops; it reconnects and refreshes.
+    p.link = Link::Tcp(Tcp::connect(s.tcp).await);
+    let ok = p.subscribe(Some(600), None).await;
+    assert_eq!(ok.status(), 200, "{}", ok.raw);
+    let n = p.notify_after(1).await;
+    assert!(
+        n.start_line().starts_with(&format!(
+            "NOTIFY sip:1001@127.0.0.1:{};transport=tcp ",
+            p.port()
+        )),
+        "{}",
+        n.raw
+    );
+    // Later changes follow the new connection.
+    dial(&s, "*38", "1001", "moved-login").await;
+    assert_eq!(agent_state(&p.notify_after(2).await), "agentReady");
+    s.stop().await;
+}
