@@ -707,7 +707,7 @@ mod tests {
             text.starts_with("NOTIFY sip:1001@127.0.0.1:6000;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5061;"),
             "{text}"
         );
-        let re = vec![parse(&raw)];
+        let re = [parse(&raw)];
         assert_eq!(re.len(), 1, "a refresh always gets a NOTIFY");
         assert_eq!(
             (re[0].cseq, re[0].state.as_str()),
