@@ -162,6 +162,8 @@ pub struct SubscribeConfig {
     pub default_expires: u32,
     /// Cap on live subscriptions; beyond it new ones get `503`.
     pub max_subscriptions: usize,
+    /// Subscriptions one agent may hold; a new one ends its oldest.
+    pub max_per_agent: usize,
 }
 
 impl Default for SubscribeConfig {
@@ -171,6 +173,7 @@ impl Default for SubscribeConfig {
             max_expires: 3600,
             default_expires: 3600,
             max_subscriptions: 100_000,
+            max_per_agent: 4,
         }
     }
 }
@@ -417,6 +420,9 @@ impl Config {
         }
         if s.max_subscriptions == 0 {
             e.push(err("subscribe.max_subscriptions", "must be at least 1"));
+        }
+        if !(1..=100).contains(&s.max_per_agent) {
+            e.push(err("subscribe.max_per_agent", "must be between 1 and 100"));
         }
     }
 
@@ -852,5 +858,6 @@ role = "admin"
             with("max_subscriptions = 0"),
             ["subscribe.max_subscriptions"]
         );
+        assert_eq!(with("max_per_agent = 0"), ["subscribe.max_per_agent"]);
     }
 }

@@ -192,6 +192,7 @@ impl Server {
                 min: cfg.subscribe.min_expires,
                 max: cfg.subscribe.max_expires,
                 default: cfg.subscribe.default_expires,
+                per_agent: cfg.subscribe.max_per_agent,
             },
             max_subscriptions: cfg.subscribe.max_subscriptions,
         };

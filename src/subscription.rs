@@ -33,6 +33,9 @@ pub struct ExpiryBounds {
     pub max: u32,
     /// Granted when the SUBSCRIBE has no `Expires`.
     pub default: u32,
+    /// Subscriptions one agent may hold; a new one beyond this ends the
+    /// agent's oldest (a rebooted phone's stale dialog, usually).
+    pub per_agent: usize,
 }
 
 /// A requested duration below the minimum (RFC 6665 §4.2.1.1: `423`).
@@ -147,6 +150,9 @@ pub enum EndReason {
     TimedOut,
     /// facd is shutting down (terminating NOTIFY sent).
     Shutdown,
+    /// The agent's newest subscription beyond `per_agent` replaced it
+    /// (terminating NOTIFY `reason=rejected` sent: do not retry).
+    Replaced,
 }
 
 /// Things the shell may log.
@@ -251,6 +257,14 @@ impl<P: Clone> Subscriptions<P> {
     ) -> Result<(), Full> {
         if self.subs.len() >= self.max {
             return Err(Full);
+        }
+        if expires > 0 {
+            let held = self.by_agent.get(&agent).map_or(0, Vec::len);
+            if held >= self.bounds.per_agent.max(1) {
+                if let Some(&oldest) = self.by_agent.get(&agent).and_then(|l| l.first()) {
+                    self.terminate(now, oldest, EndReason::Replaced);
+                }
+            }
         }
         let n = self.next;
         self.next += 1;
@@ -451,6 +465,7 @@ impl<P: Clone> Subscriptions<P> {
         let reason = match how {
             EndReason::Expired | EndReason::Unsubscribed => Some("timeout"),
             EndReason::Shutdown => Some("deactivated"),
+            EndReason::Replaced => Some("rejected"),
             EndReason::Rejected(_) | EndReason::TimedOut => None,
         };
         if let Some(reason) = reason {
@@ -521,6 +536,7 @@ mod tests {
         min: 60,
         max: 3600,
         default: 1800,
+        per_agent: 2,
     };
 
     fn ms(n: u64) -> Duration {
@@ -823,6 +839,44 @@ mod tests {
             s.poll_event(),
             Some(SubEvent::Ended {
                 how: EndReason::TimedOut,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_agents_oldest_subscription_gives_way() {
+        let t0 = Instant::now();
+        let mut s = Subscriptions::new(TimerConfig::default(), BOUNDS, 10, 1);
+        for (i, call) in ["a", "b", "c"].into_iter().enumerate() {
+            s.subscribe(
+                t0 + ms(i as u64),
+                id(call),
+                "1001".into(),
+                1,
+                true,
+                template(),
+                600,
+                Bytes::from_static(b"x"),
+            )
+            .unwrap();
+        }
+        assert_eq!(s.len(), 2);
+        assert!(!s.contains(&id("a")) && s.contains(&id("b")) && s.contains(&id("c")));
+        let states: Vec<String> = drain(&mut s).into_iter().map(|m| m.state).collect();
+        assert_eq!(
+            states,
+            [
+                "active;expires=600",
+                "active;expires=600",
+                "terminated;reason=rejected",
+                "active;expires=600"
+            ]
+        );
+        assert!(matches!(
+            s.poll_event(),
+            Some(SubEvent::Ended {
+                how: EndReason::Replaced,
                 ..
             })
         ));

@@ -693,3 +693,23 @@ async fn a_refresh_over_a_new_tcp_connection_moves_the_notifies() {
     assert_eq!(agent_state(&p.notify_after(2).await), "agentReady");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_subscription_beyond_the_per_agent_cap_ends_the_oldest() {
+    let s = TestServer::start(&config("max_per_agent = 1")).await;
+    let mut old = Phone::new(&s, false, "1003", "stale").await;
+    assert_eq!(old.subscribe(Some(600), None).await.status(), 200);
+    old.notify_after(0).await;
+    let mut new = Phone::new(&s, false, "1003", "fresh").await;
+    assert_eq!(new.subscribe(Some(600), None).await.status(), 200);
+    new.notify_after(0).await;
+    let end = old.notify_after(1).await;
+    assert_eq!(
+        end.header("Subscription-State").as_deref(),
+        Some("terminated;reason=rejected")
+    );
+    assert_eq!(old.subscribe(Some(600), None).await.status(), 481);
+    dial(&s, "*38", "1003", "cap-login").await;
+    assert_eq!(agent_state(&new.notify_after(1).await), "agentNotReady");
+    s.stop().await;
+}
