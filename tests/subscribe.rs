@@ -220,6 +220,13 @@ async fn dial(s: &TestServer, code: &str, agent: &str, call: &str) {
     let tag = r.to_tag().unwrap();
     c.send(&Req::ack(code, agent, call, &tag, "UDP", c.port()))
         .await;
+    // facd hangs up after confirm_ms: answer its BYE so nothing lingers.
+    while let Some(m) = c.recv_within(2000).await {
+        if m.method() == "BYE" {
+            c.send(&Req::ok_for(&m)).await;
+            break;
+        }
+    }
 }
 
 async fn whole_life(tcp: bool) {
