@@ -868,7 +868,8 @@ impl Core {
             return self.reply(now, id, req, peer, status, reason, |b| b);
         }
         let refresh = req.base.to.tag.is_some();
-        if refresh && !self.subs.contains(&dialog_id(req)) {
+        // A dialog of another agent's is as good as none.
+        if refresh && self.subs.agent_of(&dialog_id(req)) != Some(agent.as_str()) {
             // Also what a phone gets after a restart: it then subscribes anew.
             return self.reply(
                 now,

@@ -716,6 +716,12 @@ async fn a_new_subscription_beyond_the_per_agent_cap_ends_the_oldest() {
         Some("terminated;reason=rejected")
     );
     assert_eq!(old.subscribe(Some(600), None).await.status(), 481);
+    // Another agent naming the live dialog (its own address in To) cannot
+    // refresh or end it.
+    let mut intruder = Phone::new(&s, false, "1001", "fresh").await;
+    intruder.to_tag = new.to_tag.clone();
+    let m = intruder.subscribe_to("1001", "as-feature-event", Some(0), None);
+    assert_eq!(intruder.request(&m).await.status(), 481);
     dial(&s, "*38", "1003", "cap-login").await;
     assert_eq!(agent_state(&new.notify_after(1).await), "agentNotReady");
     s.stop().await;
