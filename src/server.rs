@@ -24,6 +24,7 @@ use crate::limits::{AuthGuard, AuthLimits};
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
 use crate::store::Store;
+use crate::subscription::ExpiryBounds;
 use crate::transaction::TimerConfig;
 use crate::transport::{self, Inbound, Stats, TransportConfig};
 
@@ -187,6 +188,13 @@ impl Server {
             },
             rtp_v4: rtp_addr(false),
             rtp_v6: rtp_addr(true),
+            subscribe: ExpiryBounds {
+                min: cfg.subscribe.min_expires,
+                max: cfg.subscribe.max_expires,
+                default: cfg.subscribe.default_expires,
+                per_agent: cfg.subscribe.max_per_agent,
+            },
+            max_subscriptions: cfg.subscribe.max_subscriptions,
         };
         let codes = StarCodeParser::new(codes(cfg));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();

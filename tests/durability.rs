@@ -340,6 +340,39 @@ async fn a_full_disk_answers_500_and_applies_nothing() {
         "{}",
         p.raw
     );
+    // A phone's key press (SetAgentState in a SUBSCRIBE) is refused the
+    // same way: 500, no subscription, no NOTIFY.
+    let agent = (5000 + a).to_string();
+    let body =
+        "<SetAgentState xmlns=\"http://www.ecma-international.org/standards/ecma-323/csta/ed3\">\
+                <requestedAgentState>loggedOn</requestedAgentState></SetAgentState>";
+    c.send(&format!(
+        "SUBSCRIBE sip:{agent}@facd.test SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-full-sub;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{agent}@facd.test>;tag=full-sub\r\n\
+         To: <sip:{agent}@facd.test>\r\n\
+         Call-ID: full-sub\r\n\
+         CSeq: 1 SUBSCRIBE\r\n\
+         Contact: <sip:{agent}@127.0.0.1:{port}>\r\n\
+         Event: as-feature-event\r\n\
+         Expires: 600\r\n\
+         Content-Type: application/x-as-feature-event+xml\r\n\
+         Content-Length: {len}\r\n\r\n{body}",
+        port = c.port(),
+        len = body.len()
+    ))
+    .await;
+    let r = c.recv_final_for("full-sub").await;
+    assert_eq!(
+        (r.status(), r.reason()),
+        (500, "Server Internal Error - State Not Saved"),
+        "{}",
+        r.raw
+    );
+    while let Some(m) = c.recv_within(300).await {
+        assert_ne!(m.method(), "NOTIFY", "{}", m.raw);
+    }
     s.stop().await;
 }
 
