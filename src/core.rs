@@ -281,7 +281,7 @@ impl Core {
     /// One inbound message.
     pub fn handle(&mut self, now: Now, inbound: Inbound) {
         match inbound.msg {
-            Message::Request(req) => self.on_request(now, *req, inbound.peer),
+            Message::Request(req) => self.on_request(now, &req, inbound.peer),
             Message::Response(resp) => self.on_response(now, &resp),
         }
     }
@@ -558,7 +558,7 @@ impl Core {
         }
     }
 
-    fn on_request(&mut self, now: Now, req: Request, peer: Peer) {
+    fn on_request(&mut self, now: Now, req: &Request, peer: Peer) {
         let Some(top) = req.base.vias.first() else {
             return;
         };
@@ -586,7 +586,7 @@ impl Core {
         let branch: &[u8] = match &top.branch {
             Some(b) if b.starts_with(MAGIC_COOKIE) => b,
             _ => {
-                rfc2543 = rfc2543_key(&req);
+                rfc2543 = rfc2543_key(req);
                 &rfc2543
             }
         };
@@ -605,13 +605,13 @@ impl Core {
         {
             Received::New(id) => {
                 self.stats.requests += 1;
-                self.on_new(now, id, &req, &peer);
+                self.on_new(now, id, req, &peer);
             }
             Received::Retransmission => self.stats.retransmissions += 1,
             Received::AckAbsorbed => {}
-            Received::AckNoTransaction => self.on_ack(now, &req),
+            Received::AckNoTransaction => self.on_ack(now, req),
             Received::CancelFor { cancel, invite } => {
-                self.on_cancel(now, cancel, invite, &req, &peer)
+                self.on_cancel(now, cancel, invite, req, &peer)
             }
         }
     }
