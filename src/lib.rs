@@ -8,5 +8,6 @@ pub mod media;
 pub mod server;
 pub mod sip;
 pub mod store;
+pub mod subscription;
 pub mod transaction;
 pub mod transport;

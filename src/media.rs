@@ -147,7 +147,7 @@ pub fn tone_samples(index: usize) -> [i16; SAMPLES_PER_PACKET] {
     for (i, s) in out.iter_mut().enumerate() {
         let n = index * SAMPLES_PER_PACKET + i;
         let ms = n as u64 * 1000 / u64::from(SAMPLE_RATE);
-        let in_burst = index < TONE_FRAMES && (ms / BURST_MS) % 2 == 0;
+        let in_burst = index < TONE_FRAMES && (ms / BURST_MS).is_multiple_of(2);
         if in_burst {
             let t = n as f64 / f64::from(SAMPLE_RATE);
             let v: f64 = TONE_HZ
@@ -524,8 +524,8 @@ mod tests {
                 .sum::<f64>()
         };
         // 20 ms frames: bursts in frames 0–4, 10–14, 20–24.
-        for i in 0..40 {
-            let on = i < 25 && (i / 5) % 2 == 0;
+        for i in 0..40usize {
+            let on = i < 25 && (i / 5).is_multiple_of(2);
             assert_eq!(energy(i) > 0.0, on, "frame {i}");
         }
         // Whole cycles in every burst: each starts at zero and the bursts

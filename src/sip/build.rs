@@ -49,7 +49,7 @@ pub fn response(req: &Request, src: SocketAddr, status: u16, reason: &str) -> Re
         call_id: req.base.call_id.clone(),
         cseq_seq: req.base.cseq.seq,
         cseq_method: Bytes::copy_from_slice(req.base.cseq.method.as_str().as_bytes()),
-        extra: Vec::new(),
+        extra: Vec::with_capacity(384),
         body: None,
     }
 }
