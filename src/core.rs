@@ -79,7 +79,8 @@ pub struct CoreConfig {
     pub confirm: Duration,
     /// RFC 3261 T1/T2/T4.
     pub timers: TimerConfig,
-    /// Local RTP sink addresses, IPv4 and IPv6, for SDP answers.
+    /// Our RTP socket addresses, IPv4 and IPv6: SDP answers name them and
+    /// the confirmation tone comes from them.
     pub rtp_v4: Option<SocketAddr>,
     /// See `rtp_v4`.
     pub rtp_v6: Option<SocketAddr>,
