@@ -1,9 +1,11 @@
 //! The answered star-code call (SPEC §4): after facd's 200 OK the 2xx is
 //! retransmitted on UDP until the ACK (RFC 3261 §13.3.1.4: T1 doubling to
 //! T2); with no ACK within 64·T1 facd sends BYE and forgets the call. After
-//! the ACK facd waits `confirm` (the confirmation tone) and hangs up with a
-//! BYE in a non-INVITE client transaction. A BYE from the caller first ends
-//! the dialog.
+//! the ACK facd plays the confirmation tone for `confirm` (a
+//! [`MediaOrder::Play`] popped with [`Dialogs::poll_media`], when the SDP
+//! exchange gave a caller address) and hangs up with a BYE in a non-INVITE
+//! client transaction. A BYE from the caller first ends the dialog; a call
+//! that ends in any way stops its tone ([`MediaOrder::Stop`]).
 //!
 //! Pure like the transaction layer: time is passed in, outputs are popped.
 
@@ -17,6 +19,7 @@ use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::media::{self, MediaOrder, ToneTarget};
 use crate::transaction::{ClientEvent, ClientTransactions, ClientTxId, Timer, TimerConfig};
 
 /// A dialog from the UAS side (RFC 3261 §12): Call-ID, our tag, theirs.
@@ -74,6 +77,17 @@ pub fn build_bye(t: &ByeTemplate, branch: &str, cseq: u32) -> Bytes {
     Bytes::from(s)
 }
 
+/// Where the confirmation tone's address comes from (RFC 3264 §4: the
+/// offer is in the INVITE and the answer in our 200, or the offer in our 200
+/// and the answer in the ACK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToneSource {
+    /// The INVITE's offer named it (None: no address a tone can go to).
+    Offer(Option<ToneTarget>),
+    /// facd made the offer: the caller's answer in the ACK names it.
+    AnswerInAck,
+}
+
 /// How a dialog ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
@@ -122,6 +136,10 @@ struct Dialog<P> {
     reliable: bool,
     bye: ByeTemplate,
     confirm: Duration,
+    /// Where the tone goes.
+    media: ToneSource,
+    /// A `Play` was ordered and no `Stop` yet.
+    playing: bool,
     phase: Phase,
     /// The one armed timer (mirrored in `Dialogs::timers`).
     armed: Option<Instant>,
@@ -140,6 +158,7 @@ pub struct Dialogs<P> {
     byes: HashMap<ClientTxId, u64>,
     transmits: VecDeque<(P, Bytes)>,
     events: VecDeque<DialogEvent>,
+    media: VecDeque<MediaOrder>,
     rng: SmallRng,
     next: u64,
 }
@@ -157,12 +176,14 @@ impl<P: Clone> Dialogs<P> {
             byes: HashMap::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            media: VecDeque::new(),
             rng: SmallRng::seed_from_u64(seed),
             next: 1,
         }
     }
 
-    /// A 2xx was just sent (by the server transaction) for `id`.
+    /// A 2xx was just sent (by the server transaction) for `id`; `media`
+    /// says where the tone will go.
     #[allow(clippy::too_many_arguments)]
     pub fn answered(
         &mut self,
@@ -173,6 +194,7 @@ impl<P: Clone> Dialogs<P> {
         reliable: bool,
         bye: ByeTemplate,
         confirm: Duration,
+        media: ToneSource,
     ) {
         let n = self.next;
         self.next += 1;
@@ -188,6 +210,8 @@ impl<P: Clone> Dialogs<P> {
                 reliable,
                 bye,
                 confirm,
+                media,
+                playing: false,
                 phase: Phase::WaitAck { interval, give_up },
                 armed: None,
             },
@@ -198,7 +222,10 @@ impl<P: Clone> Dialogs<P> {
     }
 
     /// The ACK for our 2xx. False if no such dialog (a stray ACK).
-    pub fn ack(&mut self, now: Instant, id: &DialogId) -> bool {
+    /// `answer_media` is the caller's address from an SDP answer in the ACK,
+    /// used only when facd made the offer ([`ToneSource::AnswerInAck`]); the
+    /// tone starts now.
+    pub fn ack(&mut self, now: Instant, id: &DialogId, answer_media: Option<ToneTarget>) -> bool {
         let Some(&n) = self.by_id.get(id) else {
             return false;
         };
@@ -209,6 +236,18 @@ impl<P: Clone> Dialogs<P> {
             let bye_at = now + d.confirm;
             d.phase = Phase::Confirmed { bye_at };
             self.events.push_back(DialogEvent::Confirmed(id.clone()));
+            let target = match d.media {
+                ToneSource::Offer(t) => t,
+                ToneSource::AnswerInAck => answer_media,
+            };
+            if let Some(target) = target.filter(|_| media::packets_for(d.confirm) > 0) {
+                d.playing = true;
+                self.media.push_back(MediaOrder::Play {
+                    tone: n,
+                    target,
+                    duration: d.confirm,
+                });
+            }
             self.arm(n, bye_at);
         }
         true
@@ -290,6 +329,11 @@ impl<P: Clone> Dialogs<P> {
             .or_else(|| self.clients.poll_transmit())
     }
 
+    /// The next order for the media sender.
+    pub fn poll_media(&mut self) -> Option<MediaOrder> {
+        self.media.pop_front()
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<DialogEvent> {
         self.events.pop_front()
@@ -322,6 +366,9 @@ impl<P: Clone> Dialogs<P> {
         };
         let bye = build_bye(&d.bye, &branch, 1);
         d.phase = Phase::ByeSent;
+        if std::mem::take(&mut d.playing) {
+            self.media.push_back(MediaOrder::Stop { tone: n });
+        }
         if let Some(t) = d.armed.take() {
             self.timers.remove(&(t, n));
         }
@@ -345,6 +392,9 @@ impl<P: Clone> Dialogs<P> {
 
     fn forget(&mut self, n: u64, how: EndReason) {
         if let Some(d) = self.dialogs.remove(&n) {
+            if d.playing {
+                self.media.push_back(MediaOrder::Stop { tone: n });
+            }
             if let Some(t) = d.armed {
                 self.timers.remove(&(t, n));
             }
@@ -402,6 +452,7 @@ mod tests {
             reliable,
             template(),
             ms(confirm),
+            ToneSource::AnswerInAck,
         );
         (d, t0)
     }
@@ -445,9 +496,12 @@ mod tests {
         let times: Vec<u64> = sent.iter().map(|s| s.0).collect();
         // T1 doubling to T2: 500, 1500, 3500, 7500.
         assert_eq!(times, [500, 1500, 3500, 7500]);
-        assert!(d.ack(t0 + ms(8000), &id()));
+        assert!(d.ack(t0 + ms(8000), &id(), None));
         assert_eq!(d.poll_event(), Some(DialogEvent::Confirmed(id())));
-        assert!(d.ack(t0 + ms(8001), &id()), "a repeated ACK is still ours");
+        assert!(
+            d.ack(t0 + ms(8001), &id(), None),
+            "a repeated ACK is still ours"
+        );
         let sent = run(&mut d, t0, 8010, 9000);
         assert_eq!(sent, [(9000, "BYE".to_string())]);
         // BYE retransmitted per Timer E until answered.
@@ -487,7 +541,7 @@ mod tests {
     fn tcp_waits_for_ack_without_retransmitting() {
         let (mut d, t0) = dialogs(true, 0);
         assert!(run(&mut d, t0, 0, 31_990).is_empty());
-        assert!(d.ack(t0 + ms(31_990), &id()));
+        assert!(d.ack(t0 + ms(31_990), &id(), None));
         // confirm = 0: BYE right after the ACK.
         assert_eq!(
             run(&mut d, t0, 31_990, 32_500),
@@ -498,12 +552,12 @@ mod tests {
     #[test]
     fn caller_bye_first_means_no_bye_from_us() {
         let (mut d, t0) = dialogs(false, 1000);
-        d.ack(t0 + ms(10), &id());
+        d.ack(t0 + ms(10), &id(), None);
         assert!(d.bye_received(t0 + ms(20), &id()));
         assert!(!d.bye_received(t0 + ms(30), &id()));
         assert!(run(&mut d, t0, 0, 5000).is_empty());
         assert!(d.is_empty());
-        assert!(!d.ack(t0, &id()), "a stray ACK");
+        assert!(!d.ack(t0, &id(), None), "a stray ACK");
     }
 
     #[test]
@@ -519,8 +573,9 @@ mod tests {
             true,
             template(),
             ms(60_000),
+            ToneSource::AnswerInAck,
         );
-        d.ack(t0, &other);
+        d.ack(t0, &other, None);
         d.hangup_all(t0 + ms(5));
         let byes: Vec<_> = std::iter::from_fn(|| d.poll_transmit()).collect();
         assert_eq!(byes.len(), 2);
@@ -533,8 +588,134 @@ mod tests {
         let t0 = Instant::now();
         let mut d: Dialogs<u8> = Dialogs::new(TimerConfig::default(), 1, 1);
         assert!(!d.is_full());
-        d.answered(t0, id(), Bytes::new(), 1, false, template(), ms(0));
+        d.answered(
+            t0,
+            id(),
+            Bytes::new(),
+            1,
+            false,
+            template(),
+            ms(0),
+            ToneSource::AnswerInAck,
+        );
         assert!(d.is_full());
         assert!(d.contains(&id()));
+    }
+
+    fn tone_to() -> ToneTarget {
+        ToneTarget {
+            codec: crate::media::Codec::Pcma,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            remote: "127.0.0.1:6000".parse().unwrap(),
+        }
+    }
+
+    fn with_media(confirm: u64, media: ToneSource) -> (Dialogs<u8>, Instant) {
+        let t0 = Instant::now();
+        let mut d = Dialogs::new(TimerConfig::default(), 10, 7);
+        d.answered(
+            t0,
+            id(),
+            Bytes::from_static(b"200"),
+            1,
+            false,
+            template(),
+            ms(confirm),
+            media,
+        );
+        (d, t0)
+    }
+
+    fn orders(d: &mut Dialogs<u8>) -> Vec<MediaOrder> {
+        std::iter::from_fn(|| d.poll_media()).collect()
+    }
+
+    #[test]
+    fn ack_starts_the_tone_for_confirm_and_the_bye_ends_it() {
+        let (mut d, t0) = with_media(1000, ToneSource::Offer(Some(tone_to())));
+        assert!(orders(&mut d).is_empty(), "no tone before the ACK");
+        run(&mut d, t0, 0, 400);
+        // An answer in the ACK does not override the offer's address.
+        let mut other = tone_to();
+        other.remote = "127.0.0.2:7000".parse().unwrap();
+        d.ack(t0 + ms(400), &id(), Some(other));
+        assert_eq!(
+            orders(&mut d),
+            [MediaOrder::Play {
+                tone: 1,
+                target: tone_to(),
+                duration: ms(1000)
+            }]
+        );
+        d.ack(t0 + ms(410), &id(), None);
+        assert!(
+            orders(&mut d).is_empty(),
+            "a repeated ACK plays nothing more"
+        );
+        assert_eq!(run(&mut d, t0, 410, 1400), [(1400, "BYE".to_string())]);
+        assert_eq!(orders(&mut d), [MediaOrder::Stop { tone: 1 }]);
+    }
+
+    #[test]
+    fn the_answer_in_the_ack_names_the_target_when_we_offered() {
+        let (mut d, t0) = with_media(200, ToneSource::AnswerInAck);
+        d.ack(t0, &id(), Some(tone_to()));
+        assert!(matches!(
+            orders(&mut d)[..],
+            [MediaOrder::Play { target, .. }] if target == tone_to()
+        ));
+        // No address at all (no SDP in the ACK): no tone, BYE as usual.
+        let (mut d, t0) = with_media(200, ToneSource::AnswerInAck);
+        d.ack(t0, &id(), None);
+        assert!(orders(&mut d).is_empty());
+        assert_eq!(run(&mut d, t0, 0, 300), [(200, "BYE".to_string())]);
+        assert!(orders(&mut d).is_empty());
+        // The INVITE's offer had no usable address: an SDP in the ACK (not
+        // an answer, RFC 3264 §4) does not supply one.
+        let (mut d, t0) = with_media(200, ToneSource::Offer(None));
+        d.ack(t0, &id(), Some(tone_to()));
+        assert!(orders(&mut d).is_empty());
+    }
+
+    #[test]
+    fn confirm_0_plays_nothing_and_hangs_up_at_once() {
+        for confirm in [0, 19] {
+            let (mut d, t0) = with_media(confirm, ToneSource::Offer(Some(tone_to())));
+            d.ack(t0, &id(), None);
+            assert!(orders(&mut d).is_empty(), "confirm {confirm}");
+            assert_eq!(run(&mut d, t0, 0, 30)[0].1, "BYE");
+        }
+    }
+
+    #[test]
+    fn caller_bye_and_shutdown_stop_the_tone() {
+        let (mut d, t0) = with_media(5000, ToneSource::Offer(Some(tone_to())));
+        d.ack(t0, &id(), None);
+        assert_eq!(orders(&mut d).len(), 1);
+        assert!(d.bye_received(t0 + ms(100), &id()));
+        assert_eq!(orders(&mut d), [MediaOrder::Stop { tone: 1 }]);
+
+        let (mut d, t0) = with_media(5000, ToneSource::Offer(Some(tone_to())));
+        d.ack(t0, &id(), None);
+        let mut other = id();
+        other.call_id = Bytes::from_static(b"call-2");
+        d.answered(
+            t0,
+            other,
+            Bytes::from_static(b"200"),
+            2,
+            false,
+            template(),
+            ms(5000),
+            ToneSource::Offer(Some(tone_to())),
+        );
+        assert_eq!(orders(&mut d).len(), 1);
+        d.hangup_all(t0 + ms(100));
+        // Only the playing tone is stopped; the unacknowledged call never played.
+        assert_eq!(orders(&mut d), [MediaOrder::Stop { tone: 1 }]);
+        // A call that never got its ACK plays nothing.
+        let (mut d, t0) = with_media(1000, ToneSource::Offer(Some(tone_to())));
+        run(&mut d, t0, 0, 33_000);
+        assert!(orders(&mut d).is_empty());
     }
 }

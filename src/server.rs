@@ -24,9 +24,11 @@ use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
 use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, CoreRequest, Hub};
 use crate::limits::{AuthGuard, AuthLimits};
+use crate::media;
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
 use crate::store::Store;
+use crate::subscription::ExpiryBounds;
 use crate::transaction::TimerConfig;
 use crate::transport::{self, Inbound, Stats, TransportConfig};
 
@@ -38,6 +40,8 @@ const HTTP_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 const HTTP_SEND_BUFFER: usize = 64 * 1024;
 /// How many queued messages the core handles before it flushes.
 const BATCH: usize = 64;
+/// Tone orders queued for the media sender before new ones are dropped.
+const MEDIA_QUEUE: usize = 8192;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +124,9 @@ impl Server {
             })?;
             tcp.push(listener);
         }
-        // One RTP sink per address family, on the first listener address of
-        // that family: SDP answers name it (the tone comes in a later issue).
+        // One RTP socket per address family, on the first listener address of
+        // that family: SDP answers name it, the confirmation tone is sent
+        // from it, and what callers send to it is swallowed.
         let mut rtp = Vec::new();
         for v6 in [false, true] {
             if let Some(l) = listeners.iter().find(|l| l.addr.is_ipv6() == v6) {
@@ -224,6 +229,13 @@ impl Server {
             },
             rtp_v4: rtp_addr(false),
             rtp_v6: rtp_addr(true),
+            subscribe: ExpiryBounds {
+                min: cfg.subscribe.min_expires,
+                max: cfg.subscribe.max_expires,
+                default: cfg.subscribe.default_expires,
+                per_agent: cfg.subscribe.max_per_agent,
+            },
+            max_subscriptions: cfg.subscribe.max_subscriptions,
         };
         let codes = StarCodeParser::new(codes(cfg));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
@@ -299,6 +311,12 @@ impl Server {
         for sock in &self.rtp {
             tasks.spawn(rtp_sink(sock.clone(), stop_all.clone()));
         }
+        let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+        tasks.spawn(media::sender::run(
+            self.rtp.clone(),
+            media_rx,
+            stop_all.clone(),
+        ));
         drop(tx);
         tasks.spawn(
             self.wsi
@@ -364,6 +382,11 @@ impl Server {
                 () = &mut sleep => core.handle_timeout(Now::read()),
             }
             core.flush();
+            while let Some(order) = core.poll_media() {
+                if media_tx.try_send(order).is_err() {
+                    warn!("media sender behind: a tone order was dropped");
+                }
+            }
             while let Some(ev) = core.poll_event() {
                 self.hub.publish(ev);
             }
@@ -473,7 +496,11 @@ async fn rtp_sink(sock: Arc<UdpSocket>, stop: CancellationToken) {
 /// memberships no longer configured is dropped with a log line; new
 /// memberships start LOGGED_OUT. A fresh snapshot then starts the journal over.
 fn recover(config: &Config) -> Result<(Engine, Store), ServerError> {
-    let (store, recovered) = Store::open(&config.storage.dir, config.storage.sync)?;
+    let (store, recovered) = Store::open_with(
+        &config.storage.dir,
+        config.storage.sync,
+        config.storage.backend,
+    )?;
     let mut engine = Engine::new(model(config));
     let dir = config.storage.dir.display().to_string();
     let corrupt = |offset: u64, what: String| crate::store::StoreError::Corrupt {

@@ -1,6 +1,7 @@
 //! A real softphone (Debian `baresip-core`) dials star codes against the
 //! real binary: INVITE with baresip's own SDP, facd's 200 with
-//! X-Agent-State, baresip's ACK, facd's BYE after confirm_ms. Skipped with a
+//! X-Agent-State, baresip's ACK, the confirmation tone (baresip records what
+//! it hears), facd's BYE after confirm_ms. Skipped with a
 //! notice when baresip is missing, except under CI.
 
 mod common;
@@ -69,8 +70,8 @@ fn baresip_logs_in_and_is_refused_with_a_phrase() {
     std::fs::write(
         bs.join("config"),
         format!(
-            "poll_method epoll\nsip_listen {local}\naudio_player aufile,{p}/heard.wav\naudio_source aufile,{w}\n\
-             audio_alert aufile,/dev/null\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+            "poll_method epoll\nsip_listen {local}\naudio_source aufile,{w}\n\
+             audio_alert aufile,/dev/null\nsnd_path {p}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\n\
              module_app account.so\nmodule_app menu.so\n",
             p = bs.display(),
             w = wav.display()
@@ -94,6 +95,30 @@ fn baresip_logs_in_and_is_refused_with_a_phrase() {
     assert!(
         trace.contains(&format!("UDP {addr} -> {local}\nBYE ")),
         "facd did not hang up:\n{trace}"
+    );
+
+    // facd's confirmation tone reached baresip: its sndfile module dumps
+    // the decoded audio it received to dump-<time>-dec.wav (16-bit mono).
+    let heard = std::fs::read_dir(&bs)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .map(|p| std::fs::read(p).unwrap())
+        .expect("baresip dumped no received audio");
+    let data = heard
+        .windows(4)
+        .position(|w| w == b"data")
+        .map_or(&[][..], |i| &heard[(i + 8).min(heard.len())..]);
+    let peak = data
+        .chunks_exact(2)
+        .map(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        peak > 2000,
+        "baresip heard no tone (peak {peak} in {} bytes of audio)",
+        data.len()
     );
 
     let trace = dial(&bs, &format!("sip:*388002@{addr}"));
