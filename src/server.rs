@@ -20,12 +20,12 @@ use crate::config::{Config, ListenProto};
 use crate::core::{Auth, Core, CoreConfig, Durable, Now};
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
 use crate::events::{CoreHandle, CoreRequest, Hub};
-use crate::limits::{AuthGuard, AuthLimits};
+use crate::limits::{AuthGuard, AuthLimits, IpNet, RateLimits};
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
 use crate::store::Store;
 use crate::transaction::TimerConfig;
-use crate::transport::{self, Inbound, Stats, TransportConfig};
+use crate::transport::{self, Inbound, SourceLimits, Stats, TransportConfig};
 
 /// How long a graceful stop waits for open calls to end.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
@@ -171,6 +171,20 @@ impl Server {
             tcp_message: Duration::from_secs(cfg.sip.tcp_message_secs),
             max_tcp_connections: cfg.sip.max_tcp_connections,
             udp_recv_buffer: cfg.sip.udp_recv_buffer_bytes,
+            limits: Arc::new(SourceLimits::new(
+                RateLimits {
+                    per_sec: cfg.limits.requests_per_sec,
+                    burst: cfg.limits.request_burst,
+                    max_sources: transport::RATE_SOURCES,
+                    log_interval: transport::LOG_INTERVAL,
+                },
+                cfg.limits.tcp_connections_per_ip,
+                cfg.limits
+                    .exempt_sources
+                    .iter()
+                    .filter_map(|s| IpNet::parse(s).ok())
+                    .collect(),
+            )),
         };
         let rtp_addr = |v6: bool| {
             self.rtp
@@ -187,6 +201,8 @@ impl Server {
             },
             rtp_v4: rtp_addr(false),
             rtp_v6: rtp_addr(true),
+            max_transactions: cfg.limits.max_transactions,
+            max_dialogs: cfg.limits.max_dialogs,
         };
         let codes = StarCodeParser::new(codes(cfg));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();

@@ -268,6 +268,11 @@ impl<P: Clone> ServerTransactions<P> {
         self.txs.len()
     }
 
+    /// True if a transaction with `key` is live.
+    pub fn contains(&self, key: &TxKey) -> bool {
+        self.by_key.contains_key(key)
+    }
+
     /// No live transaction.
     pub fn is_empty(&self) -> bool {
         self.txs.is_empty()

@@ -260,6 +260,15 @@ impl Tcp {
             buf: Vec::new(),
         }
     }
+    /// A connection from another loopback address (a different source IP).
+    pub async fn connect_from(server: SocketAddr, ip: &str) -> Self {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        Self {
+            stream: sock.connect(server).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
     pub fn port(&self) -> u16 {
         self.stream.local_addr().unwrap().port()
     }
