@@ -9,8 +9,9 @@
 # flags (-Zsanitizer=address); on a stable toolchain RUSTC_BOOTSTRAP=1 lets
 # them through, which this script sets. Corpora start from sip-fixtures/ and
 # fuzz/seeds/ and grow in fuzz/corpus/<target>/ (not committed); crashes land
-# in fuzz/artifacts/<target>/ — turn each into a fixture in
-# sip-fixtures/fuzz/ (tests/fuzz_regressions.rs replays them).
+# in fuzz/artifacts/<target>/: copy each to sip-fixtures/fuzz/<target>/ (a
+# regression fixture that tests/fuzz_regressions.rs replays), then fix it.
+# Properties: fuzz/checks.rs. Logs: fuzz/logs/<target>.log.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:?usage: fuzz/run.sh <seconds> [target...]}
@@ -19,25 +20,24 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(framing parse star_code)
 export RUSTC_BOOTSTRAP=1
 
-fixtures=(../sip-fixtures/rfc4475/valid/* ../sip-fixtures/rfc4475/invalid/* ../sip-fixtures/fuzz/*/*)
+rfc=(../sip-fixtures/rfc4475/valid/* ../sip-fixtures/rfc4475/invalid/*)
 seed() {
   local t=$1 dir=corpus/$1 f
   mkdir -p "$dir"
   case $t in
     parse)
-      for f in "${fixtures[@]}"; do [ -f "$f" ] && cp -n "$f" "$dir/"; done ;;
+      for f in "${rfc[@]}"; do cp -n "$f" "$dir/"; done ;;
     framing)
       # Two header bytes (size limit, chunking seed), then a stream: each
-      # fixture alone, and all valid ones back to back with keep-alives.
-      for f in "${fixtures[@]}"; do
-        [ -f "$f" ] && { printf '\377\007'; cat "$f"; } >"$dir/$(basename "$f")"
-      done
+      # message alone, and all valid ones back to back with keep-alives.
+      for f in "${rfc[@]}"; do { printf '\377\007'; cat "$f"; } >"$dir/$(basename "$f")"; done
       { printf '\377\003'; for f in ../sip-fixtures/rfc4475/valid/*; do cat "$f"; printf '\r\n\r\n'; done; } >"$dir/stream-all-valid"
       ;;
-    star_code)
-      cp -n seeds/star_code/* "$dir/" ;;
   esac
-  if [ -d "seeds/$t" ] && [ "$t" != star_code ]; then cp -n "seeds/$t"/* "$dir/"; fi
+  # Hand-written seeds, and every crash found before (already in the
+  # target's input format).
+  for f in seeds/"$t"/* ../sip-fixtures/fuzz/"$t"/*; do [ -f "$f" ] && cp -n "$f" "$dir/"; done
+  return 0
 }
 
 mkdir -p logs
