@@ -157,6 +157,11 @@ impl Server {
         self.handle.clone()
     }
 
+    /// The transports' counters (messages, malformed, rate-limited, refused).
+    pub fn transport_stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
     /// The hub every durable event is published on.
     pub fn hub(&self) -> Hub {
         self.hub.clone()
@@ -356,11 +361,18 @@ impl Server {
             let _ = tokio::task::spawn_blocking(move || store.close()).await;
         }
         let s = &core.stats;
+        let t = &self.stats;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         info!(
             requests = s.requests,
             applied = s.applied,
             refused = s.refused,
             retransmissions = s.retransmissions,
+            malformed = load(&t.malformed),
+            rate_limited = load(&t.rate_limited),
+            tcp_refused = load(&t.tcp_refused) + load(&t.tcp_refused_per_ip),
+            overloaded = s.overloaded,
+            banned_drops = s.banned_drops,
             "stopped"
         );
     }

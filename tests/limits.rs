@@ -112,6 +112,13 @@ async fn udp_flood_is_cut_to_the_rate_and_other_sources_are_answered() {
     );
     assert!(got <= most, "the flooder was not limited: {got} answers");
     assert!(got < FLOOD as u64 / 10);
+    let dropped = s.stats.rate_limited.load(Ordering::Relaxed);
+    println!("rate_limited counter: {dropped}");
+    assert!(dropped + got <= FLOOD as u64, "only the flood was limited");
+    assert!(
+        dropped >= FLOOD as u64 / 2,
+        "the drops are counted ({dropped})"
+    );
 
     // Once quiet, the source is served again (its bucket refills).
     tokio::time::sleep(Duration::from_millis(600)).await;

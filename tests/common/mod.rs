@@ -82,6 +82,8 @@ pub struct TestServer {
     pub core: facd::events::CoreHandle,
     /// Every durable event.
     pub hub: facd::events::Hub,
+    /// The transports' counters.
+    pub stats: std::sync::Arc<facd::transport::Stats>,
 }
 
 impl TestServer {
@@ -104,6 +106,7 @@ impl TestServer {
         let tcp = addrs.iter().find(|(p, _)| *p == "tcp").unwrap().1;
         let core = server.core_handle();
         let hub = server.hub();
+        let stats = server.transport_stats();
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(server.run(async {
             let _ = rx.await;
@@ -116,6 +119,7 @@ impl TestServer {
             dir,
             core,
             hub,
+            stats,
         }
     }
 
