@@ -164,10 +164,12 @@ impl SourceLimits {
         if self.exempt(ip) {
             return true;
         }
-        let verdict = match self.rate.lock() {
-            Ok(mut r) => r.check(Instant::now(), ip),
-            Err(_) => RateVerdict::Pass,
-        };
+        // The table stays consistent even if a holder panicked: keep using it.
+        let verdict = self
+            .rate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .check(Instant::now(), ip);
         match verdict {
             RateVerdict::Pass => true,
             RateVerdict::Drop => {
@@ -185,8 +187,11 @@ impl SourceLimits {
     /// A slot for a new TCP connection from `ip`, or None at the per-IP cap.
     fn open(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
         if !self.exempt(ip) {
-            let ok = self.conns.lock().map_or(true, |mut c| c.try_open(ip));
-            if !ok {
+            let mut conns = self
+                .conns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !conns.try_open(ip) {
                 return None;
             }
         }
@@ -207,9 +212,11 @@ struct ConnSlot {
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         if !self.limits.exempt(self.ip) {
-            if let Ok(mut c) = self.limits.conns.lock() {
-                c.close(self.ip);
-            }
+            self.limits
+                .conns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .close(self.ip);
         }
     }
 }
