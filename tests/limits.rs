@@ -282,3 +282,38 @@ async fn full_dialog_table_refuses_new_calls_and_keeps_the_answered_one() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn tcp_messages_over_the_rate_are_dropped_and_the_connection_kept() {
+    let s = TestServer::start(&config("requests_per_sec = 5\nrequest_burst = 20")).await;
+    let mut flood = Tcp::connect_from(s.tcp, "127.0.0.2").await;
+    let port = flood.port();
+    let mut all = String::new();
+    for i in 0..300 {
+        all.push_str(&options_tcp(port, &format!("z9hG4bK-tcpflood-{i}")));
+    }
+    flood.send(all.as_bytes()).await;
+    let mut answered = 0;
+    while flood.recv_within(500).await.is_some() {
+        answered += 1;
+    }
+    // The burst, and the few tokens that refilled meanwhile.
+    assert!((20..=30).contains(&answered), "{answered} of 300 answered");
+    assert!(s.stats.rate_limited.load(Ordering::Relaxed) >= 270);
+    // Another source is served; the flooder's connection is still open and
+    // is served again once it slows down.
+    let mut other = Tcp::connect_from(s.tcp, "127.0.0.3").await;
+    let p = other.port();
+    other
+        .send(options_tcp(p, "z9hG4bK-tcp-other").as_bytes())
+        .await;
+    assert_eq!(other.recv().await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    flood
+        .send(options_tcp(port, "z9hG4bK-tcpflood-later").as_bytes())
+        .await;
+    let r = flood.recv().await;
+    assert_eq!(r.status(), 200);
+    assert!(r.raw.contains("z9hG4bK-tcpflood-later"));
+    s.stop().await;
+}
