@@ -4,6 +4,7 @@
 # executions, coverage (cov = edges, ft = features), corpus size, crashes.
 #
 #   fuzz/run.sh <seconds> [target...]      (default: all targets)
+#   FUZZ_ARGS="-len_control=0" fuzz/run.sh 600 parse   (extra libFuzzer flags)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). cargo-fuzz passes nightly
 # flags (-Zsanitizer=address); on a stable toolchain RUSTC_BOOTSTRAP=1 lets
@@ -49,7 +50,7 @@ for t in "${targets[@]}"; do
   echo "== $t: ${secs}s" >&2
   rc=0
   cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 \
-    -max_len=8192 -timeout=10 -rss_limit_mb=1024 >"logs/$t.log" 2>&1 || rc=$?
+    -max_len=8192 -timeout=10 -rss_limit_mb=1024 ${FUZZ_ARGS:-} >"logs/$t.log" 2>&1 || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | grep -o '[0-9]*$' | tail -1)
   last=$(grep -E '^#[0-9]+' "logs/$t.log" | tail -1)
   cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | tail -1)
