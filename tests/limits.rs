@@ -152,7 +152,7 @@ async fn exempt_sources_are_not_rate_limited() {
             answered += 1;
         }
     }
-    assert!(answered <= 5, "{answered} of 30 answered at 1/s");
+    assert!(answered <= 8, "{answered} of 30 answered at 1/s");
     s.stop().await;
 }
 
