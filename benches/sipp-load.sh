@@ -38,6 +38,7 @@ SIPP_CPU=${SIPP_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 GAP=${GAP:-2}                       # seconds of quiet between runs
 FACD_SYNC=${FACD_SYNC:-true}        # [storage] sync (fdatasync before answering)
+export FACD_BACKEND=${FACD_BACKEND:-journal}  # [storage] backend: journal (ours) or redb
 FACD_LOG=${FACD_LOG:-warn}          # RUST_LOG for facd
 QUIET_PCT=${QUIET_PCT:-30}          # before each run, wait until CPUs 0+1 are less busy than this (% of one CPU)
 QUIET_WAIT=${QUIET_WAIT:-120}       # ... but at most this many seconds (0: do not wait)
@@ -187,7 +188,7 @@ def facdconf(path, port, http_port, datadir, agents, per, sync, confirm_ms):
          '[auth]\nrequired = false\n',
          # SIPp is one source far above the per-source rate: exempt it.
          '[limits]\nexempt_sources = ["127.0.0.1"]\n',
-         f'[storage]\ndir = "{datadir}"\nsync = {sync}\n',
+         f'[storage]\ndir = "{datadir}"\nsync = {sync}\nbackend = "{os.environ.get("FACD_BACKEND", "journal")}"\n',
          f'[http]\nlisten = "127.0.0.1:{http_port}"\n']
     for q in range(8000, 8005):
         o.append(f'[[queues]]\nnumber = "{q}"\nname = "Bench {q}"\nauto_ready = true\nwrap_up_secs = 0\n')
@@ -527,11 +528,11 @@ vm() { awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/
 {
   echo "facd SIP load benchmark  $(date -u +%FT%TZ)  host $(hostname)  $(nproc --all) CPUs  load avg $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')  sipp $(sipp -v 2>&1 | grep -o 'v[0-9][^ -]*' | head -1)  kamailio $(kamailio -v 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1)"
-  echo "scenario $SCEN  csv $CSV  rates: $RATES  duration ${DUR}s  SIPp on CPU $SIPP_CPU, servers on CPU $SERVER_CPU  facd storage.sync=$FACD_SYNC"
+  echo "scenario $SCEN  csv $CSV  rates: $RATES  duration ${DUR}s  SIPp on CPU $SIPP_CPU, servers on CPU $SERVER_CPU  facd storage.sync=$FACD_SYNC storage.backend=$FACD_BACKEND"
 } | tee "$REPORT"
 {
   echo "# facd sipp-load summary: one record per line, 'kind key=value ...'"
-  echo "meta date=$(date -u +%FT%TZ) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo na) cpus=$(nproc --all) loadavg=$(cut -d' ' -f1 /proc/loadavg) dur=$DUR rates=${RATES// /,} sipp_cpu=$SIPP_CPU server_cpu=$SERVER_CPU facd_sync=$FACD_SYNC"
+  echo "meta date=$(date -u +%FT%TZ) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo na) cpus=$(nproc --all) loadavg=$(cut -d' ' -f1 /proc/loadavg) dur=$DUR rates=${RATES// /,} sipp_cpu=$SIPP_CPU server_cpu=$SERVER_CPU facd_sync=$FACD_SYNC facd_backend=$FACD_BACKEND"
 } >"$SUMMARY"
 
 # ---------------------------------------------------------------- load runs

@@ -28,6 +28,8 @@ pub struct Config {
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
+    pub subscribe: SubscribeConfig,
+    #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
     pub api_users: Vec<ApiUserConfig>,
@@ -167,6 +169,34 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[subscribe]`: feature-key subscriptions (`as-feature-event`, SPEC §5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubscribeConfig {
+    /// Shorter `Expires` get `423 Interval Too Brief` (seconds).
+    pub min_expires: u32,
+    /// Longer `Expires` are cut to this (seconds).
+    pub max_expires: u32,
+    /// Granted when a SUBSCRIBE has no `Expires` (seconds).
+    pub default_expires: u32,
+    /// Cap on live subscriptions; beyond it new ones get `503`.
+    pub max_subscriptions: usize,
+    /// Subscriptions one agent may hold; a new one ends its oldest.
+    pub max_per_agent: usize,
+}
+
+impl Default for SubscribeConfig {
+    fn default() -> Self {
+        Self {
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_subscriptions: 100_000,
+            max_per_agent: 4,
+        }
+    }
+}
+
 /// `[storage]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -175,6 +205,8 @@ pub struct StorageConfig {
     pub dir: PathBuf,
     /// fdatasync before answering (false: faster, not crash-safe; benchmarks only).
     pub sync: bool,
+    /// `"journal"` (our file journal, the default) or `"redb"`.
+    pub backend: crate::store::Backend,
 }
 
 impl Default for StorageConfig {
@@ -182,6 +214,7 @@ impl Default for StorageConfig {
         Self {
             dir: "data".into(),
             sync: true,
+            backend: crate::store::Backend::Journal,
         }
     }
 }
@@ -343,6 +376,7 @@ impl Config {
         let queues = self.validate_queues(&mut e);
         let agents = self.validate_agents(&queues, &mut e);
         self.validate_api_users(&agents, &mut e);
+        self.validate_subscribe(&mut e);
         if self.limits.auth_failures == 0 {
             e.push(err("limits.auth_failures", "must be at least 1"));
         }
@@ -377,6 +411,42 @@ impl Config {
             ));
         }
         e
+    }
+
+    fn validate_subscribe(&self, e: &mut Vec<ConfigError>) {
+        let s = &self.subscribe;
+        if !(1..=86_400).contains(&s.min_expires) {
+            e.push(err(
+                "subscribe.min_expires",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
+        if !(1..=86_400).contains(&s.max_expires) {
+            e.push(err(
+                "subscribe.max_expires",
+                "must be between 1 and 86400 seconds",
+            ));
+        } else if s.max_expires < s.min_expires {
+            e.push(err(
+                "subscribe.max_expires",
+                format!("must be at least min_expires ({})", s.min_expires),
+            ));
+        }
+        if s.default_expires < s.min_expires || s.default_expires > s.max_expires {
+            e.push(err(
+                "subscribe.default_expires",
+                format!(
+                    "must be between min_expires ({}) and max_expires ({})",
+                    s.min_expires, s.max_expires
+                ),
+            ));
+        }
+        if s.max_subscriptions == 0 {
+            e.push(err("subscribe.max_subscriptions", "must be at least 1"));
+        }
+        if !(1..=100).contains(&s.max_per_agent) {
+            e.push(err("subscribe.max_per_agent", "must be between 1 and 100"));
+        }
     }
 
     fn validate_sip(&self, e: &mut Vec<ConfigError>) {
@@ -814,6 +884,27 @@ role = "admin"
             .replace("number = \"8001\"", "number = \"\"")
             .replace("name = \"BREAK\"", "name = \"break\"");
         assert!(keys(&text).len() >= 2);
+    }
+
+    #[test]
+    fn subscribe_bounds_are_checked() {
+        let with = |t: &str| keys(&format!("{GOOD}\n[subscribe]\n{t}\n"));
+        assert!(with("min_expires = 30\nmax_expires = 600\ndefault_expires = 300").is_empty());
+        assert_eq!(with("min_expires = 0"), ["subscribe.min_expires"]);
+        assert_eq!(
+            with("min_expires = 600\nmax_expires = 300\ndefault_expires = 300"),
+            ["subscribe.max_expires", "subscribe.default_expires"]
+        );
+        assert_eq!(
+            with("default_expires = 7200"),
+            ["subscribe.default_expires"]
+        );
+        assert_eq!(with("max_expires = 100000"), ["subscribe.max_expires"]);
+        assert_eq!(
+            with("max_subscriptions = 0"),
+            ["subscribe.max_subscriptions"]
+        );
+        assert_eq!(with("max_per_agent = 0"), ["subscribe.max_per_agent"]);
     }
 }
 

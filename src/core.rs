@@ -1,7 +1,8 @@
 //! The core: the one owner of mutable protocol state. It takes parsed
 //! messages from the transports, runs them through the server transactions,
 //! answers what needs no agent logic, turns star-code INVITEs into engine
-//! commands, and keeps each answered call alive until facd hangs up.
+//! commands, keeps each answered call alive until facd hangs up, and
+//! serves the phones' feature-key subscriptions (`as-feature-event`).
 //!
 //! It is synchronous and never reads the clock: the async loop in
 //! [`crate::server`] passes [`Now`] in and calls [`Core::flush`] to send what
@@ -24,15 +25,19 @@ use crate::engine::{
 use crate::limits::{AuthGuard, Banned};
 use crate::sip::auth::{Authenticator, Secret, Verdict};
 use crate::sip::build::{self, ResponseBuilder};
+use crate::sip::feature_sync::{self, PhoneState};
 use crate::sip::message::{Message, Method, Request, Response, Scheme};
 use crate::sip::sdp;
 use crate::sip::star_code::{Action, StarCode, StarCodeParser};
 use crate::store::{Store, StoreError};
-use crate::transaction::{Received, RequestKind, ServerTransactions, TimerConfig, TxId, TxKey};
+use crate::subscription::{ExpiryBounds, Flow, NotifyTemplate, SubEvent, Subscriptions, TooBrief};
+use crate::transaction::{KeyParts, Received, RequestKind, ServerTransactions, TimerConfig, TxId};
 use crate::transport::{Inbound, Peer};
 
 /// The methods facd implements (the `Allow` header, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE";
+/// The event packages facd notifies (RFC 6665 §8.2.2 `Allow-Events`).
+pub const ALLOW_EVENTS: &str = feature_sync::EVENT;
 /// The bodies facd understands (the `Accept` header, RFC 3261 §20.1).
 pub const ACCEPT: &str = "application/sdp";
 /// The `Server` header.
@@ -79,6 +84,10 @@ pub struct CoreConfig {
     pub max_transactions: usize,
     /// Answered calls at most (`limits.max_dialogs`).
     pub max_dialogs: usize,
+    /// Feature-key subscription durations.
+    pub subscribe: ExpiryBounds,
+    /// Live subscriptions at most.
+    pub max_subscriptions: usize,
 }
 
 /// Where a transaction or dialog sends: the peer's link and the address.
@@ -135,6 +144,21 @@ struct Answer {
     bye: ByeTemplate,
 }
 
+/// A 200 to a SUBSCRIBE ready to go, with what the subscription needs.
+struct SubAnswer {
+    ok: Bytes,
+    dialog: DialogId,
+    agent: String,
+    dest: Dest,
+    reliable: bool,
+    expires: u32,
+    /// A refresh (in-dialog SUBSCRIBE) rather than a new subscription.
+    refresh: bool,
+    /// The SUBSCRIBE's Contact URI (the new remote target on a refresh).
+    contact: Option<Bytes>,
+    template: NotifyTemplate,
+}
+
 /// Why a command from outside SIP (REST, feature keys) did not apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
@@ -157,6 +181,13 @@ enum Reply {
     Sip {
         id: TxId,
         answer: Box<Answer>,
+        fail: Bytes,
+    },
+    /// A SUBSCRIBE with `SetAgentState`: the 200 (and the subscription),
+    /// or the 500 if the write fails.
+    Subscribe {
+        id: TxId,
+        answer: Box<SubAnswer>,
         fail: Bytes,
     },
     /// A command from the API or a feature key.
@@ -203,6 +234,7 @@ pub struct Core {
     cfg: CoreConfig,
     txs: ServerTransactions<Dest>,
     dialogs: Dialogs<Dest>,
+    subs: Subscriptions<Dest>,
     engine: Engine,
     codes: StarCodeParser,
     rng: SmallRng,
@@ -229,6 +261,12 @@ impl Core {
             next_ticket: 1,
             txs: ServerTransactions::new(cfg.timers),
             dialogs: Dialogs::new(cfg.timers, cfg.max_dialogs, rand::random()),
+            subs: Subscriptions::new(
+                cfg.timers,
+                cfg.subscribe,
+                cfg.max_subscriptions,
+                rand::random(),
+            ),
             engine,
             codes,
             rng: SmallRng::from_entropy(),
@@ -247,7 +285,7 @@ impl Core {
     /// One inbound message.
     pub fn handle(&mut self, now: Now, inbound: Inbound) {
         match inbound.msg {
-            Message::Request(req) => self.on_request(now, *req, inbound.peer),
+            Message::Request(req) => self.on_request(now, &req, inbound.peer),
             Message::Response(resp) => self.on_response(now, &resp),
         }
     }
@@ -256,6 +294,7 @@ impl Core {
     pub fn handle_timeout(&mut self, now: Now) {
         self.txs.handle_timeout(now.mono);
         self.dialogs.handle_timeout(now.mono);
+        self.subs.handle_timeout(now.mono);
         if self.engine.next_deadline().is_some_and(|d| d <= now.wall) {
             let events = self.engine.handle_timeout(now.wall);
             for ev in &events {
@@ -303,14 +342,43 @@ impl Core {
         match reply {
             Reply::None => {}
             Reply::Sip { id, answer, .. } => self.deliver(now, id, *answer),
+            Reply::Subscribe { id, answer, .. } => self.establish(now, id, answer),
             Reply::Callback { applied, done } => done(Ok(applied)),
         }
-        self.publish(events);
+        self.publish(now, events);
     }
 
-    /// The one place durable events leave the core.
-    fn publish(&mut self, events: Vec<Event>) {
+    /// The one place durable events leave the core: to the outbox, and to
+    /// the phones subscribed to each agent concerned (SPEC §5).
+    fn publish(&mut self, now: Now, events: Vec<Event>) {
+        let mut agents: Vec<&str> = events
+            .iter()
+            .map(|e| e.agent.as_str())
+            .filter(|a| self.subs.has_agent(a))
+            .collect();
+        agents.dedup();
+        let agents: Vec<String> = agents.into_iter().map(str::to_string).collect();
+        for agent in agents {
+            let body = self.feature_body(&agent);
+            self.subs.notify_agent(now.mono, &agent, body);
+        }
         self.outbox.extend(events);
+    }
+
+    /// The `AgentStateEvent` body for `agent` now.
+    fn feature_body(&self, agent: &str) -> Bytes {
+        let queues = self
+            .engine
+            .agent(agent)
+            .map(|v| v.queues)
+            .unwrap_or_default();
+        let state = PhoneState::from_queues(queues.iter().map(|q| q.state));
+        let reason = queues
+            .iter()
+            .filter(|q| q.state == crate::engine::AgentState::NotReady)
+            .find_map(|q| q.reason.as_deref())
+            .and_then(|r| self.engine.reason_code(r));
+        Bytes::from(feature_sync::agent_state_event(agent, state, reason))
     }
 
     /// Journals the engine's pending changes; `reply` is answered and
@@ -374,7 +442,9 @@ impl Core {
                     }
                     match p.reply {
                         Reply::None => {}
-                        Reply::Sip { id, fail, .. } => self.txs.respond(now.mono, id, 500, fail),
+                        Reply::Sip { id, fail, .. } | Reply::Subscribe { id, fail, .. } => {
+                            self.txs.respond(now.mono, id, 500, fail)
+                        }
                         Reply::Callback { done, .. } => done(Err(ApplyError::NotSaved)),
                     }
                 }
@@ -425,10 +495,15 @@ impl Core {
             .engine
             .next_deadline()
             .map(|d| now.mono + Duration::from_millis(d.saturating_sub(now.wall)));
-        [self.txs.poll_timeout(), self.dialogs.poll_timeout(), engine]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.txs.poll_timeout(),
+            self.dialogs.poll_timeout(),
+            self.subs.poll_timeout(),
+            engine,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Sends everything the pure layers queued.
@@ -438,6 +513,12 @@ impl Core {
         }
         while let Some((dest, bytes)) = self.dialogs.poll_transmit() {
             dest.send(bytes);
+        }
+        while let Some((dest, bytes)) = self.subs.poll_transmit() {
+            dest.send(bytes);
+        }
+        while let Some(SubEvent::Ended { id, agent, how }) = self.subs.poll_event() {
+            info!(%agent, call_id = %String::from_utf8_lossy(&id.call_id), how = ?how, "feature-key subscription ended");
         }
         while let Some(ev) = self.dialogs.poll_event() {
             match ev {
@@ -454,6 +535,9 @@ impl Core {
     pub fn begin_drain(&mut self, now: Now) {
         self.draining = true;
         self.dialogs.hangup_all(now.mono);
+        // Subscriptions are not kept across a restart: tell the phones to
+        // subscribe again (RFC 6665 §4.1.3 "deactivated").
+        self.subs.terminate_all(now.mono);
     }
 
     /// True when no call is left open.
@@ -462,11 +546,14 @@ impl Core {
     }
 
     fn on_response(&mut self, now: Now, resp: &Response) {
-        // Responses can only be for the BYEs we sent (RFC 3261 §17.1.3
-        // matches them by the branch of our Via); anything else is stray.
+        // Responses can only be for the BYEs and NOTIFYs we sent (RFC 3261
+        // §17.1.3 matches them by the branch of our Via); anything else is stray.
         match resp.base.vias.first().and_then(|v| v.branch.as_ref()) {
             Some(branch) if resp.base.cseq.method == Method::Bye => {
                 self.dialogs.on_response(now.mono, branch, resp.status);
+            }
+            Some(branch) if resp.base.cseq.method == Method::Notify => {
+                self.subs.on_response(now.mono, branch, resp.status);
             }
             _ => {
                 self.stats.stray_responses += 1;
@@ -475,7 +562,7 @@ impl Core {
         }
     }
 
-    fn on_request(&mut self, now: Now, req: Request, peer: Peer) {
+    fn on_request(&mut self, now: Now, req: &Request, peer: Peer) {
         let Some(top) = req.base.vias.first() else {
             return;
         };
@@ -495,7 +582,27 @@ impl Core {
             Method::Cancel => RequestKind::Cancel,
             _ => RequestKind::Other,
         };
-        let key = tx_key(&req);
+        // RFC 3261 §17.2.3: branch, sent-by and method (INVITE for ACK).
+        // RFC 2543 requests (no magic cookie) are keyed by Call-ID, CSeq
+        // number, From tag and the top Via as a whole, which the ACK of a
+        // non-2xx shares.
+        let rfc2543;
+        let branch: &[u8] = match &top.branch {
+            Some(b) if b.starts_with(MAGIC_COOKIE) => b,
+            _ => {
+                rfc2543 = rfc2543_key(req);
+                &rfc2543
+            }
+        };
+        let key = KeyParts {
+            branch,
+            host: &top.host,
+            port: top.port,
+            method: match req.method {
+                Method::Ack => b"INVITE",
+                ref m => m.as_str().as_bytes(),
+            },
+        };
         // A bounded table: beyond the cap a new request is answered 503
         // statelessly (RFC 3261 §21.5.4, with Retry-After); live
         // transactions are never evicted, so none already answered (and no
@@ -506,20 +613,23 @@ impl Core {
         {
             self.stats.overloaded += 1;
             let reason = "Service Unavailable - Too Many Transactions";
-            let bytes = self.response(&req, &peer, 503, reason, |b| b.header("Retry-After", "1"));
+            let bytes = self.response(req, &peer, 503, reason, |b| b.header("Retry-After", "1"));
             peer.send_to(to, bytes);
             return;
         }
-        match self.txs.receive(now.mono, key, kind, dest, peer.reliable()) {
+        match self
+            .txs
+            .receive(now.mono, &key, kind, dest, peer.reliable())
+        {
             Received::New(id) => {
                 self.stats.requests += 1;
-                self.on_new(now, id, &req, &peer);
+                self.on_new(now, id, req, &peer);
             }
             Received::Retransmission => self.stats.retransmissions += 1,
             Received::AckAbsorbed => {}
-            Received::AckNoTransaction => self.on_ack(now, &req),
+            Received::AckNoTransaction => self.on_ack(now, req),
             Received::CancelFor { cancel, invite } => {
-                self.on_cancel(now, cancel, invite, &req, &peer)
+                self.on_cancel(now, cancel, invite, req, &peer)
             }
         }
     }
@@ -527,7 +637,7 @@ impl Core {
     fn on_new(&mut self, now: Now, id: TxId, req: &Request, peer: &Peer) {
         // RFC 3261 §8.2.1: method inspection first.
         match &req.method {
-            Method::Invite | Method::Options | Method::Bye => {}
+            Method::Invite | Method::Options | Method::Bye | Method::Subscribe => {}
             Method::Extension(_) => {
                 return self.reply(now, id, req, peer, 501, "Not Implemented", |b| {
                     b.header("Allow", ALLOW)
@@ -555,8 +665,10 @@ impl Core {
             Method::Options => self.reply(now, id, req, peer, 200, "OK", |b| {
                 b.header("Allow", ALLOW)
                     .header("Accept", ACCEPT)
+                    .header("Allow-Events", ALLOW_EVENTS)
                     .header("Supported", "")
             }),
+            Method::Subscribe => self.on_subscribe(now, id, req, peer),
             Method::Bye => {
                 let dialog = dialog_id(req);
                 if self.dialogs.bye_received(now.mono, &dialog) {
@@ -629,39 +741,8 @@ impl Core {
         let Some(Ok(code)) = req.uri.user_unescaped().map(|u| self.codes.parse(&u)) else {
             return self.reply(now, id, req, peer, 404, "Not Found", |b| b);
         };
-        // A source that failed authentication too often is ignored (no
-        // answer gives a password guesser nothing to work with).
-        if let Some(auth) = self.auth.as_mut() {
-            match auth.guard.check(now.mono, peer.addr.ip()) {
-                None => {}
-                Some(Banned::Drop) => return self.stats.banned_drops += 1,
-                Some(Banned::DropAndLog(n)) => {
-                    self.stats.banned_drops += 1;
-                    warn!(source = %peer.addr.ip(), dropped = n, "requests from a source banned for failed authentications dropped");
-                    return;
-                }
-            }
-        }
-        let agent = match self.identify(now, req, peer.addr.ip()) {
-            Ok(agent) => agent,
-            Err(AuthRefusal::Refuse(status, reason)) => {
-                return self.reply(now, id, req, peer, status, &reason, |b| b);
-            }
-            Err(AuthRefusal::Challenge { stale }) => {
-                let challenges = self
-                    .auth
-                    .as_ref()
-                    .map(|a| {
-                        a.authenticator
-                            .challenge_for(now.wall / 1000, stale, &a.algorithms)
-                    })
-                    .unwrap_or_default();
-                return self.reply(now, id, req, peer, 401, "Unauthorized", |b| {
-                    challenges
-                        .iter()
-                        .fold(b, |b, c| b.header("WWW-Authenticate", c))
-                });
-            }
+        let Some(agent) = self.authenticate(now, id, req, peer) else {
+            return;
         };
         let local = self.media_addr(peer);
         let session = self.rng.gen::<u32>() as u64;
@@ -743,6 +824,325 @@ impl Core {
         }
     }
 
+    /// A SUBSCRIBE (RFC 6665 §4.2.1, SPEC §5): only `as-feature-event`,
+    /// only by the agent for its own address; a `SetAgentState` body is
+    /// applied to all the agent's queues and durable before the 200.
+    fn on_subscribe(&mut self, now: Now, id: TxId, req: &Request, peer: &Peer) {
+        // RFC 6665 §4.2.1.1: an unknown package is 489 with Allow-Events.
+        let event = req.headers.get("Event").map(|v| event_type(&v));
+        if event.as_deref() != Some(feature_sync::EVENT) {
+            return self.reply(now, id, req, peer, 489, "Bad Event", |b| {
+                b.header("Allow-Events", ALLOW_EVENTS)
+            });
+        }
+        // RFC 3261 §8.2.3: a body we cannot read.
+        if !req.body.is_empty() {
+            let ctype = req.headers.get("Content-Type").map(|v| media_type(&v));
+            if ctype.as_deref() != Some(feature_sync::CONTENT_TYPE) {
+                return self.reply(now, id, req, peer, 415, "Unsupported Media Type", |b| {
+                    b.header("Accept", feature_sync::CONTENT_TYPE)
+                });
+            }
+        }
+        let requested = match req.headers.get("Expires") {
+            None => None,
+            Some(v) => match std::str::from_utf8(&v)
+                .ok()
+                .map(str::trim)
+                .map(str::parse::<u64>)
+            {
+                Some(Ok(n)) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+                _ => {
+                    return self.reply(
+                        now,
+                        id,
+                        req,
+                        peer,
+                        400,
+                        "Bad Request - Malformed Expires",
+                        |b| b,
+                    )
+                }
+            },
+        };
+        // RFC 6665 §4.2.1.1: too short is 423 with Min-Expires.
+        let expires = match self.subs.bounds().grant(requested) {
+            Ok(e) => e,
+            Err(TooBrief { min }) => {
+                return self.reply(now, id, req, peer, 423, "Interval Too Brief", |b| {
+                    b.header("Min-Expires", min.to_string())
+                })
+            }
+        };
+        if self.draining {
+            return self.reply(
+                now,
+                id,
+                req,
+                peer,
+                503,
+                "Service Unavailable - Shutting Down",
+                |b| b.header("Retry-After", "5"),
+            );
+        }
+        let Some(agent) = self.authenticate(now, id, req, peer) else {
+            return;
+        };
+        // SPEC §5: a phone subscribes to its own address of record only.
+        let user = |u: Option<Vec<u8>>| u.and_then(|u| String::from_utf8(u).ok());
+        let own = user(req.uri.user_unescaped()).as_deref() == Some(agent.as_str())
+            && user(req.base.to.uri.user_unescaped()).as_deref() == Some(agent.as_str());
+        if !own {
+            info!(%agent, "SUBSCRIBE to another address refused");
+            return self.reply(
+                now,
+                id,
+                req,
+                peer,
+                403,
+                "Forbidden - Subscribe To Your Own Address",
+                |b| b,
+            );
+        }
+        if !self.engine.has_agent(&agent) {
+            let (status, reason) = Rejection::UnknownAgent.sip_status();
+            return self.reply(now, id, req, peer, status, reason, |b| b);
+        }
+        let refresh = req.base.to.tag.is_some();
+        // A dialog of another agent's is as good as none.
+        if refresh && self.subs.agent_of(&dialog_id(req)) != Some(agent.as_str()) {
+            // Also what a phone gets after a restart: it then subscribes anew.
+            return self.reply(
+                now,
+                id,
+                req,
+                peer,
+                481,
+                "Subscription Does Not Exist",
+                |b| b,
+            );
+        }
+        if !refresh && expires > 0 && self.subs.is_full() {
+            return self.reply(
+                now,
+                id,
+                req,
+                peer,
+                503,
+                "Service Unavailable - Too Many Subscriptions",
+                |b| b.header("Retry-After", "60"),
+            );
+        }
+        let set = if req.body.is_empty() {
+            None
+        } else {
+            match feature_sync::parse_set_agent_state(&req.body) {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    info!(%agent, error = %e, "SUBSCRIBE body refused");
+                    return self.reply(
+                        now,
+                        id,
+                        req,
+                        peer,
+                        400,
+                        &format!("Bad Request - {e}"),
+                        |b| b,
+                    );
+                }
+            }
+        };
+        let answer = self.subscribe_answer(req, peer, agent.clone(), expires, refresh);
+        let Some(set) = set else {
+            return self.establish(now, id, answer);
+        };
+        let undo = if self.durable.is_some() {
+            self.engine.export_agent(&agent)
+        } else {
+            Vec::new()
+        };
+        match self
+            .engine
+            .apply(now.wall, set.command(&agent), Cause::FeatureSync)
+        {
+            Err(rejection) => {
+                self.stats.refused += 1;
+                let (status, reason) = rejection.sip_status();
+                info!(%agent, status, reason, "SetAgentState refused");
+                self.reply(now, id, req, peer, status, reason, |b| b)
+            }
+            Ok(mut applied) => {
+                self.stats.applied += 1;
+                for ev in &applied.events {
+                    info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "feature-sync", "state changed");
+                }
+                let fail = if self.durable.is_some() {
+                    self.response(
+                        req,
+                        peer,
+                        500,
+                        "Server Internal Error - State Not Saved",
+                        |b| b,
+                    )
+                } else {
+                    Bytes::new()
+                };
+                // SPEC §7: the 200 leaves only once the change is durable.
+                let events = std::mem::take(&mut applied.events);
+                self.commit(now, Reply::Subscribe { id, answer, fail }, events, undo);
+            }
+        }
+    }
+
+    /// The 200 to a SUBSCRIBE and what its subscription needs.
+    fn subscribe_answer(
+        &mut self,
+        req: &Request,
+        peer: &Peer,
+        agent: String,
+        expires: u32,
+        refresh: bool,
+    ) -> Box<SubAnswer> {
+        let tag = match &req.base.to.tag {
+            Some(t) => String::from_utf8_lossy(t).into_owned(),
+            None => self.new_tag(),
+        };
+        let contact = self.contact(req, peer);
+        let ok = build::response(req, peer.addr, 200, "OK")
+            .to_tag(&tag)
+            .header("Contact", &contact)
+            .header("Expires", expires.to_string())
+            .header("Allow", ALLOW)
+            .header("Server", SERVER)
+            .build();
+        let dialog = DialogId {
+            local_tag: Bytes::from(tag.clone()),
+            ..dialog_id(req)
+        };
+        let remote = req
+            .headers
+            .get_all("Contact")
+            .next()
+            .map(|c| contact_uri(&c));
+        let from = if refresh {
+            Bytes::copy_from_slice(&req.base.to.raw)
+        } else {
+            Bytes::from(format!(
+                "{};tag={tag}",
+                String::from_utf8_lossy(&req.base.to.raw)
+            ))
+        };
+        let template = NotifyTemplate {
+            request_uri: remote
+                .clone()
+                .unwrap_or_else(|| Bytes::copy_from_slice(&req.base.from.uri.raw)),
+            transport: peer.transport(),
+            local_sent_by: sent_by(peer.local),
+            from,
+            to: Bytes::copy_from_slice(&req.base.from.raw),
+            call_id: dialog.call_id.clone(),
+            route_set: req
+                .headers
+                .get_all("Record-Route")
+                .map(|r| Bytes::copy_from_slice(&r))
+                .collect(),
+            contact,
+        };
+        // NOTIFYs go back over the flow the SUBSCRIBE came on (SPEC §4).
+        let dest = Dest {
+            peer: peer.clone(),
+            to: peer.addr,
+        };
+        Box::new(SubAnswer {
+            ok,
+            dialog,
+            agent,
+            dest,
+            reliable: peer.reliable(),
+            expires,
+            refresh,
+            contact: remote,
+            template,
+        })
+    }
+
+    /// Sends the 200 to a SUBSCRIBE, then the NOTIFY with the agent's
+    /// current state (RFC 6665 §4.2.1.2).
+    fn establish(&mut self, now: Now, id: TxId, a: Box<SubAnswer>) {
+        self.txs.respond(now.mono, id, 200, a.ok);
+        let body = self.feature_body(&a.agent);
+        if a.refresh {
+            let flow = Flow {
+                contact: a.contact,
+                peer: a.dest,
+                reliable: a.reliable,
+                transport: a.template.transport,
+                local_sent_by: a.template.local_sent_by,
+            };
+            if !self
+                .subs
+                .refresh(now.mono, &a.dialog, a.expires, flow, body)
+            {
+                debug!(agent = %a.agent, "subscription ended while its refresh was saved");
+            }
+        } else {
+            info!(agent = %a.agent, expires = a.expires, "feature-key subscription");
+            if self
+                .subs
+                .subscribe(
+                    now.mono, a.dialog, a.agent, a.dest, a.reliable, a.template, a.expires, body,
+                )
+                .is_err()
+            {
+                warn!("subscription table filled while a SetAgentState was saved: no NOTIFYs");
+            }
+        }
+    }
+
+    /// The agent behind a star-code INVITE or a SUBSCRIBE, or `None` once
+    /// the request was answered (401/403/400) or dropped (banned source).
+    fn authenticate(&mut self, now: Now, id: TxId, req: &Request, peer: &Peer) -> Option<String> {
+        // A source that failed authentication too often is ignored (no
+        // answer gives a password guesser nothing to work with).
+        if let Some(auth) = self.auth.as_mut() {
+            match auth.guard.check(now.mono, peer.addr.ip()) {
+                None => {}
+                Some(Banned::Drop) => {
+                    self.stats.banned_drops += 1;
+                    return None;
+                }
+                Some(Banned::DropAndLog(n)) => {
+                    self.stats.banned_drops += 1;
+                    warn!(source = %peer.addr.ip(), dropped = n, "requests from a source banned for failed authentications dropped");
+                    return None;
+                }
+            }
+        }
+        match self.identify(now, req, peer.addr.ip()) {
+            Ok(agent) => Some(agent),
+            Err(AuthRefusal::Refuse(status, reason)) => {
+                self.reply(now, id, req, peer, status, &reason, |b| b);
+                None
+            }
+            Err(AuthRefusal::Challenge { stale }) => {
+                let challenges = self
+                    .auth
+                    .as_ref()
+                    .map(|a| {
+                        a.authenticator
+                            .challenge_for(now.wall / 1000, stale, &a.algorithms)
+                    })
+                    .unwrap_or_default();
+                self.reply(now, id, req, peer, 401, "Unauthorized", |b| {
+                    challenges
+                        .iter()
+                        .fold(b, |b, c| b.header("WWW-Authenticate", c))
+                });
+                None
+            }
+        }
+    }
+
     /// Sends the 200 and starts the dialog.
     fn deliver(&mut self, now: Now, id: TxId, a: Answer) {
         self.dialogs.answered(
@@ -784,10 +1184,13 @@ impl Core {
             request_uri: remote_target,
             transport: peer.transport(),
             local_sent_by: sent_by(peer.local),
-            from: Bytes::from(format!(
-                "{};tag={tag}",
-                String::from_utf8_lossy(&req.base.to.raw)
-            )),
+            from: {
+                let mut v = Vec::with_capacity(req.base.to.raw.len() + 5 + tag.len());
+                v.extend_from_slice(&req.base.to.raw);
+                v.extend_from_slice(b";tag=");
+                v.extend_from_slice(tag.as_bytes());
+                Bytes::from(v)
+            },
             to: Bytes::copy_from_slice(&req.base.from.raw),
             call_id: dialog.call_id.clone(),
             route_set: req
@@ -939,8 +1342,13 @@ impl Core {
         extra(b).build()
     }
 
+    /// A To tag: 64 random bits in hex (RFC 3261 §19.3 asks for ≥ 32).
     fn new_tag(&mut self) -> String {
-        format!("{:016x}", self.rng.gen::<u64>())
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let v = self.rng.gen::<u64>();
+        (0..16)
+            .map(|i| HEX[((v >> (60 - 4 * i)) & 0xf) as usize] as char)
+            .collect()
     }
 
     fn media_addr(&self, peer: &Peer) -> SocketAddr {
@@ -988,34 +1396,17 @@ impl Core {
     }
 }
 
-/// The transaction key of a request (RFC 3261 §17.2.3). RFC 2543 requests
-/// (no magic cookie) are keyed by Call-ID, CSeq number, From tag and the
-/// top Via as a whole, which the ACK of a non-2xx shares.
-fn tx_key(req: &Request) -> TxKey {
+/// The synthesised transaction key of an RFC 2543 request (§17.2.3).
+fn rfc2543_key(req: &Request) -> Vec<u8> {
     let top = &req.base.vias[0];
-    let method = match req.method {
-        Method::Ack => Bytes::from_static(b"INVITE"),
-        ref m => Bytes::copy_from_slice(m.as_str().as_bytes()),
-    };
-    // Keys outlive the request (Timers J/L): own copies, not slices of the frame.
-    let branch = match &top.branch {
-        Some(b) if b.starts_with(MAGIC_COOKIE) => Bytes::copy_from_slice(b),
-        _ => {
-            let mut k = Vec::with_capacity(128);
-            k.extend_from_slice(b"2543:");
-            k.extend_from_slice(&req.base.call_id);
-            k.extend_from_slice(format!(":{}:", req.base.cseq.seq).as_bytes());
-            k.extend_from_slice(req.base.from.tag.as_deref().unwrap_or_default());
-            k.push(b':');
-            k.extend_from_slice(&top.raw);
-            Bytes::from(k)
-        }
-    };
-    TxKey {
-        branch,
-        sent_by: top.sent_by(),
-        method,
-    }
+    let mut k = Vec::with_capacity(128);
+    k.extend_from_slice(b"2543:");
+    k.extend_from_slice(&req.base.call_id);
+    k.extend_from_slice(format!(":{}:", req.base.cseq.seq).as_bytes());
+    k.extend_from_slice(req.base.from.tag.as_deref().unwrap_or_default());
+    k.push(b':');
+    k.extend_from_slice(&top.raw);
+    k
 }
 
 /// The dialog a request belongs to, from the UAS side (RFC 3261 §12.2.2).
@@ -1074,6 +1465,13 @@ fn join(values: &[Bytes]) -> String {
         .join(", ")
 }
 
+/// The package of an `Event` value (`as-feature-event;id=1` →
+/// `as-feature-event`; RFC 6665 §8.2.1, compared case-insensitively here
+/// because phones vary).
+fn event_type(v: &[u8]) -> String {
+    media_type(v)
+}
+
 /// `application/SDP; charset=x` → `application/sdp`.
 fn media_type(v: &[u8]) -> String {
     let s = String::from_utf8_lossy(v);
@@ -1093,12 +1491,14 @@ fn accepts_sdp(v: &[u8]) -> bool {
 
 /// The URI inside a Contact value (`"A" <sip:a@h>;expires=1` → `sip:a@h`).
 fn contact_uri(v: &[u8]) -> Bytes {
-    let s = String::from_utf8_lossy(v);
-    let uri = match (s.find('<'), s.find('>')) {
-        (Some(a), Some(b)) if a < b => &s[a + 1..b],
-        _ => s.split(';').next().unwrap_or(&s).trim(),
+    let uri = match (memchr::memchr(b'<', v), memchr::memchr(b'>', v)) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => {
+            let end = memchr::memchr(b';', v).unwrap_or(v.len());
+            v[..end].trim_ascii()
+        }
     };
-    Bytes::from(uri.to_string())
+    Bytes::copy_from_slice(uri)
 }
 
 fn sent_by(addr: SocketAddr) -> String {

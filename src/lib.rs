@@ -7,5 +7,6 @@ pub mod limits;
 pub mod server;
 pub mod sip;
 pub mod store;
+pub mod subscription;
 pub mod transaction;
 pub mod transport;

@@ -92,8 +92,16 @@ fn main() -> ExitCode {
         // Tests and scripts read this line to learn the ephemeral ports.
         println!("facd listening on {}", addrs.join(" "));
         tracing::info!(listen = %addrs.join(" "), "facd started");
-        server.run(shutdown).await;
-        ExitCode::SUCCESS
+        // The core loop runs as a task, not on the thread that blocks on
+        // the runtime: with facd on one CPU it then shares the worker with
+        // the readers, and handing a message over wakes no other thread.
+        match tokio::spawn(server.run(shutdown)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("facd: the server task failed: {e}");
+                ExitCode::from(1)
+            }
+        }
     })
 }
 

@@ -24,6 +24,7 @@ use crate::limits::{AuthGuard, AuthLimits, IpNet, RateLimits};
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
 use crate::store::Store;
+use crate::subscription::ExpiryBounds;
 use crate::transaction::TimerConfig;
 use crate::transport::{self, Inbound, SourceLimits, Stats, TransportConfig};
 
@@ -208,6 +209,13 @@ impl Server {
             rtp_v6: rtp_addr(true),
             max_transactions: cfg.limits.max_transactions,
             max_dialogs: cfg.limits.max_dialogs,
+            subscribe: ExpiryBounds {
+                min: cfg.subscribe.min_expires,
+                max: cfg.subscribe.max_expires,
+                default: cfg.subscribe.default_expires,
+                per_agent: cfg.subscribe.max_per_agent,
+            },
+            max_subscriptions: cfg.subscribe.max_subscriptions,
         };
         let codes = StarCodeParser::new(codes(cfg));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
@@ -418,7 +426,11 @@ async fn rtp_sink(sock: Arc<UdpSocket>, stop: CancellationToken) {
 /// memberships no longer configured is dropped with a log line; new
 /// memberships start LOGGED_OUT. A fresh snapshot then starts the journal over.
 fn recover(config: &Config) -> Result<(Engine, Store), ServerError> {
-    let (store, recovered) = Store::open(&config.storage.dir, config.storage.sync)?;
+    let (store, recovered) = Store::open_with(
+        &config.storage.dir,
+        config.storage.sync,
+        config.storage.backend,
+    )?;
     let mut engine = Engine::new(model(config));
     let dir = config.storage.dir.display().to_string();
     let corrupt = |offset: u64, what: String| crate::store::StoreError::Corrupt {

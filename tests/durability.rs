@@ -15,8 +15,12 @@ use common::{Msg, Req};
 const AGENTS: u32 = 20;
 
 fn config(data: &Path) -> String {
+    config_with(data, "journal")
+}
+
+fn config_with(data: &Path, backend: &str) -> String {
     let mut c = format!(
-        "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nconfirm_ms = 30000\n[auth]\nrequired = false\n[storage]\ndir = {:?}\n\
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nconfirm_ms = 30000\n[auth]\nrequired = false\n[storage]\ndir = {:?}\nbackend = \"{backend}\"\n\
          [[queues]]\nnumber = \"8000\"\nname = \"Sales\"\n",
         data.display().to_string()
     );
@@ -83,9 +87,18 @@ fn client() -> UdpSocket {
 
 #[test]
 fn every_confirmed_state_survives_kill_9() {
+    kill_9_keeps_every_confirmed_state("journal");
+}
+
+#[test]
+fn every_confirmed_state_survives_kill_9_with_the_redb_backend() {
+    kill_9_keeps_every_confirmed_state("redb");
+}
+
+fn kill_9_keeps_every_confirmed_state(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("facd.toml");
-    std::fs::write(&cfg, config(&dir.path().join("data"))).unwrap();
+    std::fs::write(&cfg, config_with(&dir.path().join("data"), backend)).unwrap();
     let (mut facd, addr) = start(&cfg);
     let sock = client();
     // Per agent: the last confirmed state (true = logged in) and an
@@ -98,7 +111,7 @@ fn every_confirmed_state_survives_kill_9() {
     while !killed {
         for a in 0..AGENTS {
             n += 1;
-            let login = (n / 7 + u64::from(a)) % 2 == 0;
+            let login = (n / 7 + u64::from(a)).is_multiple_of(2);
             let code = if login { "*388000" } else { "*398000" };
             if started.elapsed() > Duration::from_millis(600) && !killed {
                 // SIGKILL mid-run, with calls in flight.
@@ -327,6 +340,39 @@ async fn a_full_disk_answers_500_and_applies_nothing() {
         "{}",
         p.raw
     );
+    // A phone's key press (SetAgentState in a SUBSCRIBE) is refused the
+    // same way: 500, no subscription, no NOTIFY.
+    let agent = (5000 + a).to_string();
+    let body =
+        "<SetAgentState xmlns=\"http://www.ecma-international.org/standards/ecma-323/csta/ed3\">\
+                <requestedAgentState>loggedOn</requestedAgentState></SetAgentState>";
+    c.send(&format!(
+        "SUBSCRIBE sip:{agent}@facd.test SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-full-sub;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{agent}@facd.test>;tag=full-sub\r\n\
+         To: <sip:{agent}@facd.test>\r\n\
+         Call-ID: full-sub\r\n\
+         CSeq: 1 SUBSCRIBE\r\n\
+         Contact: <sip:{agent}@127.0.0.1:{port}>\r\n\
+         Event: as-feature-event\r\n\
+         Expires: 600\r\n\
+         Content-Type: application/x-as-feature-event+xml\r\n\
+         Content-Length: {len}\r\n\r\n{body}",
+        port = c.port(),
+        len = body.len()
+    ))
+    .await;
+    let r = c.recv_final_for("full-sub").await;
+    assert_eq!(
+        (r.status(), r.reason()),
+        (500, "Server Internal Error - State Not Saved"),
+        "{}",
+        r.raw
+    );
+    while let Some(m) = c.recv_within(300).await {
+        assert_ne!(m.method(), "NOTIFY", "{}", m.raw);
+    }
     s.stop().await;
 }
 

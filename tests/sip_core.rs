@@ -31,9 +31,10 @@ async fn options_register_unknown_and_unsupported() {
     assert_eq!((r.status(), r.reason()), (200, "OK"));
     assert_eq!(
         r.header("Allow").unwrap(),
-        "INVITE, ACK, BYE, CANCEL, OPTIONS"
+        "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE"
     );
     assert_eq!(r.header("Accept").unwrap(), "application/sdp");
+    assert_eq!(r.header("Allow-Events").unwrap(), "as-feature-event");
     assert_eq!(r.headers("Supported").len(), 1);
     assert!(r.to_tag().is_some());
     assert_eq!(r.header("CSeq").unwrap(), "1 OPTIONS");
@@ -44,13 +45,18 @@ async fn options_register_unknown_and_unsupported() {
     assert_eq!((r.status(), r.reason()), (405, "Method Not Allowed"));
     assert_eq!(
         r.header("Allow").unwrap(),
-        "INVITE, ACK, BYE, CANCEL, OPTIONS"
+        "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE"
     );
 
-    for m in ["SUBSCRIBE", "MESSAGE", "INFO"] {
+    for m in ["NOTIFY", "MESSAGE", "INFO"] {
         c.send(&request(m, p, &format!("z9hG4bK-{m}"), "")).await;
         assert_eq!(c.recv().await.status(), 405, "{m}");
     }
+    // SUBSCRIBE without an Event (RFC 6665 §4.2.1.1): the package we have.
+    c.send(&request("SUBSCRIBE", p, "z9hG4bK-sub", "")).await;
+    let r = c.recv().await;
+    assert_eq!((r.status(), r.reason()), (489, "Bad Event"));
+    assert_eq!(r.header("Allow-Events").unwrap(), "as-feature-event");
 
     c.send(&request("FROBNICATE", p, "z9hG4bK-u1", "")).await;
     let r = c.recv().await;

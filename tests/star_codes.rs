@@ -92,7 +92,7 @@ async fn the_200_has_every_header_and_an_sdp_answer() {
     assert!(!contact.contains("transport=tcp"));
     assert_eq!(
         r.header("Allow").unwrap(),
-        "INVITE, ACK, BYE, CANCEL, OPTIONS"
+        "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE"
     );
     assert!(r.header("Server").unwrap().starts_with("facd/"));
     assert!(r.headers("Supported").len() == 1);

@@ -428,6 +428,12 @@ impl Engine {
         self.timers.first().map(|t| t.0)
     }
 
+    /// The configured code of the not-ready reason `name` (phones show
+    /// reasons by code).
+    pub fn reason_code(&self, name: &str) -> Option<u32> {
+        self.reasons.iter().find(|d| d.name == name).map(|d| d.code)
+    }
+
     /// An agent's state in each of its queues.
     pub fn agent(&self, ext: &str) -> Option<AgentView> {
         let ai = *self.agent_ix.get(ext)?;

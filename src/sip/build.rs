@@ -3,73 +3,82 @@
 //! stamped with `received`/`rport`), From, To (with our tag), Call-ID and
 //! CSeq, then our headers and body.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
 use super::message::{ReplyContext, Request, Via};
 
-/// A response under construction.
+/// A response under construction. It is written straight into one buffer:
+/// the status line, Vias, From and To come first (so [`Self::to_tag`] only
+/// appends), the headers the caller adds wait in a second buffer, and
+/// [`Self::build`] joins them with Call-ID, CSeq and the body. Values are
+/// copied as bytes, never re-encoded.
 #[derive(Debug, Clone)]
 pub struct ResponseBuilder {
-    head: String,
-    to: String,
+    /// Status line, Vias, From, and the To value so far (no CRLF yet).
+    head: Vec<u8>,
     to_has_tag: bool,
-    call_id: String,
-    cseq_seq: String,
-    cseq_method: String,
-    extra: String,
-    body: Option<(String, Bytes)>,
+    call_id: Bytes,
+    cseq_seq: u32,
+    cseq_method: Bytes,
+    extra: Vec<u8>,
+    body: Option<(&'static str, Bytes)>,
 }
 
 /// Starts the response to `req`, received from `src`.
 pub fn response(req: &Request, src: SocketAddr, status: u16, reason: &str) -> ResponseBuilder {
-    let mut head = status_line(status, reason);
+    let mut head = Vec::with_capacity(768);
+    status_line(&mut head, status, reason);
     for (i, via) in req.base.vias.iter().enumerate() {
-        let value = if i == 0 {
-            stamp_via(via, src)
+        head.extend_from_slice(b"Via: ");
+        if i == 0 {
+            stamp_via(&mut head, via, src);
         } else {
-            text(&via.raw)
-        };
-        let _ = write!(head, "Via: {value}\r\n");
+            head.extend_from_slice(&via.raw);
+        }
+        head.extend_from_slice(b"\r\n");
     }
-    let _ = write!(head, "From: {}\r\n", text(&req.base.from.raw));
+    line(&mut head, b"From", &req.base.from.raw);
+    head.extend_from_slice(b"To: ");
+    head.extend_from_slice(&req.base.to.raw);
     ResponseBuilder {
         head,
-        to: text(&req.base.to.raw),
         to_has_tag: req.base.to.tag.is_some(),
-        call_id: text(&req.base.call_id),
-        cseq_seq: req.base.cseq.seq.to_string(),
-        cseq_method: req.base.cseq.method.as_str().to_string(),
-        extra: String::new(),
+        call_id: req.base.call_id.clone(),
+        cseq_seq: req.base.cseq.seq,
+        cseq_method: Bytes::copy_from_slice(req.base.cseq.method.as_str().as_bytes()),
+        extra: Vec::with_capacity(384),
         body: None,
     }
 }
 
 /// The answer to a request that did not parse, from what could be read of it.
 pub fn error_response(ctx: &ReplyContext, src: SocketAddr, status: u16, reason: &str) -> Bytes {
-    let mut out = status_line(status, reason);
+    let mut out = Vec::with_capacity(512);
+    status_line(&mut out, status, reason);
     for (i, via) in ctx.vias.iter().enumerate() {
-        let value = if i == 0 {
-            stamp_via(&ctx.top_via, src)
+        out.extend_from_slice(b"Via: ");
+        if i == 0 {
+            stamp_via(&mut out, &ctx.top_via, src);
         } else {
-            text(via)
-        };
-        let _ = write!(out, "Via: {value}\r\n");
+            out.extend_from_slice(via);
+        }
+        out.extend_from_slice(b"\r\n");
     }
     for (name, value) in [
-        ("From", &ctx.from),
-        ("To", &ctx.to),
-        ("Call-ID", &ctx.call_id),
-        ("CSeq", &ctx.cseq),
+        (&b"From"[..], &ctx.from),
+        (b"To", &ctx.to),
+        (b"Call-ID", &ctx.call_id),
+        (b"CSeq", &ctx.cseq),
     ] {
         if let Some(v) = value {
-            let _ = write!(out, "{name}: {}\r\n", text(v));
+            line(&mut out, name, v);
         }
     }
-    let _ = write!(out, "Server: {}\r\n", crate::core::SERVER);
-    out.push_str("Content-Length: 0\r\n\r\n");
+    line(&mut out, b"Server", crate::core::SERVER.as_bytes());
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     Bytes::from(out)
 }
 
@@ -77,57 +86,64 @@ impl ResponseBuilder {
     /// Adds our To tag unless the request's To already has one (§8.2.6.2).
     pub fn to_tag(mut self, tag: &str) -> Self {
         if !self.to_has_tag {
-            let _ = write!(self.to, ";tag={tag}");
+            self.head.extend_from_slice(b";tag=");
+            self.head.extend_from_slice(tag.as_bytes());
             self.to_has_tag = true;
         }
         self
     }
 
     /// Overrides the CSeq method (a 487 for an INVITE built from its CANCEL, §9.2).
-    pub fn cseq_method(mut self, method: &str) -> Self {
-        self.cseq_method = method.to_string();
+    pub fn cseq_method(mut self, method: &'static str) -> Self {
+        self.cseq_method = Bytes::from_static(method.as_bytes());
         self
     }
 
-    /// Adds a header line.
+    /// Adds a header line. CR and LF in the value are dropped: a value
+    /// can never start a header of its own.
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        let _ = write!(self.extra, "{name}: {}\r\n", text(value.as_ref()));
+        self.extra.extend_from_slice(name.as_bytes());
+        self.extra.extend_from_slice(b": ");
+        let v = value.as_ref();
+        if memchr::memchr2(b'\r', b'\n', v).is_some() {
+            self.extra
+                .extend(v.iter().filter(|&&c| c != b'\r' && c != b'\n'));
+        } else {
+            self.extra.extend_from_slice(v);
+        }
+        self.extra.extend_from_slice(b"\r\n");
         self
     }
 
     /// Sets the body and its Content-Type.
-    pub fn body(mut self, content_type: &str, body: Bytes) -> Self {
-        self.body = Some((content_type.to_string(), body));
+    pub fn body(mut self, content_type: &'static str, body: Bytes) -> Self {
+        self.body = Some((content_type, body));
         self
     }
 
     /// The response bytes, with Content-Length.
     pub fn build(self) -> Bytes {
         let mut out = self.head;
-        let _ = write!(
-            out,
-            "To: {}\r\nCall-ID: {}\r\nCSeq: {} {}\r\n",
-            self.to, self.call_id, self.cseq_seq, self.cseq_method
-        );
-        out.push_str(&self.extra);
-        let mut bytes = match &self.body {
-            Some((ctype, body)) => {
-                let _ = write!(
-                    out,
-                    "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
-                out.into_bytes()
-            }
-            None => {
-                out.push_str("Content-Length: 0\r\n\r\n");
-                out.into_bytes()
-            }
-        };
-        if let Some((_, body)) = self.body {
-            bytes.extend_from_slice(&body);
+        let body_len = self.body.as_ref().map_or(0, |(_, b)| b.len());
+        out.reserve(self.extra.len() + self.call_id.len() + body_len + 96);
+        out.extend_from_slice(b"\r\n");
+        line(&mut out, b"Call-ID", &self.call_id);
+        out.extend_from_slice(b"CSeq: ");
+        out.extend_from_slice(itoa::Buffer::new().format(self.cseq_seq).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(&self.cseq_method);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.extra);
+        if let Some((ctype, _)) = &self.body {
+            line(&mut out, b"Content-Type", ctype.as_bytes());
         }
-        Bytes::from(bytes)
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        if let Some((_, body)) = &self.body {
+            out.extend_from_slice(body);
+        }
+        Bytes::from(out)
     }
 }
 
@@ -142,36 +158,58 @@ pub fn response_target(top_via: &Via, src: SocketAddr) -> SocketAddr {
     SocketAddr::new(src.ip(), port)
 }
 
-fn status_line(status: u16, reason: &str) -> String {
-    let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
-    let mut s = String::with_capacity(512);
-    let _ = write!(s, "SIP/2.0 {status} {reason}\r\n");
-    s
+/// `SIP/2.0 <status> <reason>\r\n`, control characters dropped from the
+/// reason (it is ours, but may quote the peer).
+fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"SIP/2.0 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    if reason.bytes().any(|c| c.is_ascii_control()) {
+        let clean: String = reason.chars().filter(|c| !c.is_control()).collect();
+        out.extend_from_slice(clean.as_bytes());
+    } else {
+        out.extend_from_slice(reason.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// `Name: value\r\n`.
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The top Via with `received` (§18.2.1: when the sent-by host is not the
 /// source address; RFC 3581 §4: always with rport) and the rport value.
-fn stamp_via(via: &Via, src: SocketAddr) -> String {
-    let mut out = text(&via.raw);
-    if via.rport == Some(None) {
-        if let Some(at) = bare_param(&out, "rport") {
-            out.insert_str(at, &format!("={}", src.port()));
+fn stamp_via(out: &mut Vec<u8>, via: &Via, src: SocketAddr) {
+    let raw: &[u8] = &via.raw;
+    let rport_at = if via.rport == Some(None) {
+        std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| bare_param(s, "rport"))
+    } else {
+        None
+    };
+    match rport_at {
+        Some(at) => {
+            out.extend_from_slice(&raw[..at]);
+            out.push(b'=');
+            out.extend_from_slice(itoa::Buffer::new().format(src.port()).as_bytes());
+            out.extend_from_slice(&raw[at..]);
         }
+        None => out.extend_from_slice(raw),
     }
-    let host = text(&via.host);
-    let host_ip = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-        .ok();
+    let host_ip = std::str::from_utf8(&via.host).ok().and_then(|h| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()
+    });
     if (via.rport.is_some() || host_ip != Some(src.ip())) && via.received.is_none() {
         let _ = write!(out, ";received={}", src.ip());
     }
-    out
 }
 
 /// The index just after the name of a valueless `;name` parameter.

@@ -36,28 +36,28 @@ impl Codec {
     }
 }
 
-/// What facd needs from an offer.
+/// What facd needs from an offer, borrowed from the body (no copies).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Offer {
-    /// Session version the answer's `o=` must not depend on, kept for logs.
-    pub media: Vec<OfferedMedia>,
+pub struct Offer<'a> {
+    /// The `m=` lines, in order.
+    pub media: Vec<OfferedMedia<'a>>,
     /// Session-level `c=` address, if any.
     pub session_addr: Option<IpAddr>,
 }
 
 /// One `m=` line of an offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OfferedMedia {
+pub struct OfferedMedia<'a> {
     /// `audio`, `video`, …
-    pub kind: String,
+    pub kind: &'a str,
     /// The port (0 = refused by the offerer).
     pub port: u16,
     /// The transport protocol, e.g. `RTP/AVP`.
-    pub proto: String,
+    pub proto: &'a str,
     /// Payload format list, in order of preference.
-    pub formats: Vec<String>,
-    /// `a=rtpmap` entries: payload type → encoding name (upper case).
-    pub rtpmap: Vec<(String, String)>,
+    pub formats: Vec<&'a str>,
+    /// `a=rtpmap` entries: payload type → encoding name (any case).
+    pub rtpmap: Vec<(&'a str, &'a str)>,
     /// Media-level `c=` address, if any.
     pub addr: Option<IpAddr>,
 }
@@ -74,7 +74,7 @@ pub enum SdpError {
 }
 
 /// Parses the parts of an SDP offer that matter for the answer.
-pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
+pub fn parse_offer(body: &[u8]) -> Result<Offer<'_>, SdpError> {
     let text = std::str::from_utf8(body).map_err(|_| SdpError::Malformed)?;
     let mut offer = Offer {
         media: Vec::new(),
@@ -98,14 +98,14 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
             }
             "m" => {
                 let mut parts = value.split_ascii_whitespace();
-                let kind = parts.next().ok_or(SdpError::Malformed)?.to_string();
+                let kind = parts.next().ok_or(SdpError::Malformed)?;
                 let port = parts
                     .next()
                     .and_then(|p| p.split('/').next())
                     .and_then(|p| p.parse().ok())
                     .ok_or(SdpError::Malformed)?;
-                let proto = parts.next().ok_or(SdpError::Malformed)?.to_string();
-                let formats = parts.map(str::to_string).collect();
+                let proto = parts.next().ok_or(SdpError::Malformed)?;
+                let formats = parts.collect();
                 offer.media.push(OfferedMedia {
                     kind,
                     port,
@@ -120,8 +120,8 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
                     (value.strip_prefix("rtpmap:"), offer.media.last_mut())
                 {
                     if let Some((pt, enc)) = rest.split_once(' ') {
-                        let name = enc.split('/').next().unwrap_or("").to_ascii_uppercase();
-                        m.rtpmap.push((pt.trim().to_string(), name));
+                        let name = enc.split('/').next().unwrap_or("");
+                        m.rtpmap.push((pt.trim(), name));
                     }
                 }
             }
@@ -142,21 +142,19 @@ fn parse_connection(value: &str) -> Option<IpAddr> {
     parts.next()?.split('/').next()?.parse().ok()
 }
 
-impl OfferedMedia {
+impl OfferedMedia<'_> {
     /// The first of PCMU/PCMA in the offer's preference order (RFC 3264 §6.1).
     fn preferred_g711(&self) -> Option<Codec> {
         if self.kind != "audio" || self.port == 0 || !self.proto.eq_ignore_ascii_case("RTP/AVP") {
             return None;
         }
-        self.formats.iter().find_map(|f| {
-            let mapped = self
-                .rtpmap
-                .iter()
-                .find(|(pt, _)| pt == f)
-                .map(|(_, n)| n.as_str());
-            match (f.as_str(), mapped) {
-                (_, Some("PCMU")) | ("0", None) => Some(Codec::Pcmu),
-                (_, Some("PCMA")) | ("8", None) => Some(Codec::Pcma),
+        self.formats.iter().find_map(|&f| {
+            let mapped = self.rtpmap.iter().find(|(pt, _)| *pt == f).map(|(_, n)| *n);
+            match (f, mapped) {
+                (_, Some(n)) if n.eq_ignore_ascii_case("PCMU") => Some(Codec::Pcmu),
+                (_, Some(n)) if n.eq_ignore_ascii_case("PCMA") => Some(Codec::Pcma),
+                ("0", None) => Some(Codec::Pcmu),
+                ("8", None) => Some(Codec::Pcma),
                 _ => None,
             }
         })
@@ -177,7 +175,7 @@ pub struct Answer {
 /// Builds the answer to `offer` (RFC 3264 §6): the first audio stream with
 /// PCMU or PCMA is accepted with the offer's preferred one of the two; every
 /// other stream is answered with port 0.
-pub fn answer(offer: &Offer, local: SocketAddr, session_id: u64) -> Result<Answer, SdpError> {
+pub fn answer(offer: &Offer<'_>, local: SocketAddr, session_id: u64) -> Result<Answer, SdpError> {
     let chosen = offer
         .media
         .iter()
@@ -202,7 +200,7 @@ pub fn answer(offer: &Offer, local: SocketAddr, session_id: u64) -> Result<Answe
                 pt = c.payload_type()
             );
         } else {
-            let fmt = m.formats.first().map_or("0", String::as_str);
+            let fmt = m.formats.first().copied().unwrap_or("0");
             let _ = write!(body, "m={} 0 {} {fmt}\r\n", m.kind, m.proto);
         }
     }
@@ -225,10 +223,46 @@ pub fn offer(local: SocketAddr, session_id: u64) -> String {
 }
 
 fn header(ip: IpAddr, session_id: u64) -> String {
-    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
-    format!(
-        "v=0\r\no=facd {session_id} {session_id} IN {family} {ip}\r\ns=facd\r\nc=IN {family} {ip}\r\nt=0 0\r\n"
-    )
+    let family = if ip.is_ipv4() { "IP4 " } else { "IP6 " };
+    let mut addr = String::with_capacity(40);
+    push_ip(&mut addr, ip);
+    let mut id = itoa::Buffer::new();
+    let id = id.format(session_id);
+    let mut s = String::with_capacity(320);
+    for part in [
+        "v=0\r\no=facd ",
+        id,
+        " ",
+        id,
+        " IN ",
+        family,
+        &addr,
+        "\r\ns=facd\r\nc=IN ",
+        family,
+        &addr,
+        "\r\nt=0 0\r\n",
+    ] {
+        s.push_str(part);
+    }
+    s
+}
+
+/// An address as SDP writes it (RFC 4566 §5.7), IPv4 without the
+/// formatting machinery: this runs for every call.
+fn push_ip(s: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.push_str(itoa::Buffer::new().format(o));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(s, "{v6}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ use std::thread::JoinHandle;
 
 use tracing::{error, warn};
 
+mod redb_backend;
+
+use redb_backend::RedbJournal;
+
 const JOURNAL_MAGIC: &[u8; 8] = b"FACDJ001";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"FACDS001";
 /// A record larger than this is taken as corruption.
@@ -100,6 +104,17 @@ pub struct Recovered {
     pub torn_tail: Option<TornTail>,
 }
 
+/// Where the journal lives (`storage.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Our own file journal (length + CRC records) and snapshot file.
+    #[default]
+    Journal,
+    /// An embedded redb database (measured against the journal; see README).
+    Redb,
+}
+
 /// Called on the committer thread with the outcome of a batch.
 pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
@@ -130,9 +145,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating) `dir`, takes the lock, and recovers. `sync = false`
-    /// skips fdatasync (benchmarks only: not durable).
+    /// Opens (creating) `dir` with the file journal, takes the lock, and
+    /// recovers. `sync = false` skips fdatasync (benchmarks only: not durable).
     pub fn open(dir: &Path, sync: bool) -> Result<(Self, Recovered), StoreError> {
+        Self::open_with(dir, sync, Backend::Journal)
+    }
+
+    /// Like [`Store::open`], with the journal in `backend`.
+    pub fn open_with(
+        dir: &Path,
+        sync: bool,
+        backend: Backend,
+    ) -> Result<(Self, Recovered), StoreError> {
         std::fs::create_dir_all(dir).map_err(io(dir, "create directory"))?;
         let lock_path = dir.join("LOCK");
         let lock = OpenOptions::new()
@@ -146,6 +170,17 @@ impl Store {
             return Err(StoreError::Locked {
                 dir: dir.to_path_buf(),
             });
+        }
+        if backend == Backend::Redb {
+            let (journal, snapshot, records) = RedbJournal::open(dir, sync)?;
+            let stats = Arc::new(StoreStats::default());
+            stats.journal_bytes.store(journal.len(), Ordering::Relaxed);
+            let recovered = Recovered {
+                snapshot,
+                records,
+                torn_tail: None,
+            };
+            return Self::start(dir, Journal::Redb(journal), sync, stats, lock, recovered);
         }
         let snap_path = dir.join("snapshot");
         let snapshot = match std::fs::read(&snap_path) {
@@ -187,12 +222,31 @@ impl Store {
         let good = good.max(JOURNAL_MAGIC.len() as u64);
         let stats = Arc::new(StoreStats::default());
         stats.journal_bytes.store(good, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel();
-        let committer = Committer {
+        let journal = Journal::File(FileJournal {
             dir: dir.to_path_buf(),
             journal_path,
             file,
             good,
+        });
+        let recovered = Recovered {
+            snapshot,
+            records,
+            torn_tail,
+        };
+        Self::start(dir, journal, sync, stats, lock, recovered)
+    }
+
+    fn start(
+        dir: &Path,
+        journal: Journal,
+        sync: bool,
+        stats: Arc<StoreStats>,
+        lock: File,
+        recovered: Recovered,
+    ) -> Result<(Self, Recovered), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let committer = Committer {
+            journal,
             failed: false,
             sync,
             stats: stats.clone(),
@@ -208,11 +262,7 @@ impl Store {
                 stats,
                 _lock: lock,
             },
-            Recovered {
-                snapshot,
-                records,
-                torn_tail,
-            },
+            recovered,
         ))
     }
 
@@ -305,9 +355,9 @@ fn next_record(bytes: &[u8], at: usize) -> Option<Result<(&[u8], usize), &'stati
     Some(Ok((payload, at + 8 + len)))
 }
 
-type Journal = (Vec<Vec<u8>>, u64, Option<TornTail>);
+type ReadJournal = (Vec<Vec<u8>>, u64, Option<TornTail>);
 
-fn read_journal(path: &Path, bytes: &[u8]) -> Result<Journal, StoreError> {
+fn read_journal(path: &Path, bytes: &[u8]) -> Result<ReadJournal, StoreError> {
     let corrupt = |offset: usize, what: &str| StoreError::Corrupt {
         path: path.to_path_buf(),
         offset: offset as u64,
@@ -363,11 +413,22 @@ fn torn(at: usize, len: usize) -> Option<TornTail> {
     })
 }
 
-struct Committer {
+/// The file journal's state on the committer thread.
+struct FileJournal {
     dir: PathBuf,
     journal_path: PathBuf,
     file: File,
+    /// Length of the journal up to its last durable record.
     good: u64,
+}
+
+enum Journal {
+    File(FileJournal),
+    Redb(RedbJournal),
+}
+
+struct Committer {
+    journal: Journal,
     failed: bool,
     sync: bool,
     stats: Arc<StoreStats>,
@@ -411,58 +472,78 @@ impl Committer {
             }
             return;
         }
-        let mut buf = Vec::new();
-        let mut count = 0;
-        for (records, _) in &appends {
-            for r in records {
-                frame(r, &mut buf);
-                count += 1;
-            }
-        }
-        let result = self.write(&buf);
+        let records: Vec<&[u8]> = appends
+            .iter()
+            .flat_map(|(records, _)| records.iter().map(Vec::as_slice))
+            .collect();
+        let count = records.len() as u64;
+        let result = self.write(&records);
         match &result {
-            Ok(()) => {
-                self.good += buf.len() as u64;
-                self.stats.journal_bytes.store(self.good, Ordering::Relaxed);
+            Ok(len) => {
+                self.stats.journal_bytes.store(*len, Ordering::Relaxed);
                 self.stats.records.fetch_add(count, Ordering::Relaxed);
+                if self.sync {
+                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Err(e) => {
                 error!(error = %e, "journal write failed; refusing changes until it is reset");
                 self.failed = true;
             }
         }
+        let result = result.map(|_| ());
         for (_, done) in appends {
             done(result.clone());
         }
     }
 
-    fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
-        self.file
-            .write_all(buf)
-            .map_err(io(&self.journal_path, "write"))?;
+    /// Writes one group; returns the journal length after it.
+    fn write(&mut self, records: &[&[u8]]) -> Result<u64, StoreError> {
+        let f = match &mut self.journal {
+            Journal::Redb(r) => {
+                r.write(records)?;
+                return Ok(r.len());
+            }
+            Journal::File(f) => f,
+        };
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + 8).sum());
+        for r in records {
+            frame(r, &mut buf);
+        }
+        f.file
+            .write_all(&buf)
+            .map_err(io(&f.journal_path, "write"))?;
         if self.sync {
             // SAFETY: fdatasync on a descriptor we own.
-            if unsafe { libc::fdatasync(self.file.as_raw_fd()) } != 0 {
-                return Err(io(&self.journal_path, "fdatasync")(
+            if unsafe { libc::fdatasync(f.file.as_raw_fd()) } != 0 {
+                return Err(io(&f.journal_path, "fdatasync")(
                     std::io::Error::last_os_error(),
                 ));
             }
-            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        f.good += buf.len() as u64;
+        Ok(f.good)
     }
 
     fn reset(&mut self) {
         if !self.failed {
             return;
         }
-        let r = self.file.set_len(self.good).and_then(|()| {
-            std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(self.good)).map(|_| ())
+        let f = match &mut self.journal {
+            // An aborted redb transaction left nothing behind.
+            Journal::Redb(_) => {
+                self.failed = false;
+                return;
+            }
+            Journal::File(f) => f,
+        };
+        let r = f.file.set_len(f.good).and_then(|()| {
+            std::io::Seek::seek(&mut f.file, std::io::SeekFrom::Start(f.good)).map(|_| ())
         });
         match r {
             Ok(()) => self.failed = false,
             Err(e) => {
-                error!(path = %self.journal_path.display(), error = %e, "journal: cannot truncate after a failed write")
+                error!(path = %f.journal_path.display(), error = %e, "journal: cannot truncate after a failed write")
             }
         }
     }
@@ -471,28 +552,34 @@ impl Committer {
         if self.failed {
             return Err(StoreError::Failed);
         }
-        let tmp = self.dir.join("snapshot.tmp");
-        let dst = self.dir.join("snapshot");
+        let f = match &mut self.journal {
+            Journal::Redb(r) => {
+                r.checkpoint(snapshot)?;
+                self.stats.journal_bytes.store(r.len(), Ordering::Relaxed);
+                return Ok(());
+            }
+            Journal::File(f) => f,
+        };
+        let tmp = f.dir.join("snapshot.tmp");
+        let dst = f.dir.join("snapshot");
         let mut buf = SNAPSHOT_MAGIC.to_vec();
         frame(snapshot, &mut buf);
-        let mut f = File::create(&tmp).map_err(io(&tmp, "create"))?;
-        f.write_all(&buf).map_err(io(&tmp, "write"))?;
-        f.sync_all().map_err(io(&tmp, "fsync"))?;
+        let mut snap = File::create(&tmp).map_err(io(&tmp, "create"))?;
+        snap.write_all(&buf).map_err(io(&tmp, "write"))?;
+        snap.sync_all().map_err(io(&tmp, "fsync"))?;
         std::fs::rename(&tmp, &dst).map_err(io(&dst, "rename"))?;
-        File::open(&self.dir)
+        File::open(&f.dir)
             .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir, "fsync directory"))?;
+            .map_err(io(&f.dir, "fsync directory"))?;
         // Everything journaled is in the snapshot now: start the journal over.
         let len = JOURNAL_MAGIC.len() as u64;
-        self.file
+        f.file
             .set_len(len)
-            .map_err(io(&self.journal_path, "truncate"))?;
-        std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(len))
-            .map_err(io(&self.journal_path, "seek"))?;
-        self.file
-            .sync_all()
-            .map_err(io(&self.journal_path, "fsync"))?;
-        self.good = len;
+            .map_err(io(&f.journal_path, "truncate"))?;
+        std::io::Seek::seek(&mut f.file, std::io::SeekFrom::Start(len))
+            .map_err(io(&f.journal_path, "seek"))?;
+        f.file.sync_all().map_err(io(&f.journal_path, "fsync"))?;
+        f.good = len;
         self.stats.journal_bytes.store(len, Ordering::Relaxed);
         Ok(())
     }

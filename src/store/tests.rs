@@ -155,10 +155,12 @@ fn a_failed_write_fails_its_batches_until_reset_and_keeps_what_was_durable() {
     let (tx, rx) = mpsc::channel();
     let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
     let committer = Committer {
-        dir: dir.path().to_path_buf(),
-        journal_path: PathBuf::from("/dev/full"),
-        file: full,
-        good: 0,
+        journal: Journal::File(FileJournal {
+            dir: dir.path().to_path_buf(),
+            journal_path: PathBuf::from("/dev/full"),
+            file: full,
+            good: 0,
+        }),
         failed: false,
         sync: true,
         stats: s.stats.clone(),
@@ -181,4 +183,66 @@ fn an_unusable_directory_is_a_clear_error() {
     std::fs::write(&file, b"x").unwrap();
     let e = Store::open(&file.join("data"), true).err().unwrap();
     assert!(e.to_string().contains("create directory failed"), "{e}");
+}
+
+#[test]
+fn redb_backend_round_trip_checkpoint_lock_and_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, rec) = Store::open_with(dir.path(), true, Backend::Redb).unwrap();
+    assert!(rec.snapshot.is_none() && rec.records.is_empty());
+    assert!(matches!(
+        Store::open_with(dir.path(), true, Backend::Redb),
+        Err(StoreError::Locked { .. })
+    ));
+    sync_append(&s, recs(3)).unwrap();
+    sync_append(&s, vec![b"x".to_vec()]).unwrap();
+    assert!(s.journal_len() > 0);
+    s.close();
+    let (s, rec) = Store::open_with(dir.path(), true, Backend::Redb).unwrap();
+    let mut want = recs(3);
+    want.push(b"x".to_vec());
+    assert_eq!(rec.records, want);
+    let (tx, rx) = channel();
+    s.checkpoint(b"SNAP".to_vec(), Box::new(move |r| tx.send(r).unwrap()));
+    rx.recv().unwrap().unwrap();
+    assert_eq!(s.journal_len(), 0);
+    sync_append(&s, vec![b"after".to_vec()]).unwrap();
+    // Many appenders at once: one transaction covers several batches.
+    let s = Arc::new(s);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    sync_append(&s, vec![format!("{t}-{i}").into_bytes()]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(s.stats().syncs.load(Ordering::Relaxed) < 161);
+    drop(s);
+    let (_s, rec) = Store::open_with(dir.path(), true, Backend::Redb).unwrap();
+    assert_eq!(rec.snapshot.as_deref(), Some(&b"SNAP"[..]));
+    assert_eq!(rec.records.len(), 161);
+    assert_eq!(rec.records[0], b"after".to_vec());
+}
+
+#[test]
+fn a_damaged_redb_file_is_refused_not_started_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = Store::open_with(dir.path(), true, Backend::Redb).unwrap();
+    sync_append(&s, recs(3)).unwrap();
+    s.close();
+    std::fs::write(
+        dir.path().join("facd.redb"),
+        b"this is not a database at all",
+    )
+    .unwrap();
+    let e = Store::open_with(dir.path(), true, Backend::Redb)
+        .err()
+        .expect("a damaged database must not open");
+    assert!(e.to_string().contains("facd.redb"), "{e}");
 }

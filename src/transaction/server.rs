@@ -1,26 +1,40 @@
 //! Server transactions (RFC 3261 §17.2, RFC 6026 §7.1).
+//!
+//! Sized for load: every finished transaction lingers for Timer J or L
+//! (64·T1 = 32 s on UDP), so at 20k calls/s the table holds over a million
+//! entries. Keys are 128-bit keyed fingerprints (no allocation per request),
+//! transactions live in a chunked slab that never moves them when it grows,
+//! the index maps a fingerprint to a slot, and timers sit in a lazily
+//! cancelled heap. Nothing here is O(table) except the index's rare growth.
 
 use std::collections::VecDeque;
-
-use ahash::AHashMap as HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::timer::{Deadlines, Timer, TimerConfig};
+use super::timer::{Timer, TimerConfig, TimerHeap};
 
-/// The matching key of RFC 3261 §17.2.3: the top Via branch and sent-by, and
-/// the method (INVITE for an ACK, so it finds its INVITE). RFC 2543 peers
-/// get a key synthesised by the caller; it is opaque here.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TxKey {
+/// What a request is matched on (RFC 3261 §17.2.3): the top Via branch and
+/// sent-by, and the method (INVITE for an ACK, so it finds its INVITE).
+/// RFC 2543 peers get a branch synthesised by the caller; it is opaque here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyParts<'a> {
     /// The branch (or a synthesised RFC 2543 key).
-    pub branch: Bytes,
-    /// The top Via's sent-by, host lower-cased.
-    pub sent_by: String,
+    pub branch: &'a [u8],
+    /// The top Via's sent-by host, compared case-insensitively.
+    pub host: &'a [u8],
+    /// The sent-by port, if written.
+    pub port: Option<u16>,
     /// The method, INVITE for ACK.
-    pub method: Bytes,
+    pub method: &'a [u8],
 }
+
+/// A 128-bit fingerprint of [`KeyParts`] under the table's secret seeds: two
+/// requests match when their parts are equal, and a peer who does not know
+/// the seeds cannot make two different keys collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Fingerprint(u128);
 
 /// What kind of request arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +49,12 @@ pub enum RequestKind {
     Other,
 }
 
-/// A server transaction.
+/// A server transaction: a slab slot and the generation that filled it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TxId(pub u64);
+pub struct TxId {
+    slot: u32,
+    gen: u32,
+}
 
 /// What the transaction layer made of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,67 +99,209 @@ enum State {
 
 #[derive(Debug)]
 struct Tx<P> {
-    key: TxKey,
+    key: Fingerprint,
     invite: bool,
     state: State,
-    peer: P,
     reliable: bool,
-    last: Option<Bytes>,
+    /// Bumped when the armed timers are cancelled; heap entries of an
+    /// older epoch are dropped when they come due.
+    epoch: u32,
     /// The current Timer G interval.
     g: Duration,
+    peer: P,
+    last: Option<Bytes>,
+}
+
+/// Slots per slab chunk: chunks are allocated whole and never reallocated,
+/// so growing the table never moves a transaction.
+const CHUNK: usize = 4096;
+
+#[derive(Debug)]
+enum Slot<P> {
+    Full { gen: u32, tx: Tx<P> },
+    Free { gen: u32 },
+}
+
+/// A chunked slab of transactions addressed by [`TxId`].
+#[derive(Debug)]
+struct Slab<P> {
+    chunks: Vec<Vec<Slot<P>>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<P> Slab<P> {
+    fn new() -> Self {
+        Self {
+            chunks: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn slot(&self, i: u32) -> Option<&Slot<P>> {
+        let i = i as usize;
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn slot_mut(&mut self, i: u32) -> Option<&mut Slot<P>> {
+        let i = i as usize;
+        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
+    }
+
+    fn insert(&mut self, tx: Tx<P>) -> TxId {
+        self.len += 1;
+        if let Some(i) = self.free.pop() {
+            if let Some(slot) = self.slot_mut(i) {
+                let gen = match slot {
+                    Slot::Free { gen } | Slot::Full { gen, .. } => gen.wrapping_add(1),
+                };
+                *slot = Slot::Full { gen, tx };
+                return TxId { slot: i, gen };
+            }
+        }
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let n = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[n];
+        let i = (n * CHUNK + chunk.len()) as u32;
+        chunk.push(Slot::Full { gen: 0, tx });
+        TxId { slot: i, gen: 0 }
+    }
+
+    fn get(&self, id: TxId) -> Option<&Tx<P>> {
+        match self.slot(id.slot)? {
+            Slot::Full { gen, tx } if *gen == id.gen => Some(tx),
+            _ => None,
+        }
+    }
+
+    fn get_mut(&mut self, id: TxId) -> Option<&mut Tx<P>> {
+        match self.slot_mut(id.slot)? {
+            Slot::Full { gen, tx } if *gen == id.gen => Some(tx),
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, id: TxId) -> Option<Tx<P>> {
+        let slot = self.slot_mut(id.slot)?;
+        if !matches!(slot, Slot::Full { gen, .. } if *gen == id.gen) {
+            return None;
+        }
+        let Slot::Full { tx, .. } = std::mem::replace(slot, Slot::Free { gen: id.gen }) else {
+            return None;
+        };
+        self.free.push(id.slot);
+        self.len -= 1;
+        Some(tx)
+    }
+}
+
+/// The fingerprints are already uniformly random: the index uses their
+/// low bits as the hash instead of hashing them again.
+#[derive(Debug, Default, Clone, Copy)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct BuildPassThrough;
+
+impl BuildHasher for BuildPassThrough {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
 }
 
 /// The table of server transactions.
 #[derive(Debug)]
 pub struct ServerTransactions<P> {
     cfg: TimerConfig,
-    txs: HashMap<TxId, Tx<P>>,
-    by_key: HashMap<TxKey, TxId>,
-    timers: Deadlines<TxId>,
+    seeds: (ahash::RandomState, ahash::RandomState),
+    slab: Slab<P>,
+    index: std::collections::HashMap<Fingerprint, TxId, BuildPassThrough>,
+    timers: TimerHeap<TxId>,
     transmits: VecDeque<(P, Bytes)>,
     events: VecDeque<ServerEvent>,
-    next: u64,
 }
 
 impl<P: Clone> ServerTransactions<P> {
-    /// An empty table.
+    /// An empty table with random fingerprint seeds.
     pub fn new(cfg: TimerConfig) -> Self {
         Self {
             cfg,
-            txs: HashMap::default(),
-            by_key: HashMap::default(),
-            timers: Deadlines::new(),
+            seeds: (ahash::RandomState::new(), ahash::RandomState::new()),
+            slab: Slab::new(),
+            index: std::collections::HashMap::with_hasher(BuildPassThrough),
+            timers: TimerHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            next: 1,
         }
+    }
+
+    fn fingerprint(&self, k: &KeyParts<'_>) -> Fingerprint {
+        let half = |seed: &ahash::RandomState| {
+            let mut h = seed.build_hasher();
+            // Length-prefixed parts, so ("ab","c") never equals ("a","bc").
+            h.write_usize(k.branch.len());
+            h.write(k.branch);
+            h.write_usize(k.host.len());
+            // RFC 3261 §19.1.4: hosts compare case-insensitively.
+            for chunk in k.host.chunks(64) {
+                let mut lower = [0u8; 64];
+                for (d, s) in lower.iter_mut().zip(chunk) {
+                    *d = s.to_ascii_lowercase();
+                }
+                h.write(&lower[..chunk.len()]);
+            }
+            h.write_u32(k.port.map_or(u32::MAX, u32::from));
+            h.write_usize(k.method.len());
+            h.write(k.method);
+            h.finish()
+        };
+        Fingerprint(u128::from(half(&self.seeds.0)) << 64 | u128::from(half(&self.seeds.1)))
     }
 
     /// Matches a request to a transaction (§17.2.3) or creates one.
     pub fn receive(
         &mut self,
         now: Instant,
-        key: TxKey,
+        key: &KeyParts<'_>,
         kind: RequestKind,
         peer: P,
         reliable: bool,
     ) -> Received {
-        let _ = now;
+        let fp = self.fingerprint(key);
+        let found = self.index.get(&fp).copied();
         match kind {
             RequestKind::Ack => {
-                let Some(&id) = self.by_key.get(&key) else {
+                let Some(id) = found else {
                     return Received::AckNoTransaction;
                 };
-                let Some(tx) = self.txs.get_mut(&id) else {
+                let Some(tx) = self.slab.get_mut(id) else {
                     return Received::AckNoTransaction;
                 };
                 match tx.state {
                     State::Completed => {
                         // §17.2.1: Completed → Confirmed; G and H stop, I starts.
                         tx.state = State::Confirmed;
-                        self.disarm(id);
-                        let i = self.cfg.initial(Timer::I, reliable);
-                        self.arm(now + i, id, Timer::I);
+                        tx.epoch = tx.epoch.wrapping_add(1);
+                        let (epoch, i) = (tx.epoch, self.cfg.initial(Timer::I, reliable));
+                        self.timers.arm(now + i, id, Timer::I, epoch);
                         Received::AckAbsorbed
                     }
                     // RFC 6026 §7.1: an ACK in Accepted goes to the TU.
@@ -151,30 +310,39 @@ impl<P: Clone> ServerTransactions<P> {
                 }
             }
             _ => {
-                if let Some(&id) = self.by_key.get(&key) {
-                    if let Some(tx) = self.txs.get(&id) {
-                        // §17.2.1/§17.2.2: a retransmission gets the last
-                        // response again (none is kept in Accepted).
-                        if tx.state != State::Confirmed {
-                            if let Some(last) = &tx.last {
-                                self.transmits.push_back((tx.peer.clone(), last.clone()));
-                            }
+                if let Some(tx) = found.and_then(|id| self.slab.get(id)) {
+                    // §17.2.1/§17.2.2: a retransmission gets the last
+                    // response again (none is kept in Accepted).
+                    if tx.state != State::Confirmed {
+                        if let Some(last) = &tx.last {
+                            self.transmits.push_back((tx.peer.clone(), last.clone()));
                         }
                     }
                     return Received::Retransmission;
                 }
-                let invite_key = (kind == RequestKind::Cancel).then(|| TxKey {
-                    method: Bytes::from_static(b"INVITE"),
-                    ..key.clone()
+                let id = self.slab.insert(Tx {
+                    key: fp,
+                    invite: kind == RequestKind::Invite,
+                    state: State::Proceeding,
+                    reliable,
+                    epoch: 0,
+                    g: self.cfg.t1,
+                    peer,
+                    last: None,
                 });
-                let id = self.create(key, kind == RequestKind::Invite, peer, reliable);
-                match invite_key {
-                    Some(k) => Received::CancelFor {
+                self.index.insert(fp, id);
+                if kind == RequestKind::Cancel {
+                    // §9.2: the INVITE with the CANCEL's branch and sent-by.
+                    let invite = self.fingerprint(&KeyParts {
+                        method: b"INVITE",
+                        ..*key
+                    });
+                    return Received::CancelFor {
                         cancel: id,
-                        invite: self.by_key.get(&k).copied(),
-                    },
-                    None => Received::New(id),
+                        invite: self.index.get(&invite).copied(),
+                    };
                 }
+                Received::New(id)
             }
         }
     }
@@ -182,7 +350,7 @@ impl<P: Clone> ServerTransactions<P> {
     /// Sends a response on transaction `id` and moves it on (§17.2.1, §17.2.2).
     /// A response after the final one is ignored.
     pub fn respond(&mut self, now: Instant, id: TxId, status: u16, response: Bytes) {
-        let Some(tx) = self.txs.get_mut(&id) else {
+        let Some(tx) = self.slab.get_mut(id) else {
             return;
         };
         if tx.state != State::Proceeding {
@@ -193,43 +361,46 @@ impl<P: Clone> ServerTransactions<P> {
         // RFC 6026 §7.1: a 2xx is retransmitted by the TU (the dialog layer),
         // so the Accepted state keeps no copy and absorbs retransmitted INVITEs.
         tx.last = (!(tx.invite && (200..300).contains(&status))).then_some(response);
-        let reliable = tx.reliable;
         if status < 200 {
             return;
         }
+        let (reliable, epoch) = (tx.reliable, tx.epoch);
         if !tx.invite {
             tx.state = State::Completed;
             let j = self.cfg.initial(Timer::J, reliable);
-            self.arm(now + j, id, Timer::J);
+            self.timers.arm(now + j, id, Timer::J, epoch);
         } else if status < 300 {
             tx.state = State::Accepted;
             let l = self.cfg.initial(Timer::L, reliable);
-            self.arm(now + l, id, Timer::L);
+            self.timers.arm(now + l, id, Timer::L, epoch);
         } else {
             tx.state = State::Completed;
             if !reliable {
                 let g = self.cfg.initial(Timer::G, false);
                 tx.g = g;
-                self.arm(now + g, id, Timer::G);
+                self.timers.arm(now + g, id, Timer::G, epoch);
             }
             let h = self.cfg.initial(Timer::H, reliable);
-            self.arm(now + h, id, Timer::H);
+            self.timers.arm(now + h, id, Timer::H, epoch);
         }
     }
 
     /// True once a final response was sent on `id` (or it is gone).
     pub fn is_final(&self, id: TxId) -> bool {
-        self.txs
-            .get(&id)
+        self.slab
+            .get(id)
             .is_none_or(|tx| tx.state != State::Proceeding)
     }
 
     /// Fires the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((when, id, timer)) = self.timers.pop_due(now) {
-            let Some(tx) = self.txs.get_mut(&id) else {
+        while let Some((when, id, timer, epoch)) = self.timers.pop_due(now) {
+            let Some(tx) = self.slab.get_mut(id) else {
                 continue;
             };
+            if tx.epoch != epoch {
+                continue;
+            }
             match timer {
                 Timer::G if tx.state == State::Completed => {
                     if let Some(last) = &tx.last {
@@ -237,8 +408,9 @@ impl<P: Clone> ServerTransactions<P> {
                     }
                     tx.g = self.cfg.next_interval(Timer::G, tx.g);
                     let next = when + tx.g;
-                    self.arm(next, id, Timer::G);
+                    self.timers.arm(next, id, Timer::G, epoch);
                 }
+                Timer::G => {}
                 Timer::H => {
                     self.events.push_back(ServerEvent::AckTimeout(id));
                     self.remove(id);
@@ -248,7 +420,8 @@ impl<P: Clone> ServerTransactions<P> {
         }
     }
 
-    /// When `handle_timeout` must next be called.
+    /// When `handle_timeout` must next be called (possibly early, for a
+    /// cancelled timer).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
     }
@@ -265,52 +438,27 @@ impl<P: Clone> ServerTransactions<P> {
 
     /// Live transactions.
     pub fn len(&self) -> usize {
-        self.txs.len()
+        self.slab.len
     }
 
     /// True if a transaction with `key` is live.
-    pub fn contains(&self, key: &TxKey) -> bool {
-        self.by_key.contains_key(key)
+    pub fn contains(&self, key: &KeyParts<'_>) -> bool {
+        self.index.contains_key(&self.fingerprint(key))
     }
 
     /// No live transaction.
     pub fn is_empty(&self) -> bool {
-        self.txs.is_empty()
+        self.slab.len == 0
     }
 
-    fn create(&mut self, key: TxKey, invite: bool, peer: P, reliable: bool) -> TxId {
-        let id = TxId(self.next);
-        self.next += 1;
-        self.by_key.insert(key.clone(), id);
-        self.txs.insert(
-            id,
-            Tx {
-                key,
-                invite,
-                state: State::Proceeding,
-                peer,
-                reliable,
-                last: None,
-                g: self.cfg.t1,
-            },
-        );
-        id
-    }
-
-    fn arm(&mut self, when: Instant, id: TxId, timer: Timer) {
-        if self.txs.contains_key(&id) {
-            self.timers.arm(when, id, timer);
-        }
-    }
-
-    fn disarm(&mut self, id: TxId) {
-        self.timers.disarm(id);
+    /// Timer entries held (live or cancelled), for tests of boundedness.
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     fn remove(&mut self, id: TxId) {
-        self.disarm(id);
-        if let Some(tx) = self.txs.remove(&id) {
-            self.by_key.remove(&tx.key);
+        if let Some(tx) = self.slab.remove(id) {
+            self.index.remove(&tx.key);
         }
     }
 }
@@ -319,11 +467,12 @@ impl<P: Clone> ServerTransactions<P> {
 mod tests {
     use super::*;
 
-    fn key(branch: &str, method: &str) -> TxKey {
-        TxKey {
-            branch: Bytes::copy_from_slice(branch.as_bytes()),
-            sent_by: "127.0.0.1:5060".into(),
-            method: Bytes::copy_from_slice(method.as_bytes()),
+    fn key<'a>(branch: &'a str, method: &'a str) -> KeyParts<'a> {
+        KeyParts {
+            branch: branch.as_bytes(),
+            host: b"127.0.0.1",
+            port: Some(5060),
+            method: method.as_bytes(),
         }
     }
 
@@ -356,7 +505,8 @@ mod tests {
     fn invite_non_2xx_over_udp_retransmits_per_timer_g_until_h() {
         let t0 = Instant::now();
         let mut t = ServerTransactions::new(TimerConfig::default());
-        let Received::New(id) = t.receive(t0, key("b1", "INVITE"), RequestKind::Invite, 1u8, false)
+        let Received::New(id) =
+            t.receive(t0, &key("b1", "INVITE"), RequestKind::Invite, 1u8, false)
         else {
             panic!()
         };
@@ -375,7 +525,8 @@ mod tests {
     fn ack_of_non_2xx_is_absorbed_and_stops_g_then_timer_i() {
         let t0 = Instant::now();
         let mut t = ServerTransactions::new(TimerConfig::default());
-        let Received::New(id) = t.receive(t0, key("b1", "INVITE"), RequestKind::Invite, 1u8, false)
+        let Received::New(id) =
+            t.receive(t0, &key("b1", "INVITE"), RequestKind::Invite, 1u8, false)
         else {
             panic!()
         };
@@ -384,7 +535,7 @@ mod tests {
         assert_eq!(
             t.receive(
                 t0 + ms(100),
-                key("b1", "INVITE"),
+                &key("b1", "INVITE"),
                 RequestKind::Ack,
                 1,
                 false
@@ -396,7 +547,7 @@ mod tests {
         assert_eq!(
             t.receive(
                 t0 + ms(200),
-                key("b1", "INVITE"),
+                &key("b1", "INVITE"),
                 RequestKind::Ack,
                 1,
                 false
@@ -412,14 +563,14 @@ mod tests {
     fn over_tcp_no_g_and_i_is_zero() {
         let t0 = Instant::now();
         let mut t = ServerTransactions::new(TimerConfig::default());
-        let Received::New(id) = t.receive(t0, key("b1", "INVITE"), RequestKind::Invite, 1u8, true)
+        let Received::New(id) = t.receive(t0, &key("b1", "INVITE"), RequestKind::Invite, 1u8, true)
         else {
             panic!()
         };
         t.respond(t0, id, 404, Bytes::from_static(b"404"));
         drain(&mut t);
         assert_eq!(t.poll_timeout(), Some(t0 + ms(32_000)), "only H");
-        t.receive(t0 + ms(1), key("b1", "INVITE"), RequestKind::Ack, 1, true);
+        t.receive(t0 + ms(1), &key("b1", "INVITE"), RequestKind::Ack, 1, true);
         t.handle_timeout(t0 + ms(1));
         assert!(t.is_empty());
     }
@@ -428,13 +579,14 @@ mod tests {
     fn retransmitted_request_is_never_new_twice_and_gets_the_last_response() {
         let t0 = Instant::now();
         let mut t = ServerTransactions::new(TimerConfig::default());
-        let Received::New(id) = t.receive(t0, key("b1", "OPTIONS"), RequestKind::Other, 1u8, false)
+        let Received::New(id) =
+            t.receive(t0, &key("b1", "OPTIONS"), RequestKind::Other, 1u8, false)
         else {
             panic!()
         };
         // Before the answer: absorbed silently.
         assert_eq!(
-            t.receive(t0, key("b1", "OPTIONS"), RequestKind::Other, 1, false),
+            t.receive(t0, &key("b1", "OPTIONS"), RequestKind::Other, 1, false),
             Received::Retransmission
         );
         assert!(drain(&mut t).is_empty());
@@ -442,7 +594,7 @@ mod tests {
         drain(&mut t);
         for _ in 0..3 {
             assert_eq!(
-                t.receive(t0, key("b1", "OPTIONS"), RequestKind::Other, 1, false),
+                t.receive(t0, &key("b1", "OPTIONS"), RequestKind::Other, 1, false),
                 Received::Retransmission
             );
             assert_eq!(drain(&mut t), [Bytes::from_static(b"200")]);
@@ -453,7 +605,7 @@ mod tests {
         t.handle_timeout(t0 + ms(32_000));
         assert!(t.is_empty());
         assert!(matches!(
-            t.receive(t0, key("b1", "OPTIONS"), RequestKind::Other, 1, false),
+            t.receive(t0, &key("b1", "OPTIONS"), RequestKind::Other, 1, false),
             Received::New(_)
         ));
     }
@@ -462,7 +614,7 @@ mod tests {
     fn non_invite_over_tcp_ends_at_once() {
         let t0 = Instant::now();
         let mut t = ServerTransactions::new(TimerConfig::default());
-        let Received::New(id) = t.receive(t0, key("b1", "BYE"), RequestKind::Other, 1u8, true)
+        let Received::New(id) = t.receive(t0, &key("b1", "BYE"), RequestKind::Other, 1u8, true)
         else {
             panic!()
         };
@@ -475,7 +627,8 @@ mod tests {
     fn invite_2xx_enters_accepted_for_timer_l() {
         let t0 = Instant::now();
         let mut t = ServerTransactions::new(TimerConfig::default());
-        let Received::New(id) = t.receive(t0, key("b1", "INVITE"), RequestKind::Invite, 1u8, false)
+        let Received::New(id) =
+            t.receive(t0, &key("b1", "INVITE"), RequestKind::Invite, 1u8, false)
         else {
             panic!()
         };
@@ -486,13 +639,13 @@ mod tests {
         // A retransmitted INVITE is absorbed (RFC 6026 §7.1), never New:
         // the dialog layer's own 2xx retransmissions answer it.
         assert_eq!(
-            t.receive(t0, key("b1", "INVITE"), RequestKind::Invite, 1, false),
+            t.receive(t0, &key("b1", "INVITE"), RequestKind::Invite, 1, false),
             Received::Retransmission
         );
         assert!(drain(&mut t).is_empty());
         // An ACK with the INVITE's branch goes to the dialog layer.
         assert_eq!(
-            t.receive(t0, key("b1", "INVITE"), RequestKind::Ack, 1, false),
+            t.receive(t0, &key("b1", "INVITE"), RequestKind::Ack, 1, false),
             Received::AckNoTransaction
         );
         t.handle_timeout(t0 + ms(32_000));
@@ -506,14 +659,15 @@ mod tests {
     fn provisional_is_resent_on_retransmission() {
         let t0 = Instant::now();
         let mut t = ServerTransactions::new(TimerConfig::default());
-        let Received::New(id) = t.receive(t0, key("b1", "INVITE"), RequestKind::Invite, 1u8, false)
+        let Received::New(id) =
+            t.receive(t0, &key("b1", "INVITE"), RequestKind::Invite, 1u8, false)
         else {
             panic!()
         };
         t.respond(t0, id, 100, Bytes::from_static(b"100"));
         drain(&mut t);
         assert!(!t.is_final(id));
-        t.receive(t0, key("b1", "INVITE"), RequestKind::Invite, 1, false);
+        t.receive(t0, &key("b1", "INVITE"), RequestKind::Invite, 1, false);
         assert_eq!(drain(&mut t), [Bytes::from_static(b"100")]);
     }
 
@@ -522,11 +676,11 @@ mod tests {
         let t0 = Instant::now();
         let mut t = ServerTransactions::new(TimerConfig::default());
         let Received::New(inv) =
-            t.receive(t0, key("b1", "INVITE"), RequestKind::Invite, 1u8, false)
+            t.receive(t0, &key("b1", "INVITE"), RequestKind::Invite, 1u8, false)
         else {
             panic!()
         };
-        let r = t.receive(t0, key("b1", "CANCEL"), RequestKind::Cancel, 1, false);
+        let r = t.receive(t0, &key("b1", "CANCEL"), RequestKind::Cancel, 1, false);
         let Received::CancelFor { cancel, invite } = r else {
             panic!("{r:?}")
         };
@@ -534,15 +688,15 @@ mod tests {
         assert_ne!(cancel, inv);
         // A CANCEL retransmission is not new.
         assert_eq!(
-            t.receive(t0, key("b1", "CANCEL"), RequestKind::Cancel, 1, false),
+            t.receive(t0, &key("b1", "CANCEL"), RequestKind::Cancel, 1, false),
             Received::Retransmission
         );
         // A CANCEL for nothing.
-        let r = t.receive(t0, key("zz", "CANCEL"), RequestKind::Cancel, 1, false);
+        let r = t.receive(t0, &key("zz", "CANCEL"), RequestKind::Cancel, 1, false);
         assert!(matches!(r, Received::CancelFor { invite: None, .. }));
         // An ACK for nothing goes up.
         assert_eq!(
-            t.receive(t0, key("qq", "INVITE"), RequestKind::Ack, 1, false),
+            t.receive(t0, &key("qq", "INVITE"), RequestKind::Ack, 1, false),
             Received::AckNoTransaction
         );
     }
@@ -552,18 +706,125 @@ mod tests {
         let t0 = Instant::now();
         let mut t = ServerTransactions::new(TimerConfig::default());
         assert!(matches!(
-            t.receive(t0, key("b", "OPTIONS"), RequestKind::Other, 1u8, false),
+            t.receive(t0, &key("b", "OPTIONS"), RequestKind::Other, 1u8, false),
             Received::New(_)
         ));
         let mut k = key("b", "OPTIONS");
-        k.sent_by = "127.0.0.1:5070".into();
+        k.port = Some(5070);
         assert!(matches!(
-            t.receive(t0, k, RequestKind::Other, 1, false),
+            t.receive(t0, &k, RequestKind::Other, 1, false),
             Received::New(_)
         ));
         assert!(matches!(
-            t.receive(t0, key("b", "INFO"), RequestKind::Other, 1, false),
+            t.receive(t0, &key("b", "INFO"), RequestKind::Other, 1, false),
             Received::New(_)
         ));
+    }
+
+    #[test]
+    fn sent_by_host_matches_case_insensitively_and_parts_do_not_run_together() {
+        let t0 = Instant::now();
+        let mut t = ServerTransactions::new(TimerConfig::default());
+        let lower = KeyParts {
+            host: b"host.example.com",
+            ..key("b", "OPTIONS")
+        };
+        assert!(matches!(
+            t.receive(t0, &lower, RequestKind::Other, 1u8, false),
+            Received::New(_)
+        ));
+        let upper = KeyParts {
+            host: b"HOST.Example.COM",
+            ..lower
+        };
+        assert_eq!(
+            t.receive(t0, &upper, RequestKind::Other, 1, false),
+            Received::Retransmission
+        );
+        // "b" + "OPTIONS" is not "bO" + "PTIONS", and no port is not port 0.
+        for other in [
+            KeyParts {
+                branch: b"bO",
+                method: b"PTIONS",
+                ..lower
+            },
+            KeyParts {
+                port: None,
+                ..lower
+            },
+            KeyParts {
+                port: Some(0),
+                ..lower
+            },
+        ] {
+            assert!(matches!(
+                t.receive(t0, &other, RequestKind::Other, 1, false),
+                Received::New(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_reused_slot_neither_answers_an_old_id_nor_fires_old_timers() {
+        let t0 = Instant::now();
+        let mut t = ServerTransactions::new(TimerConfig::default());
+        let Received::New(old) =
+            t.receive(t0, &key("a", "INVITE"), RequestKind::Invite, 1u8, false)
+        else {
+            panic!()
+        };
+        t.respond(t0, old, 404, Bytes::from_static(b"404"));
+        // ACK: G and H are cancelled (epoch), I starts; I ends it at T4.
+        t.receive(t0, &key("a", "INVITE"), RequestKind::Ack, 1, false);
+        t.handle_timeout(t0 + ms(5000));
+        assert!(t.is_empty());
+        drain(&mut t);
+        // The slot is reused by the next transaction.
+        let Received::New(new) = t.receive(
+            t0 + ms(5000),
+            &key("b", "INVITE"),
+            RequestKind::Invite,
+            2u8,
+            false,
+        ) else {
+            panic!()
+        };
+        assert_ne!(old, new);
+        assert!(t.is_final(old), "an old id is gone");
+        t.respond(t0, old, 500, Bytes::from_static(b"500"));
+        assert!(drain(&mut t).is_empty(), "nothing sent for an old id");
+        assert!(!t.is_final(new));
+        // The old transaction's cancelled Timer H (at 32 s) must not end the new one.
+        t.handle_timeout(t0 + ms(32_000));
+        assert_eq!(t.len(), 1);
+        assert!(t.poll_event().is_none());
+    }
+
+    #[test]
+    fn many_transactions_expire_in_order_and_the_timer_heap_drains() {
+        let t0 = Instant::now();
+        let mut t = ServerTransactions::new(TimerConfig::default());
+        let n = 3 * CHUNK + 17;
+        for i in 0..n {
+            let branch = format!("z9hG4bK-{i}");
+            let now = t0 + ms(i as u64);
+            let Received::New(id) =
+                t.receive(now, &key(&branch, "BYE"), RequestKind::Other, 1u8, false)
+            else {
+                panic!("{i} not new")
+            };
+            t.respond(now, id, 200, Bytes::from_static(b"200"));
+        }
+        assert_eq!(t.len(), n);
+        assert_eq!(
+            t.receive(t0, &key("z9hG4bK-5", "BYE"), RequestKind::Other, 1, false),
+            Received::Retransmission
+        );
+        // Timer J: each ends 32 s after its response.
+        t.handle_timeout(t0 + ms(32_000 + 99));
+        assert_eq!(t.len(), n - 100);
+        t.handle_timeout(t0 + ms(32_000 + n as u64));
+        assert!(t.is_empty());
+        assert_eq!(t.timer_entries(), 0);
     }
 }

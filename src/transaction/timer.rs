@@ -1,6 +1,7 @@
 //! RFC 3261 timer values (§17, Table 4) in one table.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
@@ -129,6 +130,49 @@ impl<Id: Copy + Ord + Hash> Deadlines<Id> {
     /// When the next timer fires.
     pub(crate) fn next(&self) -> Option<Instant> {
         self.set.first().map(|t| t.0)
+    }
+}
+
+/// A min-heap of deadlines with lazy cancellation, for tables that hold
+/// hundreds of thousands of finished transactions: arming is a push (O(1)
+/// for the ever-later Timers J and L), cancelling is free, and the owner
+/// tells a live entry from a cancelled one by the `epoch` it stored with it
+/// (bumped whenever the owner disarms). No allocation per timer.
+#[derive(Debug)]
+pub(crate) struct TimerHeap<Id> {
+    heap: BinaryHeap<Reverse<(Instant, Id, Timer, u32)>>,
+}
+
+impl<Id: Copy + Ord> TimerHeap<Id> {
+    pub(crate) fn new() -> Self {
+        Self {
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    /// Arms `timer` of `id` (at `epoch`) to fire at `when`.
+    pub(crate) fn arm(&mut self, when: Instant, id: Id, timer: Timer, epoch: u32) {
+        self.heap.push(Reverse((when, id, timer, epoch)));
+    }
+
+    /// The earliest entry due at `now`, removed; the owner drops it if its
+    /// epoch is stale.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Id, Timer, u32)> {
+        match self.heap.peek() {
+            Some(Reverse(e)) if e.0 <= now => self.heap.pop().map(|Reverse(e)| e),
+            _ => None,
+        }
+    }
+
+    /// The earliest entry (possibly a cancelled one: waking early for it is
+    /// harmless, `pop_due` then discards it).
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(e)| e.0)
+    }
+
+    /// Entries held, live or cancelled.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
     }
 }
 
