@@ -357,6 +357,20 @@ impl ConnLimiter {
     }
 }
 
+/// The key a source is limited under: its IPv4 address, or the /64 of its
+/// IPv6 address (one subscriber usually holds a whole /64 and can rotate
+/// addresses within it at will; RFC 6177 §2). IPv4-mapped IPv6 addresses
+/// count as their IPv4 address.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 /// An address or network, `192.0.2.10`, `10.0.0.0/8`, `2001:db8::/32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpNet {
@@ -596,6 +610,18 @@ mod tests {
         c.close(ip(2));
         c.close(ip(2));
         assert_eq!(c.sources(), 0, "no entry is kept for closed sources");
+    }
+
+    #[test]
+    fn ipv6_sources_are_keyed_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_key(a), source_key(b));
+        assert_ne!(source_key(a), source_key(c));
+        assert_eq!(source_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(source_key(ip(7)), ip(7));
+        assert_eq!(source_key("::ffff:10.0.0.7".parse().unwrap()), ip(7));
     }
 
     #[test]

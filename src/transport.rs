@@ -10,7 +10,8 @@
 //! costs one table lookup per message: each source IP has a token bucket of
 //! messages (over it, messages are dropped silently: a UDP source address
 //! may be forged, and answering would reflect the flood at it) and a cap
-//! on open TCP connections. Sources in `limits.exempt_sources` skip both.
+//! on open TCP connections. An IPv6 source is its /64. Sources in
+//! `limits.exempt_sources` skip both.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::limits::{ConnLimiter, IpNet, RateLimiter, RateLimits, RateVerdict};
+use crate::limits::{source_key, ConnLimiter, IpNet, RateLimiter, RateLimits, RateVerdict};
 use crate::sip::build;
 use crate::sip::framing::{self, Frame, StreamDecoder};
 use crate::sip::message::{parse_message, Message};
@@ -169,7 +170,7 @@ impl SourceLimits {
             .rate
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .check(Instant::now(), ip);
+            .check(Instant::now(), source_key(ip));
         match verdict {
             RateVerdict::Pass => true,
             RateVerdict::Drop => {
@@ -191,7 +192,7 @@ impl SourceLimits {
                 .conns
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !conns.try_open(ip) {
+            if !conns.try_open(source_key(ip)) {
                 return None;
             }
         }
@@ -216,7 +217,7 @@ impl Drop for ConnSlot {
                 .conns
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .close(self.ip);
+                .close(source_key(self.ip));
         }
     }
 }
