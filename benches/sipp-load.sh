@@ -186,6 +186,8 @@ def facdconf(path, port, http_port, datadir, agents, per, sync, confirm_ms):
     o = [f'[sip]\nlisten = ["udp:127.0.0.1:{port}"]\ndomain = "127.0.0.1"\n'
          f'confirm_ms = {confirm_ms}\nudp_recv_buffer_bytes = 4194304\n',
          '[auth]\nrequired = false\n',
+         # SIPp is one source far above the per-source rate: exempt it.
+         '[limits]\nexempt_sources = ["127.0.0.1"]\n',
          f'[storage]\ndir = "{datadir}"\nsync = {sync}\nbackend = "{os.environ.get("FACD_BACKEND", "journal")}"\n',
          f'[http]\nlisten = "127.0.0.1:{http_port}"\n']
     for q in range(8000, 8005):

@@ -139,6 +139,19 @@ pub struct LimitsConfig {
     pub auth_window_secs: u64,
     /// How long a source over the limit is ignored, in seconds.
     pub auth_ban_secs: u64,
+    /// Messages per second a source IP may send, sustained (token bucket).
+    pub requests_per_sec: u32,
+    /// Messages a quiet source IP may send at once (the bucket size).
+    pub request_burst: u32,
+    /// Open TCP connections per source IP.
+    pub tcp_connections_per_ip: u32,
+    /// Addresses or networks (`"10.0.0.5"`, `"10.0.0.0/8"`) exempt from the
+    /// request rate and the per-IP connection cap: a PBX or proxy in front.
+    pub exempt_sources: Vec<String>,
+    /// Live server transactions at most; new requests beyond get 503.
+    pub max_transactions: usize,
+    /// Answered star-code calls (dialogs) at most; new calls beyond get 503.
+    pub max_dialogs: usize,
 }
 
 impl Default for LimitsConfig {
@@ -147,6 +160,12 @@ impl Default for LimitsConfig {
             auth_failures: 5,
             auth_window_secs: 60,
             auth_ban_secs: 300,
+            requests_per_sec: 500,
+            request_burst: 1000,
+            tcp_connections_per_ip: 32,
+            exempt_sources: Vec::new(),
+            max_transactions: 100_000,
+            max_dialogs: 200_000,
         }
     }
 }
@@ -365,6 +384,7 @@ impl Config {
         if self.limits.auth_window_secs == 0 {
             e.push(err("limits.auth_window_secs", "must be at least 1"));
         }
+        self.validate_limits(&mut e);
         if self.auth.algorithms.is_empty() {
             e.push(err(
                 "auth.algorithms",
@@ -472,6 +492,29 @@ impl Config {
         }
         if !(50..=5000).contains(&sip.t1_ms) {
             e.push(err("sip.t1_ms", "must be between 50 and 5000"));
+        }
+    }
+
+    fn validate_limits(&self, e: &mut Vec<ConfigError>) {
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.requests_per_sec", u64::from(l.requests_per_sec)),
+            ("limits.request_burst", u64::from(l.request_burst)),
+            (
+                "limits.tcp_connections_per_ip",
+                u64::from(l.tcp_connections_per_ip),
+            ),
+            ("limits.max_transactions", l.max_transactions as u64),
+            ("limits.max_dialogs", l.max_dialogs as u64),
+        ] {
+            if v == 0 {
+                e.push(err(key, "must be at least 1"));
+            }
+        }
+        for (i, s) in l.exempt_sources.iter().enumerate() {
+            if let Err(why) = crate::limits::IpNet::parse(s) {
+                e.push(err(format!("limits.exempt_sources[{i}]"), why.to_string()));
+            }
         }
     }
 
@@ -863,5 +906,40 @@ role = "admin"
             ["subscribe.max_subscriptions"]
         );
         assert_eq!(with("max_per_agent = 0"), ["subscribe.max_per_agent"]);
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+
+    fn keys(limits: &str) -> Vec<String> {
+        let text = format!("[auth]\nrequired = false\n[limits]\n{limits}\n");
+        match Config::from_toml(&text) {
+            Ok(_) => vec![],
+            Err(ConfigErrors(v)) => v.into_iter().map(|e| e.key).collect(),
+        }
+    }
+
+    #[test]
+    fn limit_defaults_and_errors_name_their_keys() {
+        let d = LimitsConfig::default();
+        assert_eq!((d.requests_per_sec, d.request_burst), (500, 1000));
+        assert_eq!(d.tcp_connections_per_ip, 32);
+        assert_eq!((d.max_transactions, d.max_dialogs), (100_000, 200_000));
+        assert!(keys("exempt_sources = [\"10.0.0.0/8\", \"::1\"]").is_empty());
+        for key in [
+            "requests_per_sec",
+            "request_burst",
+            "tcp_connections_per_ip",
+            "max_transactions",
+            "max_dialogs",
+        ] {
+            assert_eq!(keys(&format!("{key} = 0")), [format!("limits.{key}")]);
+        }
+        assert_eq!(
+            keys("exempt_sources = [\"10.0.0.1\", \"10.0.0.0/40\", \"pbx\"]"),
+            ["limits.exempt_sources[1]", "limits.exempt_sources[2]"]
+        );
     }
 }

@@ -46,8 +46,6 @@ pub const SERVER: &str = concat!("facd/", env!("CARGO_PKG_VERSION"));
 /// RFC 3261 §8.1.1.7: the magic cookie of RFC 3261 branches.
 const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
 /// Answered calls held at once; beyond this new INVITEs get 503.
-const MAX_CALLS: usize = 200_000;
-
 /// Monotonic time for transactions and wall time for agent states.
 #[derive(Debug, Clone, Copy)]
 pub struct Now {
@@ -95,6 +93,10 @@ pub struct CoreConfig {
     pub rtp_v4: Option<SocketAddr>,
     /// See `rtp_v4`.
     pub rtp_v6: Option<SocketAddr>,
+    /// Live server transactions at most (`limits.max_transactions`).
+    pub max_transactions: usize,
+    /// Answered calls at most (`limits.max_dialogs`).
+    pub max_dialogs: usize,
     /// Feature-key subscription durations.
     pub subscribe: ExpiryBounds,
     /// Live subscriptions at most.
@@ -131,6 +133,8 @@ pub struct CoreStats {
     pub stray_responses: u64,
     /// Requests dropped from sources banned for failed authentications.
     pub banned_drops: u64,
+    /// New requests refused 503 because the transaction table was full.
+    pub overloaded: u64,
 }
 
 /// The journal and how its completions reach the core loop.
@@ -271,7 +275,7 @@ impl Core {
             pending: BTreeMap::new(),
             next_ticket: 1,
             txs: ServerTransactions::new(cfg.timers),
-            dialogs: Dialogs::new(cfg.timers, MAX_CALLS, rand::random()),
+            dialogs: Dialogs::new(cfg.timers, cfg.max_dialogs, rand::random()),
             subs: Subscriptions::new(
                 cfg.timers,
                 cfg.subscribe,
@@ -620,6 +624,20 @@ impl Core {
                 ref m => m.as_str().as_bytes(),
             },
         };
+        // A bounded table: beyond the cap a new request is answered 503
+        // statelessly (RFC 3261 §21.5.4, with Retry-After); live
+        // transactions are never evicted, so none already answered (and no
+        // dialog it confirmed) is lost. ACKs create no transaction.
+        if kind != RequestKind::Ack
+            && self.txs.len() >= self.cfg.max_transactions
+            && !self.txs.contains(&key)
+        {
+            self.stats.overloaded += 1;
+            let reason = "Service Unavailable - Too Many Transactions";
+            let bytes = self.response(req, &peer, 503, reason, |b| b.header("Retry-After", "1"));
+            peer.send_to(to, bytes);
+            return;
+        }
         match self
             .txs
             .receive(now.mono, &key, kind, dest, peer.reliable())

@@ -23,14 +23,14 @@ use crate::core::{Auth, Core, CoreConfig, Durable, Now};
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
 use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, CoreRequest, Hub};
-use crate::limits::{AuthGuard, AuthLimits};
+use crate::limits::{AuthGuard, AuthLimits, IpNet, RateLimits};
 use crate::media;
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
 use crate::store::Store;
 use crate::subscription::ExpiryBounds;
 use crate::transaction::TimerConfig;
-use crate::transport::{self, Inbound, Stats, TransportConfig};
+use crate::transport::{self, Inbound, SourceLimits, Stats, TransportConfig};
 
 /// How long a graceful stop waits for open calls to end.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
@@ -199,6 +199,11 @@ impl Server {
         self.handle.clone()
     }
 
+    /// The transports' counters (messages, malformed, rate-limited, refused).
+    pub fn transport_stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
     /// The hub every durable event is published on.
     pub fn hub(&self) -> Hub {
         self.hub.clone()
@@ -213,6 +218,20 @@ impl Server {
             tcp_message: Duration::from_secs(cfg.sip.tcp_message_secs),
             max_tcp_connections: cfg.sip.max_tcp_connections,
             udp_recv_buffer: cfg.sip.udp_recv_buffer_bytes,
+            limits: Arc::new(SourceLimits::new(
+                RateLimits {
+                    per_sec: cfg.limits.requests_per_sec,
+                    burst: cfg.limits.request_burst,
+                    max_sources: transport::RATE_SOURCES,
+                    log_interval: transport::LOG_INTERVAL,
+                },
+                cfg.limits.tcp_connections_per_ip,
+                cfg.limits
+                    .exempt_sources
+                    .iter()
+                    .filter_map(|s| IpNet::parse(s).ok())
+                    .collect(),
+            )),
         };
         let rtp_addr = |v6: bool| {
             self.rtp
@@ -229,6 +248,8 @@ impl Server {
             },
             rtp_v4: rtp_addr(false),
             rtp_v6: rtp_addr(true),
+            max_transactions: cfg.limits.max_transactions,
+            max_dialogs: cfg.limits.max_dialogs,
             subscribe: ExpiryBounds {
                 min: cfg.subscribe.min_expires,
                 max: cfg.subscribe.max_expires,
@@ -420,11 +441,18 @@ impl Server {
             let _ = tokio::task::spawn_blocking(move || store.close()).await;
         }
         let s = &core.stats;
+        let t = &self.stats;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         info!(
             requests = s.requests,
             applied = s.applied,
             refused = s.refused,
             retransmissions = s.retransmissions,
+            malformed = load(&t.malformed),
+            rate_limited = load(&t.rate_limited),
+            tcp_refused = load(&t.tcp_refused) + load(&t.tcp_refused_per_ip),
+            overloaded = s.overloaded,
+            banned_drops = s.banned_drops,
             "stopped"
         );
     }

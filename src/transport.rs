@@ -5,11 +5,18 @@
 //! right here when it has a usable Via, and otherwise dropped and counted.
 //! A bad datagram never stops the UDP loop; a framing error closes only its
 //! own TCP connection. This module owns no protocol state.
+//!
+//! Per-source limits are applied here, before parsing, so that a flood
+//! costs one table lookup per message: each source IP has a token bucket of
+//! messages (over it, messages are dropped silently: a UDP source address
+//! may be forged, and answering would reflect the flood at it) and a cap
+//! on open TCP connections. An IPv6 source is its /64. Sources in
+//! `limits.exempt_sources` skip both.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -19,6 +26,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::limits::{source_key, ConnLimiter, IpNet, RateLimiter, RateLimits, RateVerdict};
 use crate::sip::build;
 use crate::sip::framing::{self, Frame, StreamDecoder};
 use crate::sip::message::{parse_message, Message};
@@ -114,8 +122,104 @@ pub struct Stats {
     pub malformed: AtomicU64,
     /// Keep-alives seen (CRLF on TCP, empty datagrams on UDP).
     pub keepalives: AtomicU64,
-    /// TCP connections refused because of the cap.
+    /// TCP connections refused because of the total cap.
     pub tcp_refused: AtomicU64,
+    /// TCP connections refused because of the per-IP cap.
+    pub tcp_refused_per_ip: AtomicU64,
+    /// Messages dropped because their source was over its request rate.
+    pub rate_limited: AtomicU64,
+}
+
+/// At most one log line per source (or per cause) per this interval.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Sources whose request rate is tracked at once (see [`RateLimiter`]).
+pub const RATE_SOURCES: usize = 100_000;
+
+/// The per-source limits every reader shares (see the module docs).
+#[derive(Debug)]
+pub struct SourceLimits {
+    rate: Mutex<RateLimiter>,
+    conns: Mutex<ConnLimiter>,
+    exempt: Vec<IpNet>,
+}
+
+impl SourceLimits {
+    /// Limits with `rate` per source, `per_ip` TCP connections per source,
+    /// and `exempt` sources that skip both.
+    pub fn new(rate: RateLimits, per_ip: u32, exempt: Vec<IpNet>) -> Self {
+        Self {
+            rate: Mutex::new(RateLimiter::new(rate)),
+            conns: Mutex::new(ConnLimiter::new(per_ip)),
+            exempt,
+        }
+    }
+
+    fn exempt(&self, ip: IpAddr) -> bool {
+        self.exempt.iter().any(|n| n.contains(ip))
+    }
+
+    /// True if a message from `ip` may be processed; counts and logs (once
+    /// per source per interval) the ones dropped.
+    fn admit(&self, ip: IpAddr, transport: &'static str, stats: &Stats) -> bool {
+        if self.exempt(ip) {
+            return true;
+        }
+        // The table stays consistent even if a holder panicked: keep using it.
+        let verdict = self
+            .rate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .check(Instant::now(), source_key(ip));
+        match verdict {
+            RateVerdict::Pass => true,
+            RateVerdict::Drop => {
+                stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            RateVerdict::DropAndLog(n) => {
+                stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                warn!(source = %ip, transport, dropped = n, "source over its request rate (limits.requests_per_sec): messages dropped");
+                false
+            }
+        }
+    }
+
+    /// A slot for a new TCP connection from `ip`, or None at the per-IP cap.
+    fn open(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
+        if !self.exempt(ip) {
+            let mut conns = self
+                .conns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !conns.try_open(source_key(ip)) {
+                return None;
+            }
+        }
+        Some(ConnSlot {
+            limits: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// A TCP connection counted against its source; uncounted when dropped.
+#[derive(Debug)]
+struct ConnSlot {
+    limits: Arc<SourceLimits>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if !self.limits.exempt(self.ip) {
+            self.limits
+                .conns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .close(source_key(self.ip));
+        }
+    }
 }
 
 /// Settings the readers need.
@@ -131,6 +235,8 @@ pub struct TransportConfig {
     pub max_tcp_connections: usize,
     /// SO_RCVBUF for UDP.
     pub udp_recv_buffer: usize,
+    /// Per-source request rate and TCP connection cap.
+    pub limits: Arc<SourceLimits>,
 }
 
 /// Binds a UDP socket with a large receive buffer (on these machines smaller
@@ -222,6 +328,9 @@ pub async fn run_udp(
                 continue;
             }
         };
+        if !cfg.limits.admit(addr.ip(), "UDP", &stats) {
+            continue;
+        }
         let data = Bytes::copy_from_slice(&buf[..n]);
         let peer = Peer {
             addr,
@@ -275,6 +384,7 @@ pub async fn run_tcp(
     stop_conns: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(cfg.max_tcp_connections));
+    let (mut last_log, mut refused_since_log) = (None::<Instant>, 0u64);
     let next_id = AtomicU64::new(1);
     loop {
         let accepted = tokio::select! {
@@ -296,11 +406,26 @@ pub async fn run_tcp(
             drop(stream);
             continue;
         };
+        let Some(slot) = cfg.limits.open(addr.ip()) else {
+            // One log line per LOG_INTERVAL with the count since the last,
+            // so that a source hammering the cap cannot flood the log.
+            stats.tcp_refused_per_ip.fetch_add(1, Ordering::Relaxed);
+            refused_since_log += 1;
+            let now = Instant::now();
+            if last_log.is_none_or(|t| now.duration_since(t) >= LOG_INTERVAL) {
+                warn!(peer = %addr, refused = refused_since_log, "tcp connections refused: per-IP cap reached (limits.tcp_connections_per_ip)");
+                last_log = Some(now);
+                refused_since_log = 0;
+            }
+            drop(stream);
+            continue;
+        };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let (cfg, core, stats, stop) =
             (cfg.clone(), core.clone(), stats.clone(), stop_conns.clone());
         tokio::spawn(async move {
             serve_tcp(stream, addr, id, cfg, core, stats, stop).await;
+            drop(slot);
             drop(permit);
         });
     }
@@ -351,6 +476,7 @@ async fn serve_tcp(
         // Drain every whole frame already buffered before reading more.
         loop {
             match decoder.decode(&mut buf, cfg.max_message_bytes) {
+                Ok(Some(Frame::Message(_))) if !cfg.limits.admit(addr.ip(), "TCP", &stats) => {}
                 Ok(Some(Frame::Message(frame))) => match parse_message(frame) {
                     Ok(msg) => {
                         stats.messages.fetch_add(1, Ordering::Relaxed);

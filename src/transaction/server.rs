@@ -441,6 +441,11 @@ impl<P: Clone> ServerTransactions<P> {
         self.slab.len
     }
 
+    /// True if a transaction with `key` is live.
+    pub fn contains(&self, key: &KeyParts<'_>) -> bool {
+        self.index.contains_key(&self.fingerprint(key))
+    }
+
     /// No live transaction.
     pub fn is_empty(&self) -> bool {
         self.slab.len == 0

@@ -89,6 +89,8 @@ pub struct TestServer {
     pub hub: facd::events::Hub,
     /// The WebSocket registry.
     pub wsi: facd::events::wsi::Wsi,
+    /// The transports' counters.
+    pub stats: std::sync::Arc<facd::transport::Stats>,
 }
 
 impl TestServer {
@@ -119,6 +121,7 @@ impl TestServer {
         let core = server.core_handle();
         let hub = server.hub();
         let wsi = server.wsi();
+        let stats = server.transport_stats();
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(server.run(async {
             let _ = rx.await;
@@ -133,6 +136,7 @@ impl TestServer {
             core,
             hub,
             wsi,
+            stats,
         }
     }
 
@@ -295,6 +299,15 @@ impl Tcp {
     pub async fn connect(server: SocketAddr) -> Self {
         Self {
             stream: TcpStream::connect(server).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+    /// A connection from another loopback address (a different source IP).
+    pub async fn connect_from(server: SocketAddr, ip: &str) -> Self {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        Self {
+            stream: sock.connect(server).await.unwrap(),
             buf: Vec::new(),
         }
     }
