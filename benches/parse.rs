@@ -2,7 +2,7 @@
 //! target: >= 1M messages/s on one core), and the TCP framing step.
 
 use bytes::{Bytes, BytesMut};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use facd::sip::framing::StreamDecoder;
 use facd::sip::message::{parse_message, Message};
 
@@ -77,4 +77,27 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `PARSE_ITERS=N cargo bench --bench parse`: parse the INVITE N times and
+/// exit, without criterion — a fixed amount of work for
+/// `valgrind --tool=callgrind` (instructions per INVITE = the difference of
+/// two runs with different N, divided by the difference of N).
+fn main() {
+    if let Some(n) = std::env::var("PARSE_ITERS")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        let frame = Bytes::from(invite());
+        let mut sum = 0u64;
+        for _ in 0..n {
+            let Ok(Message::Request(r)) = parse_message(std::hint::black_box(frame.clone())) else {
+                panic!("parse failed")
+            };
+            sum += u64::from(r.base.cseq.seq);
+        }
+        println!("parsed {n} INVITEs ({sum})");
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
