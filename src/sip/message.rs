@@ -576,7 +576,11 @@ pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
         .iter()
         .take_while(|c| **c == b'\r' || **c == b'\n')
         .count();
-    let frame = if skip == 0 { frame } else { frame.slice(skip..) };
+    let frame = if skip == 0 {
+        frame
+    } else {
+        frame.slice(skip..)
+    };
     // The start line runs to the first LF (less the CR before it).
     let first_lf = memchr::memchr(b'\n', &frame);
     let line_end = first_lf.map_or(frame.len(), |n| n.saturating_sub(1));
@@ -661,6 +665,7 @@ const PARAM: u8 = 8;
 const URI_HEADER: u8 = 16;
 const HOST: u8 = 32;
 const SCHEME: u8 = 64;
+const PARAM_VALUE: u8 = 128;
 
 const fn one_of(set: &[u8], c: u8) -> bool {
     let mut i = 0;
@@ -703,6 +708,10 @@ const fn classes() -> [u8; 256] {
         if alnum || one_of(b"+-.", c) {
             m |= SCHEME;
         }
+        // An unquoted generic-param value: token / host (IPv6 included).
+        if m & TOKEN != 0 || one_of(b":[]", c) {
+            m |= PARAM_VALUE;
+        }
         t[i] = m;
         i += 1;
     }
@@ -716,11 +725,16 @@ fn is(c: u8, class: u8) -> bool {
 }
 
 /// The index of the first octet at or after `i` outside `class`.
-fn scan(s: &[u8], mut i: usize, class: u8) -> usize {
-    while i < s.len() && is(s[i], class) {
-        i += 1;
+fn scan(s: &[u8], i: usize, class: u8) -> usize {
+    match s.get(i..) {
+        Some(rest) => {
+            i + rest
+                .iter()
+                .position(|c| !is(*c, class))
+                .unwrap_or(rest.len())
+        }
+        None => i,
     }
-    i
 }
 
 fn is_ws(c: u8) -> bool {
@@ -731,7 +745,6 @@ fn is_ws(c: u8) -> bool {
 fn is_token(c: u8) -> bool {
     is(c, TOKEN)
 }
-
 
 /// `s[a..b]` without leading and trailing SP/HTAB, as offsets.
 fn trim_range(s: &[u8], mut a: usize, mut b: usize) -> (usize, usize) {
@@ -758,8 +771,7 @@ fn split_headers(frame: &Bytes, start: usize) -> Result<(Headers, Option<usize>)
     let mut pos = start;
     while pos < end {
         // An empty line right after a CRLF: the CRLF CRLF that ends the head.
-        if f[pos] == b'\r' && f.get(pos + 1) == Some(&b'\n') && pos >= 2 && f[pos - 2] == b'\r'
-        {
+        if f[pos] == b'\r' && f.get(pos + 1) == Some(&b'\n') && pos >= 2 && f[pos - 2] == b'\r' {
             body = Some(pos + 2);
             break;
         }
@@ -1115,12 +1127,7 @@ fn parse_params(s: &[u8], mut each: impl FnMut(Range, Option<Range>)) -> Option<
             if s.get(i) == Some(&b'"') {
                 i = quoted_end(s, i)?;
             } else {
-                while s
-                    .get(i)
-                    .is_some_and(|c| is_token(*c) || *c == b':' || *c == b'[' || *c == b']')
-                {
-                    i += 1;
-                }
+                i = scan(s, i, PARAM_VALUE);
             }
             if i == v0 {
                 return None;
@@ -1327,9 +1334,10 @@ fn base_headers(
     let (mut from, mut to, mut call_id, mut cseq, mut max_forwards, mut content_length, mut ctype) =
         (None, None, None, None, None, None, None);
     fn once<T>(slot: &mut Option<T>, v: T, name: &str) -> Result<(), String> {
-        if slot.replace(v).is_some() {
+        if slot.is_some() {
             return Err(format!("Duplicate {name}"));
         }
+        *slot = Some(v);
         Ok(())
     }
     for hd in &h.list {

@@ -8,9 +8,9 @@
 #![allow(clippy::all)]
 
 use super::{
-    bad, known, split_commas, trim, BaseHeaders, CSeq, Header, Headers, Known, Loc,
-    Message, Method, NameAddr, ParseError, ReplyContext, Request, Response, Scheme, Start, Uri,
-    UriContext, Via,
+    bad, known, split_commas, trim, BaseHeaders, CSeq, Header, Headers, Known, Loc, Message,
+    Method, NameAddr, ParseError, ReplyContext, Request, Response, Scheme, Start, Uri, UriContext,
+    Via,
 };
 use bytes::Bytes;
 use memchr::memmem;
@@ -774,4 +774,3 @@ fn base_headers(
         content_length,
     ))
 }
-
