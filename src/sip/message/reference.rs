@@ -5,8 +5,6 @@
 //! (`fast_parser_agrees_with_reference` in `tests.rs`). A deliberate
 //! change of behaviour must be made here too.
 
-#![allow(clippy::all)]
-
 use super::{
     bad, known, split_commas, trim, BaseHeaders, CSeq, Header, Headers, Known, Loc, Message,
     Method, NameAddr, ParseError, ReplyContext, Request, Response, Scheme, Start, Uri, UriContext,
