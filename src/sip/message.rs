@@ -873,25 +873,22 @@ fn parse_request_line(frame: &Bytes, end: usize) -> Result<Start, &'static str> 
 
 /// `SIP/1*DIGIT.1*DIGIT` (case-insensitive "SIP"; at most 9 digits each).
 fn version(v: &[u8]) -> Option<(u32, u32)> {
+    if v == b"SIP/2.0" {
+        return Some((2, 0));
+    }
     if v.len() < 4 || !v[..4].eq_ignore_ascii_case(b"SIP/") {
         return None;
     }
-    let number = |i: usize| {
-        let mut j = i;
-        while j < v.len() && j - i < 9 && v[j].is_ascii_digit() {
-            j += 1;
-        }
-        (j > i).then(|| (digits(&v[i..j]), j))
-    };
-    let (major, j) = number(4)?;
-    if v.get(j) != Some(&b'.') {
+    let rest = &v[4..];
+    let dot = rest.iter().position(|c| !c.is_ascii_digit())?;
+    if dot == 0 || dot > 9 || rest[dot] != b'.' {
         return None;
     }
-    let (minor, k) = number(j + 1)?;
-    if k != v.len() {
+    let minor = &rest[dot + 1..];
+    if minor.is_empty() || minor.len() > 9 || !minor.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some((major?, minor?))
+    Some((digits(&rest[..dot])?, digits(minor)?))
 }
 
 fn digits(d: &[u8]) -> Option<u32> {

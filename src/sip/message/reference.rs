@@ -216,7 +216,7 @@ fn parse_request_line(line: &Bytes) -> Result<Start, &'static str> {
 }
 
 /// `SIP/1*DIGIT.1*DIGIT` (case-insensitive "SIP").
-fn version(v: &[u8]) -> Option<(u32, u32)> {
+pub(super) fn version(v: &[u8]) -> Option<(u32, u32)> {
     let r: IResult<&[u8], (&[u8], &[u8])> = all_consuming((
         preceded(
             tag_no_case(&b"SIP/"[..]),

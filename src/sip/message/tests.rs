@@ -407,3 +407,35 @@ fn typical_phone_invite_fields() {
     assert_eq!(r.headers.get_all("Allow").count(), 10);
     assert_eq!(r.body, "v=0\r\ns=-\r\n");
 }
+
+#[test]
+fn sip_versions_agree_with_reference() {
+    let cases: [&[u8]; 16] = [
+        b"SIP/2.0",
+        b"sip/2.0",
+        b"SIP/02.00",
+        b"SIP/3.1",
+        b"SIP/123456789.987654321",
+        b"SIP/1234567890.0",
+        b"SIP/2.1234567890",
+        b"SIP/2.",
+        b"SIP/.0",
+        b"SIP/2.0x",
+        b"SIP/2",
+        b"SIP/",
+        b"SIP",
+        b"SIP/2-0",
+        b"SIPX2.0",
+        b"",
+    ];
+    for v in cases {
+        assert_eq!(
+            version(v),
+            reference::version(v),
+            "{}",
+            String::from_utf8_lossy(v)
+        );
+    }
+    assert_eq!(version(b"sip/02.00"), Some((2, 0)));
+    assert_eq!(version(b"SIP/1234567890.0"), None);
+}
