@@ -3,7 +3,7 @@
 //! per-source rate check that precedes parsing.
 
 use bytes::{Bytes, BytesMut};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use facd::sip::framing::StreamDecoder;
 use facd::sip::message::{parse_message, Message};
 
@@ -97,4 +97,39 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `PARSE_ITERS=N cargo bench --bench parse`: parse the INVITE N times and
+/// exit, without criterion — a fixed amount of work for
+/// `valgrind --tool=callgrind` (instructions per INVITE = the difference of
+/// two runs with different N, divided by the difference of N).
+/// `PARSE_WITH=rsip` does the same with the rsip baseline.
+fn main() {
+    if let Some(n) = std::env::var("PARSE_ITERS")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        let text = invite();
+        let mut ok = 0u64;
+        if std::env::var("PARSE_WITH").as_deref() == Ok("rsip") {
+            let raw = text.into_bytes();
+            for _ in 0..n {
+                ok += u64::from(
+                    rsip::SipMessage::try_from(std::hint::black_box(raw.clone())).is_ok(),
+                );
+            }
+        } else {
+            let frame = Bytes::from(text);
+            for _ in 0..n {
+                let Ok(Message::Request(r)) = parse_message(std::hint::black_box(frame.clone()))
+                else {
+                    panic!("parse failed")
+                };
+                ok += u64::from(r.base.cseq.seq > 0);
+            }
+        }
+        println!("parsed {ok} of {n} INVITEs");
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
