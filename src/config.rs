@@ -164,7 +164,7 @@ impl Default for LimitsConfig {
             request_burst: 1000,
             tcp_connections_per_ip: 32,
             exempt_sources: Vec::new(),
-            max_transactions: 100_000,
+            max_transactions: 500_000,
             max_dialogs: 200_000,
         }
     }
@@ -926,7 +926,7 @@ mod limits_tests {
         let d = LimitsConfig::default();
         assert_eq!((d.requests_per_sec, d.request_burst), (500, 1000));
         assert_eq!(d.tcp_connections_per_ip, 32);
-        assert_eq!((d.max_transactions, d.max_dialogs), (100_000, 200_000));
+        assert_eq!((d.max_transactions, d.max_dialogs), (500_000, 200_000));
         assert!(keys("exempt_sources = [\"10.0.0.0/8\", \"::1\"]").is_empty());
         for key in [
             "requests_per_sec",

@@ -135,6 +135,8 @@ pub struct CoreStats {
     pub banned_drops: u64,
     /// New requests refused 503 because the transaction table was full.
     pub overloaded: u64,
+    /// Finished transactions ended before their Timer J/L to make room.
+    pub shed_transactions: u64,
 }
 
 /// The journal and how its completions reach the core loop.
@@ -624,13 +626,16 @@ impl Core {
                 ref m => m.as_str().as_bytes(),
             },
         };
-        // A bounded table: beyond the cap a new request is answered 503
-        // statelessly (RFC 3261 §21.5.4, with Retry-After); live
-        // transactions are never evicted, so none already answered (and no
-        // dialog it confirmed) is lost. ACKs create no transaction.
+        // A bounded table: at the cap the finished transactions that linger
+        // for retransmissions are shed, soonest-expiring first; only when
+        // every transaction is still live is a new request answered 503
+        // statelessly (RFC 3261 §21.5.4, with Retry-After). Live
+        // transactions are never evicted, so none awaiting its answer (and
+        // no dialog it confirmed) is lost. ACKs create no transaction.
         if kind != RequestKind::Ack
             && self.txs.len() >= self.cfg.max_transactions
             && !self.txs.contains(&key)
+            && !self.shed()
         {
             self.stats.overloaded += 1;
             let reason = "Service Unavailable - Too Many Transactions";
@@ -653,6 +658,22 @@ impl Core {
                 self.on_cancel(now, cancel, invite, req, &peer)
             }
         }
+    }
+
+    /// Sheds lingering transactions at the cap; false if all are live.
+    fn shed(&mut self) -> bool {
+        let (room, n) = self.txs.shed_for(self.cfg.max_transactions);
+        if n > 0 {
+            self.stats.shed_transactions += n as u64;
+            if self.stats.shed_transactions.is_power_of_two() {
+                warn!(
+                    shed = self.stats.shed_transactions,
+                    max = self.cfg.max_transactions,
+                    "transaction table full: finished transactions ended early (raise limits.max_transactions)"
+                );
+            }
+        }
+        room
     }
 
     fn on_new(&mut self, now: Now, id: TxId, req: &Request, peer: &Peer) {

@@ -451,6 +451,29 @@ impl<P: Clone> ServerTransactions<P> {
         self.slab.len == 0
     }
 
+    /// Makes room for a new transaction under a cap of `max`: while the
+    /// table is full, the transaction whose timer fires first is ended now.
+    /// Only finished transactions have timers (Completed, Accepted,
+    /// Confirmed: they linger for Timers G/H/I/J/L only to absorb
+    /// retransmissions), so one still waiting for its answer is never shed.
+    /// A retransmission after its transaction was shed is handled as new,
+    /// which is safe for facd's requests (a star code is idempotent, a BYE
+    /// for a forgotten call gets 481). False if the table is still full:
+    /// every transaction in it is live. Returns how many were shed too.
+    pub fn shed_for(&mut self, max: usize) -> (bool, usize) {
+        let mut shed = 0;
+        while self.slab.len >= max {
+            let Some((_, id, _, epoch)) = self.timers.pop_first() else {
+                return (false, shed);
+            };
+            if self.slab.get(id).is_some_and(|tx| tx.epoch == epoch) {
+                self.remove(id);
+                shed += 1;
+            }
+        }
+        (true, shed)
+    }
+
     /// Timer entries held (live or cancelled), for tests of boundedness.
     pub fn timer_entries(&self) -> usize {
         self.timers.len()
@@ -826,5 +849,44 @@ mod tests {
         t.handle_timeout(t0 + ms(32_000 + n as u64));
         assert!(t.is_empty());
         assert_eq!(t.timer_entries(), 0);
+    }
+
+    #[test]
+    fn at_the_cap_finished_transactions_are_shed_first_and_live_ones_never() {
+        let t0 = Instant::now();
+        let mut t = ServerTransactions::new(TimerConfig::default());
+        // Two live (unanswered) and two finished, the second expiring later.
+        let live: Vec<TxId> = ["l1", "l2"]
+            .iter()
+            .map(
+                |b| match t.receive(t0, &key(b, "INVITE"), RequestKind::Invite, 1u8, false) {
+                    Received::New(id) => id,
+                    r => panic!("{r:?}"),
+                },
+            )
+            .collect();
+        for (i, b) in ["f1", "f2"].iter().enumerate() {
+            let now = t0 + ms(i as u64);
+            let Received::New(id) = t.receive(now, &key(b, "BYE"), RequestKind::Other, 1u8, false)
+            else {
+                panic!()
+            };
+            t.respond(now, id, 200, Bytes::from_static(b"200"));
+        }
+        assert_eq!(t.shed_for(4), (true, 1), "f1 (expires first) goes");
+        // Its retransmission is new now; answered, it lingers again.
+        let Received::New(again) = t.receive(t0, &key("f1", "BYE"), RequestKind::Other, 1, false)
+        else {
+            panic!()
+        };
+        t.respond(t0 + ms(5), again, 200, Bytes::from_static(b"200"));
+        assert_eq!(t.len(), 4);
+        // f2 and f1 again are shed; the live two are never.
+        assert_eq!(t.shed_for(3), (true, 2));
+        assert_eq!(t.shed_for(2), (false, 0), "only live ones are left");
+        assert_eq!(t.len(), 2);
+        for id in live {
+            assert!(!t.is_final(id));
+        }
     }
 }

@@ -170,6 +170,11 @@ impl<Id: Copy + Ord> TimerHeap<Id> {
         self.heap.peek().map(|Reverse(e)| e.0)
     }
 
+    /// The earliest entry, whether due or not, removed.
+    pub(crate) fn pop_first(&mut self) -> Option<(Instant, Id, Timer, u32)> {
+        self.heap.pop().map(|Reverse(e)| e)
+    }
+
     /// Entries held, live or cancelled.
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
