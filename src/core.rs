@@ -820,31 +820,59 @@ impl Core {
                 }
             }
         };
-        let call_id = String::from_utf8_lossy(&req.base.call_id).into_owned();
+        self.apply_for_request(
+            now,
+            id,
+            req,
+            peer,
+            command_for(&code, &agent),
+            Cause::Fac,
+            |core, applied, fail| Reply::Sip {
+                id,
+                answer: Box::new(Answer {
+                    media,
+                    ..core.answer(req, peer, applied, body)
+                }),
+                fail,
+            },
+        );
+    }
+
+    /// Applies the command a SIP request carries (a star code, a
+    /// `SetAgentState`): a refusal is answered at once with its status and
+    /// phrase (SPEC §4); a success is journaled, and the reply `ok` builds
+    /// from what was applied (given the 500 to send should the write fail)
+    /// goes out once the change is durable (SPEC §7).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_for_request(
+        &mut self,
+        now: Now,
+        id: TxId,
+        req: &Request,
+        peer: &Peer,
+        cmd: Command,
+        cause: Cause,
+        ok: impl FnOnce(&mut Self, &Applied, Bytes) -> Reply,
+    ) {
+        let agent = cmd.agent().to_string();
         let undo = if self.durable.is_some() {
             self.engine.export_agent(&agent)
         } else {
             Vec::new()
         };
-        match self
-            .engine
-            .apply(now.wall, command_for(&code, &agent), Cause::Fac)
-        {
+        let call_id = String::from_utf8_lossy(&req.base.call_id);
+        match self.engine.apply(now.wall, cmd, cause) {
             Err(rejection) => {
                 self.stats.refused += 1;
                 let (status, reason) = rejection.sip_status();
-                info!(%agent, %call_id, status, reason, "star code refused");
+                info!(%agent, %call_id, status, reason, cause = cause.as_str(), "request refused");
                 self.reply(now, id, req, peer, status, reason, |b| b)
             }
             Ok(mut applied) => {
                 self.stats.applied += 1;
                 for ev in &applied.events {
-                    info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "fac", %call_id, "state changed");
+                    info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = cause.as_str(), %call_id, "state changed");
                 }
-                let answer = Answer {
-                    media,
-                    ..self.answer(req, peer, &applied, body)
-                };
                 let fail = if self.durable.is_some() {
                     self.response(
                         req,
@@ -856,18 +884,9 @@ impl Core {
                 } else {
                     Bytes::new()
                 };
-                // SPEC §7: the 200 leaves only once the change is durable.
+                let reply = ok(self, &applied, fail);
                 let events = std::mem::take(&mut applied.events);
-                self.commit(
-                    now,
-                    Reply::Sip {
-                        id,
-                        answer: Box::new(answer),
-                        fail,
-                    },
-                    events,
-                    undo,
-                );
+                self.commit(now, reply, events, undo);
             }
         }
     }
@@ -1004,42 +1023,15 @@ impl Core {
         let Some(set) = set else {
             return self.establish(now, id, answer);
         };
-        let undo = if self.durable.is_some() {
-            self.engine.export_agent(&agent)
-        } else {
-            Vec::new()
-        };
-        match self
-            .engine
-            .apply(now.wall, set.command(&agent), Cause::FeatureSync)
-        {
-            Err(rejection) => {
-                self.stats.refused += 1;
-                let (status, reason) = rejection.sip_status();
-                info!(%agent, status, reason, "SetAgentState refused");
-                self.reply(now, id, req, peer, status, reason, |b| b)
-            }
-            Ok(mut applied) => {
-                self.stats.applied += 1;
-                for ev in &applied.events {
-                    info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "feature-sync", "state changed");
-                }
-                let fail = if self.durable.is_some() {
-                    self.response(
-                        req,
-                        peer,
-                        500,
-                        "Server Internal Error - State Not Saved",
-                        |b| b,
-                    )
-                } else {
-                    Bytes::new()
-                };
-                // SPEC §7: the 200 leaves only once the change is durable.
-                let events = std::mem::take(&mut applied.events);
-                self.commit(now, Reply::Subscribe { id, answer, fail }, events, undo);
-            }
-        }
+        self.apply_for_request(
+            now,
+            id,
+            req,
+            peer,
+            set.command(&agent),
+            Cause::FeatureSync,
+            |_, _, fail| Reply::Subscribe { id, answer, fail },
+        );
     }
 
     /// The 200 to a SUBSCRIBE and what its subscription needs.
@@ -1094,7 +1086,7 @@ impl Core {
                 .get_all("Record-Route")
                 .map(|r| Bytes::copy_from_slice(&r))
                 .collect(),
-            contact,
+            contact: Some(contact),
         };
         // NOTIFYs go back over the flow the SUBSCRIBE came on (SPEC §4).
         let dest = Dest {
@@ -1247,6 +1239,7 @@ impl Core {
                 .get_all("Record-Route")
                 .map(|r| Bytes::copy_from_slice(&r))
                 .collect(),
+            contact: None,
         };
         // In-dialog requests reuse the flow the INVITE came on (RFC 5626
         // style): the packet's source, never a host named in the message.

@@ -12,7 +12,6 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use ahash::AHashMap as HashMap;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +19,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::media::{self, MediaOrder, ToneTarget};
+use crate::sip::build::{in_dialog_request, InDialog};
 use crate::transaction::{ClientEvent, ClientTransactions, ClientTxId, Timer, TimerConfig};
 
 /// A dialog from the UAS side (RFC 3261 §12): Call-ID, our tag, theirs.
@@ -34,47 +34,11 @@ pub struct DialogId {
 }
 
 /// What facd needs to hang up (RFC 3261 §12.1.1, §15.1.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ByeTemplate {
-    /// The caller's Contact URI (the remote target).
-    pub request_uri: Bytes,
-    /// `"UDP"` or `"TCP"`.
-    pub transport: &'static str,
-    /// Our `host:port` for the Via.
-    pub local_sent_by: String,
-    /// Our side: the INVITE's To with our tag.
-    pub from: Bytes,
-    /// Their side: the INVITE's From as received (with their tag).
-    pub to: Bytes,
-    /// Call-ID.
-    pub call_id: Bytes,
-    /// The Record-Route values of the INVITE, in order (the UAS route set).
-    pub route_set: Vec<Bytes>,
-}
+pub type ByeTemplate = InDialog;
 
-/// A BYE request (RFC 3261 §15.1.1). Routes are assumed loose (`;lr`).
+/// A BYE request (RFC 3261 §15.1.1).
 pub fn build_bye(t: &ByeTemplate, branch: &str, cseq: u32) -> Bytes {
-    let mut s = String::with_capacity(512);
-    let _ = write!(
-        s,
-        "BYE {} SIP/2.0\r\n",
-        String::from_utf8_lossy(&t.request_uri)
-    );
-    let _ = write!(
-        s,
-        "Via: SIP/2.0/{} {};branch={branch};rport\r\n",
-        t.transport, t.local_sent_by
-    );
-    s.push_str("Max-Forwards: 70\r\n");
-    for r in &t.route_set {
-        let _ = write!(s, "Route: {}\r\n", String::from_utf8_lossy(r));
-    }
-    let _ = write!(s, "From: {}\r\n", String::from_utf8_lossy(&t.from));
-    let _ = write!(s, "To: {}\r\n", String::from_utf8_lossy(&t.to));
-    let _ = write!(s, "Call-ID: {}\r\n", String::from_utf8_lossy(&t.call_id));
-    let _ = write!(s, "CSeq: {cseq} BYE\r\n");
-    s.push_str("Content-Length: 0\r\n\r\n");
-    Bytes::from(s)
+    in_dialog_request(t, "BYE", branch, cseq, &[], None)
 }
 
 /// Where the confirmation tone's address comes from (RFC 3264 §4: the
@@ -438,6 +402,7 @@ mod tests {
             to: Bytes::from_static(b"\"Alice\" <sip:1001@pbx>;tag=theirs"),
             call_id: Bytes::from_static(b"call-1"),
             route_set: vec![Bytes::from_static(b"<sip:proxy.example.com;lr>")],
+            contact: None,
         }
     }
 

@@ -12,7 +12,6 @@
 //! are popped. The body is opaque here; the core builds it.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap as HashMap;
@@ -21,6 +20,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::dialog::DialogId;
+use crate::sip::build::{in_dialog_request, InDialog};
 use crate::sip::feature_sync;
 use crate::transaction::{ClientEvent, ClientTransactions, ClientTxId, TimerConfig};
 
@@ -59,29 +59,10 @@ impl ExpiryBounds {
     }
 }
 
-/// What facd needs to send NOTIFYs in one subscription dialog
-/// (RFC 3261 §12.1.1 from the UAS side).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotifyTemplate {
-    /// The subscriber's Contact URI (the remote target).
-    pub request_uri: Bytes,
-    /// `"UDP"` or `"TCP"`.
-    pub transport: &'static str,
-    /// Our `host:port` for the Via.
-    pub local_sent_by: String,
-    /// Our side: the SUBSCRIBE's To with our tag.
-    pub from: Bytes,
-    /// Their side: the SUBSCRIBE's From as received.
-    pub to: Bytes,
-    /// Call-ID.
-    pub call_id: Bytes,
-    /// The SUBSCRIBE's Record-Route values, in order.
-    pub route_set: Vec<Bytes>,
-    /// Our Contact (`<sip:…>`), RFC 6665 §4.2.1: NOTIFY carries one.
-    pub contact: String,
-}
+/// What a NOTIFY needs: the subscription's dialog, with our Contact.
+pub type NotifyTemplate = InDialog;
 
-/// A NOTIFY request (RFC 6665 §4.2.1, §8.2.3). Routes are assumed loose.
+/// A NOTIFY request (RFC 6665 §4.2.1, §8.2.3).
 pub fn build_notify(
     t: &NotifyTemplate,
     branch: &str,
@@ -89,36 +70,13 @@ pub fn build_notify(
     subscription_state: &str,
     body: &[u8],
 ) -> Bytes {
-    let mut s = String::with_capacity(768 + body.len());
-    let _ = write!(
-        s,
-        "NOTIFY {} SIP/2.0\r\n",
-        String::from_utf8_lossy(&t.request_uri)
-    );
-    let _ = write!(
-        s,
-        "Via: SIP/2.0/{} {};branch={branch};rport\r\n",
-        t.transport, t.local_sent_by
-    );
-    s.push_str("Max-Forwards: 70\r\n");
-    for r in &t.route_set {
-        let _ = write!(s, "Route: {}\r\n", String::from_utf8_lossy(r));
-    }
-    let _ = write!(s, "From: {}\r\n", String::from_utf8_lossy(&t.from));
-    let _ = write!(s, "To: {}\r\n", String::from_utf8_lossy(&t.to));
-    let _ = write!(s, "Call-ID: {}\r\n", String::from_utf8_lossy(&t.call_id));
-    let _ = write!(s, "CSeq: {cseq} NOTIFY\r\n");
-    let _ = write!(s, "Contact: {}\r\n", t.contact);
-    let _ = write!(s, "Event: {}\r\n", feature_sync::EVENT);
-    let _ = write!(s, "Subscription-State: {subscription_state}\r\n");
-    let _ = write!(s, "Server: {}\r\n", crate::core::SERVER);
-    if !body.is_empty() {
-        let _ = write!(s, "Content-Type: {}\r\n", feature_sync::CONTENT_TYPE);
-    }
-    let _ = write!(s, "Content-Length: {}\r\n\r\n", body.len());
-    let mut out = s.into_bytes();
-    out.extend_from_slice(body);
-    Bytes::from(out)
+    let extra = [
+        ("Event", feature_sync::EVENT),
+        ("Subscription-State", subscription_state),
+        ("Server", crate::core::SERVER),
+    ];
+    let body = (!body.is_empty()).then_some((feature_sync::CONTENT_TYPE, body));
+    in_dialog_request(t, "NOTIFY", branch, cseq, &extra, body)
 }
 
 /// Where a refresh came from: later NOTIFYs follow the subscriber's
@@ -560,7 +518,7 @@ mod tests {
             to: Bytes::from_static(b"<sip:1001@pbx>;tag=theirs"),
             call_id: Bytes::from_static(b"sub-1"),
             route_set: vec![Bytes::from_static(b"<sip:proxy;lr>")],
-            contact: "<sip:1001@127.0.0.1:5060>".into(),
+            contact: Some("<sip:1001@127.0.0.1:5060>".into()),
         }
     }
 

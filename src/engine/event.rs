@@ -21,6 +21,19 @@ pub enum Cause {
     FeatureSync,
 }
 
+impl Cause {
+    /// The wire name (`fac`, `api`, `call`, `timer`, `feature-sync`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fac => "fac",
+            Self::Api => "api",
+            Self::Call => "call",
+            Self::Timer => "timer",
+            Self::FeatureSync => "feature-sync",
+        }
+    }
+}
+
 /// One applied change of one agent in one queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

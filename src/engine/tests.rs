@@ -652,3 +652,19 @@ fn state_names() {
     }
     assert!("BUSY".parse::<AgentState>().is_err());
 }
+
+#[test]
+fn cause_names_match_their_serialised_form() {
+    for c in [
+        Cause::Fac,
+        Cause::Api,
+        Cause::Call,
+        Cause::Timer,
+        Cause::FeatureSync,
+    ] {
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            format!("\"{}\"", c.as_str())
+        );
+    }
+}

@@ -147,6 +147,84 @@ impl ResponseBuilder {
     }
 }
 
+/// What a request facd sends inside a dialog needs (RFC 3261 §12.2.1.1):
+/// the remote target, our Via sent-by and transport, From (our side, with
+/// our tag), To (theirs), Call-ID, the route set, and a Contact where the
+/// method needs one (NOTIFY, RFC 6665 §4.2.1; BYE needs none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InDialog {
+    /// The peer's Contact URI (the remote target).
+    pub request_uri: Bytes,
+    /// `"UDP"` or `"TCP"`.
+    pub transport: &'static str,
+    /// Our `host:port` for the Via.
+    pub local_sent_by: String,
+    /// Our side: the dialog-creating request's To, with our tag.
+    pub from: Bytes,
+    /// Their side: that request's From as received (with their tag).
+    pub to: Bytes,
+    /// Call-ID.
+    pub call_id: Bytes,
+    /// The Record-Route values of the dialog-creating request, in order
+    /// (the UAS route set, §12.1.1); routes are assumed loose (`;lr`).
+    pub route_set: Vec<Bytes>,
+    /// Our Contact (`<sip:…>`), when the method carries one.
+    pub contact: Option<String>,
+}
+
+/// A request inside the dialog `t` (RFC 3261 §12.2.1.1): request line to the
+/// remote target, our Via with `branch` and `rport` (RFC 3581), Max-Forwards,
+/// the route set as Route headers, From/To/Call-ID, `CSeq: <cseq> <method>`,
+/// Contact if any, then `extra` headers and the body with its type.
+pub fn in_dialog_request(
+    t: &InDialog,
+    method: &str,
+    branch: &str,
+    cseq: u32,
+    extra: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Bytes {
+    let body_len = body.map_or(0, |(_, b)| b.len());
+    let mut out = Vec::with_capacity(512 + body_len);
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(&t.request_uri);
+    out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/");
+    out.extend_from_slice(t.transport.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(t.local_sent_by.as_bytes());
+    out.extend_from_slice(b";branch=");
+    out.extend_from_slice(branch.as_bytes());
+    out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\n");
+    for r in &t.route_set {
+        line(&mut out, b"Route", r);
+    }
+    line(&mut out, b"From", &t.from);
+    line(&mut out, b"To", &t.to);
+    line(&mut out, b"Call-ID", &t.call_id);
+    out.extend_from_slice(b"CSeq: ");
+    out.extend_from_slice(itoa::Buffer::new().format(cseq).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(c) = &t.contact {
+        line(&mut out, b"Contact", c.as_bytes());
+    }
+    for (name, value) in extra {
+        line(&mut out, name.as_bytes(), value.as_bytes());
+    }
+    if let Some((ctype, _)) = body {
+        line(&mut out, b"Content-Type", ctype.as_bytes());
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    if let Some((_, b)) = body {
+        out.extend_from_slice(b);
+    }
+    Bytes::from(out)
+}
+
 /// RFC 3261 §18.2.2 + RFC 3581 §4: a UDP response goes to the packet's
 /// source IP — never to a Via host that differs from it — at the source
 /// port when the top Via has `rport`, else at the Via port (default 5060).
