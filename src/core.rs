@@ -1288,7 +1288,12 @@ impl Core {
         peer: &Peer,
     ) {
         // RFC 3261 §9.2: 481 when no INVITE matches; otherwise 200, and the
-        // INVITE, if still unanswered, gets 487 and nothing is applied.
+        // INVITE, if still unanswered, gets 487 and nothing is applied. A
+        // star code is applied as soon as it arrives, so the only INVITE
+        // still unanswered is one whose change is being made durable: that
+        // change has happened, and its 200 goes out once written (§9.2 makes
+        // the 487 a SHOULD; a 2xx after a CANCEL is normal for the caller,
+        // §9.1), rather than a 487 that would claim nothing changed.
         let Some(invite) = invite else {
             return self.reply(
                 now,
@@ -1301,7 +1306,7 @@ impl Core {
             );
         };
         self.reply(now, cancel, req, peer, 200, "OK", |b| b);
-        if !self.txs.is_final(invite) {
+        if !self.txs.is_final(invite) && !self.awaiting_journal(invite) {
             // The 487 carries the INVITE's CSeq method (RFC 3261 §9.2): same
             // headers as the CANCEL otherwise.
             let bytes = build::response(req, peer.addr, 487, "Request Terminated")
@@ -1311,6 +1316,14 @@ impl Core {
                 .build();
             self.txs.respond(now.mono, invite, 487, bytes);
         }
+    }
+
+    /// True if the answer to transaction `id` waits for a journal write.
+    fn awaiting_journal(&self, id: TxId) -> bool {
+        self.pending.values().any(|p| match &p.reply {
+            Reply::Sip { id: t, .. } | Reply::Subscribe { id: t, .. } => *t == id,
+            Reply::None | Reply::Callback { .. } => false,
+        })
     }
 
     /// The agent making the request: the authenticated digest username when

@@ -272,6 +272,70 @@ async fn cancel_after_answer_and_for_nothing() {
     s.stop().await;
 }
 
+/// A CANCEL right behind its INVITE reaches facd while the change is being
+/// written to the journal: the INVITE then still gets its 200 (the change
+/// happened), never a 487 over a change that was applied anyway.
+#[tokio::test]
+async fn a_cancel_racing_the_journal_never_leaves_a_487_over_an_applied_change() {
+    let s = TestServer::start(&base_config("")).await;
+    let c = Udp::new(s.udp).await;
+    let state = |s: &TestServer| {
+        let core = s.core.clone();
+        async move {
+            core.query(|e| e.agent("1001").map(|a| a.queues[0].state))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    for i in 0..10 {
+        let code = if i % 2 == 0 { "*388000" } else { "*398000" };
+        let call = format!("race-{i}");
+        let before = state(&s).await;
+        let invite = Req::invite(
+            code,
+            "1001",
+            &call,
+            &format!("z9hG4bK-{call}"),
+            "UDP",
+            c.port(),
+        );
+        let cancel = format!(
+            "CANCEL sip:{code}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK-{call};rport\r\n\
+             Max-Forwards: 70\r\nFrom: \"Agent 1001\" <sip:1001@facd.test>;tag=from-{call}\r\nTo: <sip:{code}@facd.test>\r\n\
+             Call-ID: {call}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+            p = c.port()
+        );
+        c.send(&invite).await;
+        c.send(&cancel).await;
+        let r = loop {
+            let r = c.recv_final_for(&call).await;
+            if r.header("CSeq").is_some_and(|v| v.ends_with("INVITE")) {
+                break r;
+            }
+        };
+        let after = state(&s).await;
+        match r.status() {
+            487 => assert_eq!(after, before, "a 487, yet the change was applied"),
+            200 => {
+                assert_ne!(after, before, "a 200, yet nothing changed");
+                let tag = r.to_tag().unwrap();
+                c.send(&Req::ack(code, "1001", &call, &tag, "UDP", c.port()))
+                    .await;
+                loop {
+                    let m = c.recv().await;
+                    if m.method() == "BYE" {
+                        c.send(&Req::ok_for(&m)).await;
+                        break;
+                    }
+                }
+            }
+            other => panic!("INVITE answered {other}: {}", r.raw),
+        }
+    }
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn tcp_call_uses_the_connection_and_says_so_in_contact() {
     let s = TestServer::start(&base_config("")).await;
