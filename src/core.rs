@@ -33,7 +33,7 @@ use crate::sip::star_code::{Action, StarCode, StarCodeParser};
 use crate::store::{Store, StoreError};
 use crate::subscription::{ExpiryBounds, Flow, NotifyTemplate, SubEvent, Subscriptions, TooBrief};
 use crate::transaction::{KeyParts, Received, RequestKind, ServerTransactions, TimerConfig, TxId};
-use crate::transport::{Inbound, Peer};
+use crate::transport::{Inbound, Link, Peer};
 
 /// The methods facd implements (the `Allow` header, RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE";
@@ -103,18 +103,20 @@ pub struct CoreConfig {
     pub max_subscriptions: usize,
 }
 
-/// Where a transaction or dialog sends: the peer's link and the address.
+/// Where a transaction, dialog or subscription sends: the socket or
+/// connection, and the address (held per finished transaction for Timer
+/// J/L, so it keeps only what sending needs).
 #[derive(Debug, Clone)]
 pub struct Dest {
     /// The socket or connection.
-    pub peer: Peer,
-    /// The UDP destination (ignored on TCP).
+    pub link: Link,
+    /// The UDP destination (the peer's address on TCP).
     pub to: SocketAddr,
 }
 
 impl Dest {
     fn send(&self, bytes: Bytes) {
-        self.peer.send_to(self.to, bytes);
+        self.link.send_to(self.to, bytes);
     }
 }
 
@@ -596,7 +598,7 @@ impl Core {
             build::response_target(top, peer.addr)
         };
         let dest = Dest {
-            peer: peer.clone(),
+            link: peer.link.clone(),
             to,
         };
         let kind = match req.method {
@@ -1090,7 +1092,7 @@ impl Core {
         };
         // NOTIFYs go back over the flow the SUBSCRIBE came on (SPEC §4).
         let dest = Dest {
-            peer: peer.clone(),
+            link: peer.link.clone(),
             to: peer.addr,
         };
         Box::new(SubAnswer {
@@ -1244,7 +1246,7 @@ impl Core {
         // In-dialog requests reuse the flow the INVITE came on (RFC 5626
         // style): the packet's source, never a host named in the message.
         let dest = Dest {
-            peer: peer.clone(),
+            link: peer.link.clone(),
             to: peer.addr,
         };
         Answer {

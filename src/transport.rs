@@ -51,6 +51,33 @@ pub enum Link {
     Tcp(TcpConn),
 }
 
+impl Link {
+    /// Sends `bytes` to `to` (UDP) or over the connection (TCP; `to` is
+    /// ignored). Never blocks: a full socket buffer hands the datagram to a
+    /// task, a full or closed connection drops it with a log line.
+    pub fn send_to(&self, to: SocketAddr, bytes: Bytes) {
+        match self {
+            Self::Udp(sock) => match sock.try_send_to(&bytes, to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let sock = sock.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = sock.send_to(&bytes, to).await {
+                            debug!(%to, error = %e, "udp send failed");
+                        }
+                    });
+                }
+                Err(e) => debug!(%to, error = %e, "udp send failed"),
+            },
+            Self::Tcp(conn) => {
+                if let Err(e) = conn.tx.try_send(bytes) {
+                    debug!(conn = conn.id, peer = %to, error = %e, "tcp send dropped");
+                }
+            }
+        }
+    }
+}
+
 /// The write side of one TCP connection.
 #[derive(Clone, Debug)]
 pub struct TcpConn {
@@ -74,28 +101,9 @@ impl Peer {
     }
 
     /// Sends `bytes` to `to` (UDP) or over the connection (TCP; `to` is
-    /// ignored). Never blocks: a full socket buffer hands the datagram to a
-    /// task, a full or closed connection drops it with a log line.
+    /// ignored). See [`Link::send_to`].
     pub fn send_to(&self, to: SocketAddr, bytes: Bytes) {
-        match &self.link {
-            Link::Udp(sock) => match sock.try_send_to(&bytes, to) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let sock = sock.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = sock.send_to(&bytes, to).await {
-                            debug!(%to, error = %e, "udp send failed");
-                        }
-                    });
-                }
-                Err(e) => debug!(%to, error = %e, "udp send failed"),
-            },
-            Link::Tcp(conn) => {
-                if let Err(e) = conn.tx.try_send(bytes) {
-                    debug!(conn = conn.id, peer = %self.addr, error = %e, "tcp send dropped");
-                }
-            }
-        }
+        self.link.send_to(to, bytes);
     }
 
     /// Sends to the peer's own address.
