@@ -6,6 +6,9 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -375,6 +378,14 @@ async fn a_stalled_subscriber_lags_alone_and_gets_a_snapshot() {
     // subscriber reads them all as they come.
     const ROUNDS: usize = 100;
     let total = agents.len() * 2 * ROUNDS;
+    // "Keeps up" made precise: the writers never run more than LEAD events
+    // ahead of what the good subscriber has read (well under its session
+    // queue), so on a loaded machine it cannot lag by being descheduled;
+    // the stalled one never reads and must lag.
+    const LEAD: usize = 256;
+    let read = Arc::new(AtomicUsize::new(0));
+    let issued = Arc::new(AtomicUsize::new(0));
+    let read_by_reader = read.clone();
     let reader = tokio::spawn(async move {
         let mut n = 0;
         let mut last = std::collections::HashMap::new();
@@ -391,12 +402,14 @@ async fn a_stalled_subscriber_lags_alone_and_gets_a_snapshot() {
                 ups[0]["state"].as_str().unwrap().to_string(),
             );
             n += 1;
+            read_by_reader.store(n, Ordering::Release);
         }
         (good, last)
     });
     let mut writers = Vec::new();
     for a in agents.clone() {
         let core = s.core.clone();
+        let (read, issued) = (read.clone(), issued.clone());
         writers.push(tokio::spawn(async move {
             for _ in 0..ROUNDS {
                 for cmd in [
@@ -410,6 +423,10 @@ async fn a_stalled_subscriber_lags_alone_and_gets_a_snapshot() {
                         target: Target::All,
                     },
                 ] {
+                    while issued.load(Ordering::Acquire) >= read.load(Ordering::Acquire) + LEAD {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    issued.fetch_add(1, Ordering::AcqRel);
                     let applied = core.apply(cmd, Cause::Api).await.unwrap().unwrap();
                     assert_eq!(applied.events.len(), 1);
                 }
