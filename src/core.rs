@@ -662,6 +662,23 @@ impl Core {
         }
     }
 
+    /// During a graceful stop (SPEC §8) a new call or subscription is
+    /// answered 503 with Retry-After; true if it was.
+    fn refused_while_draining(&mut self, now: Now, id: TxId, req: &Request, peer: &Peer) -> bool {
+        if self.draining {
+            self.reply(
+                now,
+                id,
+                req,
+                peer,
+                503,
+                "Service Unavailable - Shutting Down",
+                |b| b.header("Retry-After", "5"),
+            );
+        }
+        self.draining
+    }
+
     /// Sheds lingering transactions at the cap; false if all are live.
     fn shed(&mut self) -> bool {
         let (room, n) = self.txs.shed_for(self.cfg.max_transactions);
@@ -744,16 +761,8 @@ impl Core {
             };
             return self.reply(now, id, req, peer, status, reason, |b| b);
         }
-        if self.draining {
-            return self.reply(
-                now,
-                id,
-                req,
-                peer,
-                503,
-                "Service Unavailable - Shutting Down",
-                |b| b.header("Retry-After", "5"),
-            );
+        if self.refused_while_draining(now, id, req, peer) {
+            return;
         }
         if self.dialogs.is_full() {
             return self.reply(
@@ -943,16 +952,8 @@ impl Core {
                 })
             }
         };
-        if self.draining {
-            return self.reply(
-                now,
-                id,
-                req,
-                peer,
-                503,
-                "Service Unavailable - Shutting Down",
-                |b| b.header("Retry-After", "5"),
-            );
+        if self.refused_while_draining(now, id, req, peer) {
+            return;
         }
         let Some(agent) = self.authenticate(now, id, req, peer) else {
             return;
