@@ -88,7 +88,11 @@ pub fn parse(data: &[u8]) {
     let src: SocketAddr = "192.0.2.7:5070".parse().unwrap();
     match parse_message(Bytes::copy_from_slice(data)) {
         Ok(Message::Request(req)) => {
-            let _ = req.uri.user_unescaped();
+            let _ = req.uri.user_unescaped(req.headers.buf());
+            let _ = req.uri.params(req.headers.buf()).count();
+            for via in &req.base.vias {
+                let _ = via.sent_by(req.headers.buf());
+            }
             for (name, value) in req.headers.iter() {
                 let _ = (name.len(), value.len());
             }
@@ -100,7 +104,7 @@ pub fn parse(data: &[u8]) {
                 .to_tag("fuzz")
                 .build();
             let resp = reparse(answer, 404);
-            assert_eq!(resp.base.call_id, req.base.call_id);
+            assert_eq!(resp.call_id(), req.call_id());
             assert_eq!(resp.base.cseq.seq, req.base.cseq.seq);
             assert_eq!(resp.base.vias.len(), req.base.vias.len());
         }

@@ -573,7 +573,7 @@ impl Core {
     fn on_response(&mut self, now: Now, resp: &Response) {
         // Responses can only be for the BYEs and NOTIFYs we sent (RFC 3261
         // §17.1.3 matches them by the branch of our Via); anything else is stray.
-        match resp.base.vias.first().and_then(|v| v.branch.as_ref()) {
+        match resp.branch() {
             Some(branch) if resp.base.cseq.method == Method::Bye => {
                 self.dialogs.on_response(now.mono, branch, resp.status);
             }
@@ -612,7 +612,7 @@ impl Core {
         // number, From tag and the top Via as a whole, which the ACK of a
         // non-2xx shares.
         let rfc2543;
-        let branch: &[u8] = match &top.branch {
+        let branch: &[u8] = match top.branch.map(|b| req.at(b)) {
             Some(b) if b.starts_with(MAGIC_COOKIE) => b,
             _ => {
                 rfc2543 = rfc2543_key(req);
@@ -621,7 +621,7 @@ impl Core {
         };
         let key = KeyParts {
             branch,
-            host: &top.host,
+            host: req.at(top.host),
             port: top.port,
             method: match req.method {
                 Method::Ack => b"INVITE",
@@ -791,7 +791,11 @@ impl Core {
                 b.header("Accept", ACCEPT)
             });
         }
-        let Some(Ok(code)) = req.uri.user_unescaped().map(|u| self.codes.parse(&u)) else {
+        let Some(Ok(code)) = req
+            .uri
+            .user_unescaped(req.headers.buf())
+            .map(|u| self.codes.parse(&u))
+        else {
             return self.reply(now, id, req, peer, 404, "Not Found", |b| b);
         };
         let Some(agent) = self.authenticate(now, id, req, peer) else {
@@ -802,7 +806,7 @@ impl Core {
         let (body, media) = if req.body.is_empty() {
             (sdp::offer(local, session), ToneSource::AnswerInAck)
         } else {
-            match sdp::parse_offer(&req.body).and_then(|o| sdp::answer(&o, local, session)) {
+            match sdp::parse_offer(req.body()).and_then(|o| sdp::answer(&o, local, session)) {
                 Ok(a) => (
                     a.body,
                     ToneSource::Offer(ToneTarget::new(a.codec, local, a.remote_rtp)),
@@ -871,7 +875,7 @@ impl Core {
         } else {
             Vec::new()
         };
-        let call_id = String::from_utf8_lossy(&req.base.call_id);
+        let call_id = String::from_utf8_lossy(req.call_id());
         match self.engine.apply(now.wall, cmd, cause) {
             Err(rejection) => {
                 self.stats.refused += 1;
@@ -960,8 +964,10 @@ impl Core {
         };
         // SPEC §5: a phone subscribes to its own address of record only.
         let user = |u: Option<Vec<u8>>| u.and_then(|u| String::from_utf8(u).ok());
-        let own = user(req.uri.user_unescaped()).as_deref() == Some(agent.as_str())
-            && user(req.base.to.uri.user_unescaped()).as_deref() == Some(agent.as_str());
+        let own = user(req.uri.user_unescaped(req.headers.buf())).as_deref()
+            == Some(agent.as_str())
+            && user(req.base.to.uri.user_unescaped(req.headers.buf())).as_deref()
+                == Some(agent.as_str());
         if !own {
             info!(%agent, "SUBSCRIBE to another address refused");
             return self.reply(
@@ -1006,7 +1012,7 @@ impl Core {
         let set = if req.body.is_empty() {
             None
         } else {
-            match feature_sync::parse_set_agent_state(&req.body) {
+            match feature_sync::parse_set_agent_state(req.body()) {
                 Ok(set) => Some(set),
                 Err(e) => {
                     info!(%agent, error = %e, "SUBSCRIBE body refused");
@@ -1046,7 +1052,7 @@ impl Core {
         expires: u32,
         refresh: bool,
     ) -> Box<SubAnswer> {
-        let tag = match &req.base.to.tag {
+        let tag = match req.to_tag() {
             Some(t) => String::from_utf8_lossy(t).into_owned(),
             None => self.new_tag(),
         };
@@ -1068,21 +1074,21 @@ impl Core {
             .next()
             .map(|c| contact_uri(&c));
         let from = if refresh {
-            Bytes::copy_from_slice(&req.base.to.raw)
+            Bytes::copy_from_slice(req.at(req.base.to.raw))
         } else {
             Bytes::from(format!(
                 "{};tag={tag}",
-                String::from_utf8_lossy(&req.base.to.raw)
+                String::from_utf8_lossy(req.at(req.base.to.raw))
             ))
         };
         let template = NotifyTemplate {
             request_uri: remote
                 .clone()
-                .unwrap_or_else(|| Bytes::copy_from_slice(&req.base.from.uri.raw)),
+                .unwrap_or_else(|| Bytes::copy_from_slice(req.at(req.base.from.uri.raw))),
             transport: peer.transport(),
             local_sent_by: sent_by(peer.local),
             from,
-            to: Bytes::copy_from_slice(&req.base.from.raw),
+            to: Bytes::copy_from_slice(req.at(req.base.from.raw)),
             call_id: dialog.call_id.clone(),
             route_set: req
                 .headers
@@ -1223,19 +1229,20 @@ impl Core {
             .get_all("Contact")
             .next()
             .map(|c| contact_uri(&c))
-            .unwrap_or_else(|| Bytes::copy_from_slice(&req.base.from.uri.raw));
+            .unwrap_or_else(|| Bytes::copy_from_slice(req.at(req.base.from.uri.raw)));
         let bye = ByeTemplate {
             request_uri: remote_target,
             transport: peer.transport(),
             local_sent_by: sent_by(peer.local),
             from: {
-                let mut v = Vec::with_capacity(req.base.to.raw.len() + 5 + tag.len());
-                v.extend_from_slice(&req.base.to.raw);
+                let to = req.at(req.base.to.raw);
+                let mut v = Vec::with_capacity(to.len() + 5 + tag.len());
+                v.extend_from_slice(to);
                 v.extend_from_slice(b";tag=");
                 v.extend_from_slice(tag.as_bytes());
                 Bytes::from(v)
             },
-            to: Bytes::copy_from_slice(&req.base.from.raw),
+            to: Bytes::copy_from_slice(req.at(req.base.from.raw)),
             call_id: dialog.call_id.clone(),
             route_set: req
                 .headers
@@ -1271,14 +1278,14 @@ impl Core {
                 .as_deref()
                 == Some("application/sdp");
         let media = sdp_body
-            .then(|| sdp::parse_offer(&req.body).ok())
+            .then(|| sdp::parse_offer(req.body()).ok())
             .flatten()
             .and_then(|a| sdp::remote_media(&a))
             .and_then(|(codec, remote)| {
                 ToneTarget::new(codec, self.media_addr(peer), Some(remote))
             });
         if !self.dialogs.ack(now.mono, &dialog_id(req), media) {
-            debug!(call_id = %String::from_utf8_lossy(&req.base.call_id), "ACK for no dialog dropped");
+            debug!(call_id = %String::from_utf8_lossy(req.call_id()), "ACK for no dialog dropped");
         }
     }
 
@@ -1336,7 +1343,7 @@ impl Core {
             .base
             .from
             .uri
-            .user_unescaped()
+            .user_unescaped(req.headers.buf())
             .and_then(|u| String::from_utf8(u).ok())
             .ok_or_else(|| AuthRefusal::Refuse(403, "Forbidden".into()))?;
         let Some(auth) = self.auth.as_mut() else {
@@ -1447,8 +1454,7 @@ impl Core {
         let user = req
             .uri
             .user
-            .as_ref()
-            .map(|u| String::from_utf8_lossy(u).into_owned());
+            .map(|u| String::from_utf8_lossy(req.at(u)).into_owned());
         let host = if peer.local.ip().is_unspecified() {
             self.cfg.domain.clone()
         } else {
@@ -1476,21 +1482,21 @@ fn rfc2543_key(req: &Request) -> Vec<u8> {
     let top = &req.base.vias[0];
     let mut k = Vec::with_capacity(128);
     k.extend_from_slice(b"2543:");
-    k.extend_from_slice(&req.base.call_id);
+    k.extend_from_slice(req.call_id());
     k.extend_from_slice(format!(":{}:", req.base.cseq.seq).as_bytes());
-    k.extend_from_slice(req.base.from.tag.as_deref().unwrap_or_default());
+    k.extend_from_slice(req.from_tag().unwrap_or_default());
     k.push(b':');
-    k.extend_from_slice(&top.raw);
+    k.extend_from_slice(req.at(top.raw));
     k
 }
 
 /// The dialog a request belongs to, from the UAS side (RFC 3261 §12.2.2).
 fn dialog_id(req: &Request) -> DialogId {
-    let own = |b: Option<&Bytes>| b.map_or_else(Bytes::new, |b| Bytes::copy_from_slice(b));
+    let own = |b: Option<&[u8]>| b.map_or_else(Bytes::new, Bytes::copy_from_slice);
     DialogId {
-        call_id: own(Some(&req.base.call_id)),
-        local_tag: own(req.base.to.tag.as_ref()),
-        remote_tag: own(req.base.from.tag.as_ref()),
+        call_id: own(Some(req.call_id())),
+        local_tag: own(req.to_tag()),
+        remote_tag: own(req.from_tag()),
     }
 }
 

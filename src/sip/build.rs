@@ -31,22 +31,23 @@ pub struct ResponseBuilder {
 pub fn response(req: &Request, src: SocketAddr, status: u16, reason: &str) -> ResponseBuilder {
     let mut head = Vec::with_capacity(768);
     status_line(&mut head, status, reason);
+    let buf = req.headers.buf();
     for (i, via) in req.base.vias.iter().enumerate() {
         head.extend_from_slice(b"Via: ");
         if i == 0 {
-            stamp_via(&mut head, via, src);
+            stamp_via(&mut head, via, buf, src);
         } else {
-            head.extend_from_slice(&via.raw);
+            head.extend_from_slice(req.at(via.raw));
         }
         head.extend_from_slice(b"\r\n");
     }
-    line(&mut head, b"From", &req.base.from.raw);
+    line(&mut head, b"From", req.at(req.base.from.raw));
     head.extend_from_slice(b"To: ");
-    head.extend_from_slice(&req.base.to.raw);
+    head.extend_from_slice(req.at(req.base.to.raw));
     ResponseBuilder {
         head,
         to_has_tag: req.base.to.tag.is_some(),
-        call_id: req.base.call_id.clone(),
+        call_id: req.bytes(req.base.call_id),
         cseq_seq: req.base.cseq.seq,
         cseq_method: Bytes::copy_from_slice(req.base.cseq.method.as_str().as_bytes()),
         extra: Vec::with_capacity(384),
@@ -61,7 +62,7 @@ pub fn error_response(ctx: &ReplyContext, src: SocketAddr, status: u16, reason: 
     for (i, via) in ctx.vias.iter().enumerate() {
         out.extend_from_slice(b"Via: ");
         if i == 0 {
-            stamp_via(&mut out, &ctx.top_via, src);
+            stamp_via(&mut out, &ctx.top_via, &ctx.buf, src);
         } else {
             out.extend_from_slice(via);
         }
@@ -261,8 +262,8 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// The top Via with `received` (§18.2.1: when the sent-by host is not the
 /// source address; RFC 3581 §4: always with rport) and the rport value.
-fn stamp_via(out: &mut Vec<u8>, via: &Via, src: SocketAddr) {
-    let raw: &[u8] = &via.raw;
+fn stamp_via(out: &mut Vec<u8>, via: &Via, buf: &[u8], src: SocketAddr) {
+    let raw: &[u8] = via.raw.of(buf);
     let rport_at = if via.rport == Some(None) {
         std::str::from_utf8(raw)
             .ok()
@@ -279,7 +280,7 @@ fn stamp_via(out: &mut Vec<u8>, via: &Via, src: SocketAddr) {
         }
         None => out.extend_from_slice(raw),
     }
-    let host_ip = std::str::from_utf8(&via.host).ok().and_then(|h| {
+    let host_ip = std::str::from_utf8(via.host.of(buf)).ok().and_then(|h| {
         h.trim_start_matches('[')
             .trim_end_matches(']')
             .parse::<IpAddr>()

@@ -1,6 +1,8 @@
 //! Our SIP message parser (RFC 3261 §7, §20, §25) over `bytes::Bytes`:
-//! every field is a zero-copy slice of the frame, except folded header
-//! values, which are unfolded into a new buffer.
+//! the frame becomes the message's buffer and every parsed field is a
+//! [`Span`] (two `u32` offsets) of it, so parsing copies nothing and takes
+//! no reference counts; folded header values are unfolded into an arena
+//! appended to the frame (one copy, only for folded messages).
 //!
 //! The grammar was first written with nom; that version is kept, for tests
 //! only, in `message/reference.rs`. The parser here is hand-written byte
@@ -117,8 +119,50 @@ impl fmt::Display for Method {
     }
 }
 
+/// A byte range of a message's buffer ([`Headers::buf`]): the typed fields
+/// are offsets rather than `Bytes`, so parsing a message takes no
+/// reference counts (each `Bytes` clone and drop is an atomic operation,
+/// and they were a third of the parse time). Resolve one with
+/// [`Request::at`], [`Response::at`] or [`Span::of`]; cut an owned `Bytes`
+/// with [`Request::bytes`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Self {
+        // Frames are capped far below 4 GiB (sip.max_message_bytes).
+        Self {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    /// The octets of `buf` this span covers (empty if it does not fit).
+    pub fn of(self, buf: &[u8]) -> &[u8] {
+        buf.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+
+    /// The length in octets.
+    pub fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    /// Whether the span is empty.
+    pub fn is_empty(self) -> bool {
+        self.start == self.end
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
 /// A URI scheme.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     /// `sip:`
     Sip,
@@ -126,41 +170,54 @@ pub enum Scheme {
     Sips,
     /// `tel:` (RFC 3966)
     Tel,
-    /// Anything else (kept opaque).
-    Other(Bytes),
+    /// Anything else (kept opaque): the scheme's name.
+    Other(Span),
 }
 
 /// A URI. For `sip`/`sips` every part is parsed; `tel` puts the number in
-/// `user`; other schemes keep only `raw`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `user`; other schemes keep only `raw`. Spans of the message buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Uri {
     /// The scheme.
     pub scheme: Scheme,
     /// The user part, raw (still %-escaped).
-    pub user: Option<Bytes>,
-    /// The host; IPv6 references keep their brackets.
-    pub host: Bytes,
+    pub user: Option<Span>,
+    /// The host; IPv6 references keep their brackets (empty for `tel` and
+    /// opaque URIs).
+    pub host: Span,
     /// The port.
     pub port: Option<u16>,
-    /// `;name[=value]` URI parameters, raw.
-    pub params: Vec<(Bytes, Option<Bytes>)>,
+    /// The `;name[=value]` URI parameters as written, from the first `;`
+    /// (empty without parameters); see [`Uri::params`].
+    pub params: Span,
     /// The whole URI as written.
-    pub raw: Bytes,
+    pub raw: Span,
 }
 
 impl Uri {
     /// The user part with `%HH` escapes decoded (RFC 3261 §19.1.4 compares
-    /// URIs after unescaping).
-    pub fn user_unescaped(&self) -> Option<Vec<u8>> {
-        self.user.as_ref().map(|u| unescape(u))
+    /// URIs after unescaping). `buf` is the message buffer.
+    pub fn user_unescaped(&self, buf: &[u8]) -> Option<Vec<u8>> {
+        self.user.map(|u| unescape(u.of(buf)))
+    }
+
+    /// Every `(name, value)` URI parameter, raw. The parser checked the
+    /// grammar, in which neither `;` nor `=` occurs inside a name or value.
+    pub fn params<'a>(&self, buf: &'a [u8]) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> {
+        let all = self.params.of(buf);
+        all.split(|c| *c == b';')
+            .skip(1)
+            .map(|p| match memchr::memchr(b'=', p) {
+                Some(e) => (&p[..e], Some(&p[e + 1..])),
+                None => (p, None),
+            })
     }
 
     /// A URI parameter by name (case-insensitive): `Some(None)` if it has no value.
-    pub fn param(&self, name: &str) -> Option<Option<&[u8]>> {
-        self.params
-            .iter()
+    pub fn param<'a>(&self, buf: &'a [u8], name: &str) -> Option<Option<&'a [u8]>> {
+        self.params(buf)
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v.as_deref())
+            .map(|(_, v)| v)
     }
 }
 
@@ -189,29 +246,29 @@ fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
-/// One Via value (RFC 3261 §20.42).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One Via value (RFC 3261 §20.42), as spans of the message buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Via {
     /// `UDP`, `TCP`, … as written.
-    pub transport: Bytes,
+    pub transport: Span,
     /// The sent-by host (IPv6 with brackets).
-    pub host: Bytes,
+    pub host: Span,
     /// The sent-by port.
     pub port: Option<u16>,
     /// The branch parameter.
-    pub branch: Option<Bytes>,
+    pub branch: Option<Span>,
     /// `Some(None)` for a bare `;rport`, `Some(Some(p))` with a value (RFC 3581).
     pub rport: Option<Option<u16>>,
     /// The received parameter.
-    pub received: Option<Bytes>,
+    pub received: Option<Span>,
     /// The via-parm as received.
-    pub raw: Bytes,
+    pub raw: Span,
 }
 
 impl Via {
     /// `host[:port]`, host lower-cased: the sent-by of transaction matching.
-    pub fn sent_by(&self) -> String {
-        let host = String::from_utf8_lossy(&self.host).to_ascii_lowercase();
+    pub fn sent_by(&self, buf: &[u8]) -> String {
+        let host = String::from_utf8_lossy(self.host.of(buf)).to_ascii_lowercase();
         match self.port {
             Some(p) => format!("{host}:{p}"),
             None => host,
@@ -220,16 +277,16 @@ impl Via {
 }
 
 /// A From/To/Contact value: `["display"] <uri>;params` or `uri;params`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NameAddr {
     /// The display name (quotes removed, escapes kept).
-    pub display: Option<Bytes>,
+    pub display: Option<Span>,
     /// The URI.
     pub uri: Uri,
     /// The tag parameter.
-    pub tag: Option<Bytes>,
+    pub tag: Option<Span>,
     /// The whole header value.
-    pub raw: Bytes,
+    pub raw: Span,
 }
 
 /// CSeq (RFC 3261 §20.16).
@@ -251,7 +308,7 @@ pub struct BaseHeaders {
     /// To.
     pub to: NameAddr,
     /// Call-ID.
-    pub call_id: Bytes,
+    pub call_id: Span,
     /// CSeq.
     pub cseq: CSeq,
     /// Max-Forwards, if present.
@@ -360,46 +417,37 @@ fn is_list(name: &[u8]) -> bool {
         .any(|l| name.eq_ignore_ascii_case(l.as_bytes()))
 }
 
-/// Where a header's text lives: in the frame, or (unfolded) in the arena.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Loc {
-    Frame(u32, u32),
-    Arena(u32, u32),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Header {
-    name: (u32, u32),
-    value: Loc,
+    name: Span,
+    value: Span,
 }
 
-/// All header fields, in order, unfolded. Names and values are kept as
-/// offsets into the frame (no per-header reference counting); `Bytes` are
-/// cut only when asked for.
+/// All header fields, in order, unfolded, and the buffer every [`Span`] of
+/// the message points into: the frame as received, followed, only if some
+/// header was folded, by the unfolded values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    frame: Bytes,
-    arena: Bytes,
+    buf: Bytes,
     list: Vec<Header>,
 }
 
 impl Headers {
+    /// The message buffer.
+    pub fn buf(&self) -> &Bytes {
+        &self.buf
+    }
+
     fn name_of(&self, h: &Header) -> &[u8] {
-        &self.frame[h.name.0 as usize..h.name.1 as usize]
+        h.name.of(&self.buf)
     }
 
     fn value_of(&self, h: &Header) -> &[u8] {
-        match h.value {
-            Loc::Frame(a, b) => &self.frame[a as usize..b as usize],
-            Loc::Arena(a, b) => &self.arena[a as usize..b as usize],
-        }
+        h.value.of(&self.buf)
     }
 
     fn bytes_of(&self, h: &Header) -> Bytes {
-        match h.value {
-            Loc::Frame(a, b) => self.frame.slice(a as usize..b as usize),
-            Loc::Arena(a, b) => self.arena.slice(a as usize..b as usize),
-        }
+        self.buf.slice(h.value.range())
     }
 
     /// The first value of `name` (long or compact form, case-insensitive).
@@ -443,9 +491,24 @@ fn split_commas(v: &Bytes) -> Vec<Bytes> {
     if memchr::memchr(b',', v).is_none() {
         return vec![v.clone()];
     }
+    comma_spans(v, Span::new(0, v.len()))
+        .into_iter()
+        .map(|p| v.slice(p.range()))
+        .collect()
+}
+
+/// The elements of the list value `buf[v]`, split on commas outside quoted
+/// strings and `<>`, each trimmed of SP/HTAB.
+fn comma_spans(buf: &[u8], v: Span) -> Vec<Span> {
+    let s = v.of(buf);
+    let o = v.start as usize;
     let mut out = Vec::new();
     let (mut start, mut quoted, mut angle, mut escaped) = (0, false, false, false);
-    for (i, &c) in v.iter().enumerate() {
+    let mut push = |a: usize, b: usize| {
+        let (a, b) = trim_range(s, a, b);
+        out.push(Span::new(o + a, o + b));
+    };
+    for (i, &c) in s.iter().enumerate() {
         if quoted {
             match (escaped, c) {
                 (true, _) => escaped = false,
@@ -460,20 +523,14 @@ fn split_commas(v: &Bytes) -> Vec<Bytes> {
             b'<' => angle = true,
             b'>' => angle = false,
             b',' if !angle => {
-                out.push(trim(v.slice(start..i)));
+                push(start, i);
                 start = i + 1;
             }
             _ => {}
         }
     }
-    out.push(trim(v.slice(start..)));
+    push(start, s.len());
     out
-}
-
-fn trim(b: Bytes) -> Bytes {
-    let s = b.iter().position(|c| !is_ws(*c)).unwrap_or(b.len());
-    let e = b.iter().rposition(|c| !is_ws(*c)).map_or(s, |e| e + 1);
-    b.slice(s..e.max(s))
 }
 
 /// A request.
@@ -485,10 +542,10 @@ pub struct Request {
     pub uri: Uri,
     /// Via, From, To, Call-ID, CSeq, Max-Forwards.
     pub base: BaseHeaders,
-    /// Every header.
+    /// Every header, and the buffer the spans point into.
     pub headers: Headers,
     /// The body (Content-Length octets).
-    pub body: Bytes,
+    pub body: Span,
 }
 
 /// A response.
@@ -497,20 +554,62 @@ pub struct Response {
     /// The status code.
     pub status: u16,
     /// The reason phrase (any octets).
-    pub reason: Bytes,
+    pub reason: Span,
     /// Via, From, To, Call-ID, CSeq.
     pub base: BaseHeaders,
-    /// Every header.
+    /// Every header, and the buffer the spans point into.
     pub headers: Headers,
     /// The body.
-    pub body: Bytes,
+    pub body: Span,
 }
+
+macro_rules! span_access {
+    ($t:ty) => {
+        impl $t {
+            /// The octets of a span of this message.
+            pub fn at(&self, s: Span) -> &[u8] {
+                s.of(&self.headers.buf)
+            }
+
+            /// An owned slice of the message buffer (one reference count).
+            pub fn bytes(&self, s: Span) -> Bytes {
+                self.headers.buf.slice(s.range())
+            }
+
+            /// The body.
+            pub fn body(&self) -> &[u8] {
+                self.at(self.body)
+            }
+
+            /// The Call-ID.
+            pub fn call_id(&self) -> &[u8] {
+                self.at(self.base.call_id)
+            }
+
+            /// The From tag.
+            pub fn from_tag(&self) -> Option<&[u8]> {
+                self.base.from.tag.map(|t| self.at(t))
+            }
+
+            /// The To tag.
+            pub fn to_tag(&self) -> Option<&[u8]> {
+                self.base.to.tag.map(|t| self.at(t))
+            }
+
+            /// The top Via's branch.
+            pub fn branch(&self) -> Option<&[u8]> {
+                self.base.vias.first()?.branch.map(|b| self.at(b))
+            }
+        }
+    };
+}
+span_access!(Request);
+span_access!(Response);
 
 /// A parsed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    /// A request (boxed: the typed headers make it about 1 KB, and a box
-    /// moves cheaply through channels).
+    /// A request (boxed: it moves cheaply through channels).
     Request(Box<Request>),
     /// A response.
     Response(Box<Response>),
@@ -521,8 +620,10 @@ pub enum Message {
 pub struct ReplyContext {
     /// Every Via value, top first.
     pub vias: Vec<Bytes>,
-    /// The top Via, parsed (for routing the answer).
+    /// The top Via, parsed (for routing the answer), as spans of `buf`.
     pub top_via: Via,
+    /// The message buffer `top_via` points into.
+    pub buf: Bytes,
     /// From, To, Call-ID, CSeq values if present.
     pub from: Option<Bytes>,
     /// To.
@@ -564,7 +665,7 @@ enum Start {
     },
     Response {
         status: u16,
-        reason: Bytes,
+        reason: Span,
     },
 }
 
@@ -591,8 +692,9 @@ pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
         reply: None,
     };
 
+    let frame_len = frame.len();
     // Headers first, so that a bad start line can still be answered.
-    let split = split_headers(&frame, first_lf.map_or(frame.len(), |n| n + 1));
+    let split = split_headers(frame, first_lf.map_or(frame_len, |n| n + 1));
     // The reply context is only worked out on failure (off the hot path).
     let fail = |status: u16, reason: String, headers: Option<&Headers>| {
         let reply = if is_response {
@@ -608,11 +710,12 @@ pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
     };
     let (headers, body_start) = split.map_err(|why| fail(400, bad(why), None))?;
     let fail = |status: u16, reason: String| fail(status, reason, Some(&headers));
+    let buf = &headers.buf[..];
 
     let start = if is_response {
-        parse_status_line(&frame, line_end).ok_or_else(|| drop(bad("Malformed Status-Line")))?
+        parse_status_line(buf, line_end).ok_or_else(|| drop(bad("Malformed Status-Line")))?
     } else {
-        parse_request_line(&frame, line_end).map_err(|why| fail(400, bad(why)))?
+        parse_request_line(buf, line_end).map_err(|why| fail(400, bad(why)))?
     };
     let Some(body_start) = body_start else {
         return Err(fail(400, bad("Missing Empty Line After Headers")));
@@ -629,15 +732,15 @@ pub fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
     };
     let (base, content_length) =
         base_headers(&headers, method).map_err(|why| fail(400, bad(&why)))?;
-    let available = frame.len() - body_start;
+    // The body lies in the frame part of the buffer, before any unfolded values.
+    let available = frame_len - body_start;
     let body = match content_length {
         Some(n) if n > available => {
             return Err(fail(400, bad("Content-Length Larger Than Message")))
         }
-        Some(0) => Bytes::new(),
-        Some(n) => frame.slice(body_start..body_start + n),
+        Some(n) => Span::new(body_start, body_start + n),
         // §18.3: without Content-Length a datagram's body runs to its end.
-        None => frame.slice(body_start..),
+        None => Span::new(body_start, frame_len),
     };
     Ok(match start {
         Start::Request { method, uri, .. } => Message::Request(Box::new(Request {
@@ -759,14 +862,18 @@ fn trim_range(s: &[u8], mut a: usize, mut b: usize) -> (usize, usize) {
 
 /// Splits the header lines of `frame` from `start` (just past the start
 /// line) up to the empty line, unfolding continuation lines (§7.3.1:
-/// folding is equivalent to one SP). Returns the headers and where the body
-/// starts (`None` without an empty line). The head ends at the first CRLF
-/// CRLF; one `memchr` per line finds both the lines and that end.
-fn split_headers(frame: &Bytes, start: usize) -> Result<(Headers, Option<usize>), &'static str> {
+/// folding is equivalent to one SP). Returns the headers (which take the
+/// frame as their buffer) and where the body starts (`None` without an
+/// empty line). The head ends at the first CRLF CRLF; one `memchr` per
+/// line finds both the lines and that end. Unfolded values are gathered in
+/// an arena that is appended to the frame, so one buffer holds every span.
+fn split_headers(frame: Bytes, start: usize) -> Result<(Headers, Option<usize>), &'static str> {
     let f = &frame[..];
     let end = f.len();
     let mut list: Vec<Header> = Vec::with_capacity(16);
     let mut arena: Vec<u8> = Vec::new();
+    // Whether the last header's value was moved to the arena.
+    let mut last_unfolded = false;
     let mut body = None;
     let mut pos = start;
     while pos < end {
@@ -792,22 +899,23 @@ fn split_headers(frame: &Bytes, start: usize) -> Result<(Headers, Option<usize>)
                 return Err("Continuation Line Before Any Header");
             };
             let (ca, cb) = trim_range(f, a, b);
-            let (va, vb) = match last.value {
-                Loc::Frame(x, y) => {
-                    let x0 = arena.len();
-                    arena.extend_from_slice(&f[x as usize..y as usize]);
-                    (x0, arena.len())
-                }
-                Loc::Arena(x, y) => (x as usize, y as usize),
+            // Arena offsets, before the frame is put in front.
+            let va = if last_unfolded {
+                last.value.start as usize - end
+            } else {
+                let x0 = arena.len();
+                arena.extend_from_slice(last.value.of(f));
+                x0
             };
-            debug_assert_eq!(vb, arena.len());
+            let had_value = va < arena.len();
             if ca < cb {
-                if va < vb {
+                if had_value {
                     arena.push(b' ');
                 }
                 arena.extend_from_slice(&f[ca..cb]);
             }
-            last.value = Loc::Arena(va as u32, arena.len() as u32);
+            last.value = Span::new(end + va, end + arena.len());
+            last_unfolded = true;
             continue;
         }
         // field-name = token, then optional whitespace, then ":" (§7.3.1).
@@ -825,28 +933,26 @@ fn split_headers(frame: &Bytes, start: usize) -> Result<(Headers, Option<usize>)
         }
         let (va, vb) = trim_range(f, colon + 1, b);
         list.push(Header {
-            name: (a as u32, nb as u32),
-            value: Loc::Frame(va as u32, vb as u32),
+            name: Span::new(a, nb),
+            value: Span::new(va, vb),
         });
+        last_unfolded = false;
     }
-    Ok((
-        Headers {
-            frame: frame.clone(),
-            arena: if arena.is_empty() {
-                Bytes::new()
-            } else {
-                Bytes::from(arena)
-            },
-            list,
-        },
-        body,
-    ))
+    let buf = if arena.is_empty() {
+        frame
+    } else {
+        let mut joined = Vec::with_capacity(end + arena.len());
+        joined.extend_from_slice(f);
+        joined.extend_from_slice(&arena);
+        Bytes::from(joined)
+    };
+    Ok((Headers { buf, list }, body))
 }
 
 /// Request-Line = Method SP Request-URI SP SIP-Version (§7.1): exactly one
 /// SP between the elements, none around them. The line is `frame[..end]`.
-fn parse_request_line(frame: &Bytes, end: usize) -> Result<Start, &'static str> {
-    let line = &frame[..end];
+fn parse_request_line(buf: &[u8], end: usize) -> Result<Start, &'static str> {
+    let line = &buf[..end];
     let mut parts = line.split(|c| *c == b' ');
     let (Some(m), Some(u), Some(v), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -857,7 +963,7 @@ fn parse_request_line(frame: &Bytes, end: usize) -> Result<Start, &'static str> 
         return Err("Malformed Method");
     }
     let u0 = m.len() + 1;
-    let uri = parse_uri(frame.slice(u0..u0 + u.len()), UriContext::RequestUri)
+    let uri = parse_uri(buf, Span::new(u0, u0 + u.len()), UriContext::RequestUri)
         .ok_or("Malformed Request-URI")?;
     let version_ok = match version(v) {
         Some((2, 0)) => true,
@@ -901,8 +1007,8 @@ fn digits(d: &[u8]) -> Option<u32> {
 
 /// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (§7.2). The
 /// line is `frame[..end]`.
-fn parse_status_line(frame: &Bytes, end: usize) -> Option<Start> {
-    let line = &frame[..end];
+fn parse_status_line(buf: &[u8], end: usize) -> Option<Start> {
+    let line = &buf[..end];
     let sp = memchr::memchr(b' ', line)?;
     if version(&line[..sp])? != (2, 0) {
         return None;
@@ -917,9 +1023,9 @@ fn parse_status_line(frame: &Bytes, end: usize) -> Option<Start> {
         return None;
     }
     let reason = if rest.len() > 4 {
-        frame.slice(sp + 5..end)
+        Span::new(sp + 5, end)
     } else {
-        Bytes::new()
+        Span::new(end, end)
     };
     Some(Start::Response { status, reason })
 }
@@ -934,24 +1040,27 @@ enum UriContext {
     Bare,
 }
 
-/// Parses a URI (`raw` is the whole URI and becomes its `raw`); `None` if
-/// it is malformed for its context.
-fn parse_uri(raw: Bytes, ctx: UriContext) -> Option<Uri> {
+/// Parses the URI `buf[raw]` (which becomes its `raw`); `None` if it is
+/// malformed for its context.
+fn parse_uri(buf: &[u8], raw: Span, ctx: UriContext) -> Option<Uri> {
+    let s = raw.of(buf);
+    let o = raw.start as usize;
+    let at = |a: usize, b: usize| Span::new(o + a, o + b);
     // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" (§25.1)
-    let colon = scan(&raw, 0, SCHEME);
-    if colon == 0 || !raw[0].is_ascii_alphabetic() || raw.get(colon) != Some(&b':') {
+    let colon = scan(s, 0, SCHEME);
+    if colon == 0 || !s[0].is_ascii_alphabetic() || s.get(colon) != Some(&b':') {
         return None;
     }
-    let scheme = &raw[..colon];
+    let scheme = &s[..colon];
     let scheme = if scheme.eq_ignore_ascii_case(b"sip") {
         Scheme::Sip
     } else if scheme.eq_ignore_ascii_case(b"sips") {
         Scheme::Sips
     } else if scheme.eq_ignore_ascii_case(b"tel") {
-        return parse_tel(raw, colon + 1);
+        return parse_tel(buf, raw, colon + 1);
     } else {
         // An opaque URI: any visible characters.
-        let rest = &raw[colon + 1..];
+        let rest = &s[colon + 1..];
         if rest.is_empty()
             || !rest
                 .iter()
@@ -959,17 +1068,17 @@ fn parse_uri(raw: Bytes, ctx: UriContext) -> Option<Uri> {
         {
             return None;
         }
+        let end = at(s.len(), s.len());
         return Some(Uri {
-            scheme: Scheme::Other(raw.slice(..colon)),
+            scheme: Scheme::Other(at(0, colon)),
             user: None,
-            host: Bytes::new(),
+            host: end,
             port: None,
-            params: Vec::new(),
+            params: end,
             raw,
         });
     };
     // [user[:password]@]host[:port]*(;param)[?headers] (§25.1).
-    let s = &raw[..];
     let mut i = colon + 1;
     let mut user = None;
     let user_end = scan(s, i, USER);
@@ -979,7 +1088,7 @@ fn parse_uri(raw: Bytes, ctx: UriContext) -> Option<Uri> {
             j = scan(s, j + 1, PASSWORD);
         }
         if s.get(j) == Some(&b'@') {
-            user = Some(i..user_end);
+            user = Some(at(i, user_end));
             i = j + 1;
         }
     }
@@ -1000,7 +1109,7 @@ fn parse_uri(raw: Bytes, ctx: UriContext) -> Option<Uri> {
             return None;
         }
     }
-    let host = h0..i;
+    let host = at(h0, i);
     let mut port = None;
     if s.get(i) == Some(&b':') {
         let mut j = i + 1;
@@ -1010,7 +1119,7 @@ fn parse_uri(raw: Bytes, ctx: UriContext) -> Option<Uri> {
         port = Some(u16::try_from(digits(&s[i + 1..j])?).ok()?);
         i = j;
     }
-    let mut params = Vec::new();
+    let p0 = i;
     while s.get(i) == Some(&b';') {
         let n0 = i + 1;
         let n1 = scan(s, n0, PARAM);
@@ -1018,17 +1127,15 @@ fn parse_uri(raw: Bytes, ctx: UriContext) -> Option<Uri> {
             return None;
         }
         i = n1;
-        let mut value = None;
         if s.get(n1) == Some(&b'=') {
             let v1 = scan(s, n1 + 1, PARAM);
             if v1 == n1 + 1 {
                 return None;
             }
-            value = Some(raw.slice(n1 + 1..v1));
             i = v1;
         }
-        params.push((raw.slice(n0..n1), value));
     }
+    let params = at(p0, i);
     let mut has_headers = false;
     if s.get(i) == Some(&b'?') {
         let j = scan(s, i + 1, URI_HEADER);
@@ -1046,8 +1153,8 @@ fn parse_uri(raw: Bytes, ctx: UriContext) -> Option<Uri> {
     }
     Some(Uri {
         scheme,
-        user: user.map(|u| raw.slice(u)),
-        host: raw.slice(host),
+        user,
+        host,
         port,
         params,
         raw,
@@ -1055,10 +1162,12 @@ fn parse_uri(raw: Bytes, ctx: UriContext) -> Option<Uri> {
 }
 
 /// `tel:` (RFC 3966): number *(;param); the number goes in `user`. `rest`
-/// is where the number starts in `raw`.
-fn parse_tel(raw: Bytes, rest: usize) -> Option<Uri> {
-    let mut parts = raw[rest..].split(|c| *c == b';');
-    let number = parts.next()?;
+/// is where the number starts in `buf[raw]`.
+fn parse_tel(buf: &[u8], raw: Span, rest: usize) -> Option<Uri> {
+    let s = raw.of(buf);
+    let o = raw.start as usize;
+    let number_end = memchr::memchr(b';', &s[rest..]).map_or(s.len(), |n| rest + n);
+    let number = &s[rest..number_end];
     if number.is_empty()
         || !number
             .iter()
@@ -1066,23 +1175,20 @@ fn parse_tel(raw: Bytes, rest: usize) -> Option<Uri> {
     {
         return None;
     }
-    let mut params = Vec::new();
-    for p in parts {
-        let (n, v) = match memchr::memchr(b'=', p) {
-            Some(e) => (&p[..e], Some(&p[e + 1..])),
-            None => (p, None),
-        };
-        if n.is_empty() {
+    // Every parameter needs a name.
+    for p in s[number_end..].split(|c| *c == b';').skip(1) {
+        let name = memchr::memchr(b'=', p).map_or(p, |e| &p[..e]);
+        if name.is_empty() {
             return None;
         }
-        params.push((raw.slice_ref(n), v.map(|v| raw.slice_ref(v))));
     }
+    let end = Span::new(o + s.len(), o + s.len());
     Some(Uri {
         scheme: Scheme::Tel,
-        user: Some(raw.slice_ref(number)),
-        host: Bytes::new(),
+        user: Some(Span::new(o + rest, o + number_end)),
+        host: end,
         port: None,
-        params,
+        params: Span::new(o + number_end, o + s.len()),
         raw,
     })
 }
@@ -1149,15 +1255,17 @@ fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
     None
 }
 
-/// From, To, Contact (§20.10, §20.20, §20.39); `v` is the whole value and
-/// becomes `raw`.
-fn parse_name_addr(v: Bytes) -> Option<NameAddr> {
-    let s = &v[..];
+/// From, To, Contact (§20.10, §20.20, §20.39); `buf[v]` is the whole value
+/// and becomes `raw`.
+fn parse_name_addr(buf: &[u8], v: Span) -> Option<NameAddr> {
+    let s = v.of(buf);
+    let o = v.start as usize;
+    let at = |a: usize, b: usize| Span::new(o + a, o + b);
     let mut i = 0;
     let mut display = None;
     if s.first() == Some(&b'"') {
         let end = quoted_end(s, 0)?;
-        display = Some(v.slice(1..end - 1));
+        display = Some(at(1, end - 1));
         i = end;
         while s.get(i).is_some_and(|c| is_ws(*c)) {
             i += 1;
@@ -1171,12 +1279,12 @@ fn parse_name_addr(v: Bytes) -> Option<NameAddr> {
             return None;
         }
         let (a, b) = trim_range(s, 0, lt);
-        display = (a < b).then(|| v.slice(a..b));
+        display = (a < b).then(|| at(a, b));
         i = lt;
     }
     let (uri, params) = if s.get(i) == Some(&b'<') {
         let close = i + memchr::memchr(b'>', &s[i..])?;
-        let uri = parse_uri(v.slice(i + 1..close), UriContext::Angle)?;
+        let uri = parse_uri(buf, at(i + 1, close), UriContext::Angle)?;
         (uri, close + 1)
     } else {
         // addr-spec: the URI ends at the first ';' or whitespace (§20).
@@ -1184,36 +1292,38 @@ fn parse_name_addr(v: Bytes) -> Option<NameAddr> {
             .iter()
             .position(|c| *c == b';' || is_ws(*c))
             .unwrap_or(s.len());
-        let uri = parse_uri(v.slice(..end), UriContext::Bare)?;
+        let uri = parse_uri(buf, at(0, end), UriContext::Bare)?;
         (uri, end)
     };
     let mut tag = None;
     parse_params(&s[params..], |n, val| {
         if s[params + n.start..params + n.end].eq_ignore_ascii_case(b"tag") {
-            tag = val.map(|r| params + r.start..params + r.end);
+            tag = val.map(|r| at(params + r.start, params + r.end));
         }
     })?;
     Some(NameAddr {
         display,
         uri,
-        tag: tag.map(|r| v.slice(r)),
+        tag,
         raw: v,
     })
 }
 
 /// `SIP / 2.0 / transport sent-by *(;via-params)` (§20.42), SWS around "/".
-fn parse_via(v: Bytes) -> Option<Via> {
-    via(v, true)
+fn parse_via(buf: &[u8], v: Span) -> Option<Via> {
+    via(buf, v, true)
 }
 
 /// A Via good enough to route an error response: any protocol version, and
 /// parameters up to the first malformed one (RFC 4475 §3.1.2.1, §3.1.2.16).
-fn parse_via_loose(v: Bytes) -> Option<Via> {
-    via(v, false)
+fn parse_via_loose(buf: &[u8], v: Span) -> Option<Via> {
+    via(buf, v, false)
 }
 
-fn via(v: Bytes, strict: bool) -> Option<Via> {
-    let s = &v[..];
+fn via(buf: &[u8], v: Span, strict: bool) -> Option<Via> {
+    let s = v.of(buf);
+    let o = v.start as usize;
+    let at = |r: Range| Span::new(o + r.start, o + r.end);
     let ws = |mut i: usize| {
         while i < s.len() && is_ws(s[i]) {
             i += 1;
@@ -1296,12 +1406,12 @@ fn via(v: Bytes, strict: bool) -> Option<Via> {
         return None;
     }
     Some(Via {
-        transport: v.slice(proto[2].clone()),
-        host: v.slice(host),
+        transport: at(proto[2].clone()),
+        host: at(host),
         port,
-        branch: branch.map(|r| v.slice(r)),
+        branch: branch.map(at),
         rport,
-        received: received.map(|r| v.slice(r)),
+        received: received.map(at),
         raw: v,
     })
 }
@@ -1309,10 +1419,17 @@ fn via(v: Bytes, strict: bool) -> Option<Via> {
 /// What is needed to answer a broken request: its Vias and dialog headers.
 fn reply_context(h: &Headers) -> Option<ReplyContext> {
     let vias: Vec<Bytes> = h.get_all("Via").collect();
-    let top_via = parse_via_loose(vias.first()?.clone())?;
+    let top = h
+        .list
+        .iter()
+        .filter(|hd| known(h.name_of(hd)) == Known::Via)
+        .flat_map(|hd| comma_spans(&h.buf, hd.value))
+        .find(|v| !v.is_empty())?;
+    let top_via = parse_via_loose(&h.buf, top)?;
     let one = |name: &str| h.get(name);
     Some(ReplyContext {
         top_via,
+        buf: h.buf.clone(),
         vias,
         from: one("From"),
         to: one("To"),
@@ -1337,6 +1454,7 @@ fn base_headers(
         *slot = Some(v);
         Ok(())
     }
+    let buf = &h.buf[..];
     for hd in &h.list {
         let kind = known(h.name_of(hd));
         if kind == Known::Other {
@@ -1346,28 +1464,28 @@ fn base_headers(
         let v = h.value_of(hd);
         match kind {
             Known::Via if memchr::memchr(b',', v).is_none() => {
-                vias.push(parse_via(h.bytes_of(hd)).ok_or("Malformed Via")?)
+                vias.push(parse_via(buf, hd.value).ok_or("Malformed Via")?)
             }
             Known::Via => {
-                for part in split_commas(&h.bytes_of(hd)) {
-                    vias.push(parse_via(part).ok_or("Malformed Via")?);
+                for part in comma_spans(buf, hd.value) {
+                    vias.push(parse_via(buf, part).ok_or("Malformed Via")?);
                 }
             }
             Known::From => once(
                 &mut from,
-                parse_name_addr(h.bytes_of(hd)).ok_or("Malformed From")?,
+                parse_name_addr(buf, hd.value).ok_or("Malformed From")?,
                 "From",
             )?,
             Known::To => once(
                 &mut to,
-                parse_name_addr(h.bytes_of(hd)).ok_or("Malformed To")?,
+                parse_name_addr(buf, hd.value).ok_or("Malformed To")?,
                 "To",
             )?,
             Known::CallId => {
                 if v.is_empty() || v.iter().any(|c| is_ws(*c) || !c.is_ascii_graphic()) {
                     return Err("Malformed Call-ID".into());
                 }
-                once(&mut call_id, h.bytes_of(hd), "Call-ID")?;
+                once(&mut call_id, hd.value, "Call-ID")?;
             }
             Known::CSeq => {
                 let split = v.iter().position(|c| is_ws(*c)).ok_or("Malformed CSeq")?;
@@ -1428,6 +1546,8 @@ fn base_headers(
     ))
 }
 
+#[cfg(test)]
+mod owned;
 #[cfg(test)]
 mod reference;
 #[cfg(test)]

@@ -5,11 +5,11 @@
 //! (`fast_parser_agrees_with_reference` in `tests.rs`). A deliberate
 //! change of behaviour must be made here too.
 
-use super::{
-    bad, known, split_commas, trim, BaseHeaders, CSeq, Header, Headers, Known, Loc, Message,
-    Method, NameAddr, ParseError, ReplyContext, Request, Response, Scheme, Start, Uri, UriContext,
-    Via,
+use super::owned::{
+    BaseHeaders, Header, Headers, Loc, Message, NameAddr, ParseError, ReplyContext, Request,
+    Response, Scheme, Start, Uri, Via,
 };
+use super::{bad, known, split_commas, CSeq, Known, Method, UriContext};
 use bytes::Bytes;
 use memchr::memmem;
 use nom::branch::alt;
@@ -109,6 +109,12 @@ pub(super) fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
             body,
         })),
     })
+}
+
+fn trim(b: Bytes) -> Bytes {
+    let s = b.iter().position(|c| !is_ws(*c)).unwrap_or(b.len());
+    let e = b.iter().rposition(|c| !is_ws(*c)).map_or(s, |e| e + 1);
+    b.slice(s..e.max(s))
 }
 
 fn is_ws(c: u8) -> bool {

@@ -2,10 +2,13 @@
 //! reference one (`reference.rs`); tests/rfc4475.rs runs the torture
 //! messages against the server.
 
+use super::owned::{Message, ParseError, Request, Scheme};
 use super::*;
 
+/// The fast parser's result with every span resolved (owned `Bytes`), so
+/// that fields read as values.
 fn msg(s: &str) -> Result<Message, ParseError> {
-    parse_message(Bytes::copy_from_slice(s.as_bytes()))
+    owned::from_fast(&parse_message(Bytes::copy_from_slice(s.as_bytes())))
 }
 
 fn req(s: &str) -> Request {
@@ -309,7 +312,7 @@ Supported: replaces, timer\r\n\
 Content-Length: 10\r\n\r\nv=0\r\ns=-\r\n";
 
 fn agree(input: &[u8], what: &dyn fmt::Display) {
-    let fast = parse_message(Bytes::copy_from_slice(input));
+    let fast = owned::from_fast(&parse_message(Bytes::copy_from_slice(input)));
     let careful = reference::parse_message(Bytes::copy_from_slice(input));
     assert_eq!(
         fast,
@@ -438,4 +441,49 @@ fn sip_versions_agree_with_reference() {
     }
     assert_eq!(version(b"sip/02.00"), Some((2, 0)));
     assert_eq!(version(b"SIP/1234567890.0"), None);
+}
+
+/// The span API itself: fields resolve against the message buffer, a
+/// folded value lives after the frame, and an error's top Via resolves
+/// against the context's buffer.
+#[test]
+fn spans_resolve_against_the_message_buffer() {
+    let text = "OPTIONS sip:*36@pbx;user=phone;transport=tcp SIP/2.0\r\nVia: SIP/2.0/UDP h:5070\r\n  ;branch=z9hG4bK1;rport\r\nFrom: \"A\" <sip:1001@pbx>;tag=f1\r\nTo: <sip:*36@pbx>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 2\r\n\r\nhi";
+    let Ok(super::Message::Request(r)) = parse_message(Bytes::copy_from_slice(text.as_bytes()))
+    else {
+        panic!()
+    };
+    let buf = r.headers.buf();
+    assert!(buf.len() > text.len(), "the unfolded Via follows the frame");
+    assert_eq!(
+        r.at(r.base.vias[0].raw),
+        b"SIP/2.0/UDP h:5070 ;branch=z9hG4bK1;rport"
+    );
+    assert_eq!(r.branch(), Some(&b"z9hG4bK1"[..]));
+    assert_eq!(r.base.vias[0].sent_by(buf), "h:5070");
+    assert_eq!(r.call_id(), b"c1");
+    assert_eq!(r.from_tag(), Some(&b"f1"[..]));
+    assert_eq!(r.to_tag(), None);
+    assert_eq!(r.body(), b"hi");
+    assert_eq!(r.bytes(r.base.from.raw), "\"A\" <sip:1001@pbx>;tag=f1");
+    assert_eq!(r.uri.param(buf, "TRANSPORT"), Some(Some(&b"tcp"[..])));
+    assert_eq!(r.uri.param(buf, "user"), Some(Some(&b"phone"[..])));
+    assert_eq!(r.uri.param(buf, "lr"), None);
+    assert_eq!(r.uri.params(buf).count(), 2);
+    assert_eq!(r.uri.user_unescaped(buf).unwrap(), b"*36");
+    assert_eq!(Span::default().of(buf), b"");
+    assert_eq!(
+        Span::new(5, 1_000_000).of(buf),
+        b"",
+        "out of range is empty"
+    );
+
+    let broken = text.replace("CSeq: 1 OPTIONS", "CSeq: 1 BYE");
+    let e = parse_message(Bytes::copy_from_slice(broken.as_bytes())).unwrap_err();
+    let ctx = e.reply.unwrap();
+    assert_eq!(
+        ctx.top_via.raw.of(&ctx.buf),
+        b"SIP/2.0/UDP h:5070 ;branch=z9hG4bK1;rport"
+    );
+    assert_eq!(ctx.top_via.rport, Some(None));
 }
