@@ -1470,10 +1470,18 @@ impl Core {
         } else {
             ""
         };
-        match user {
-            Some(u) => format!("<{scheme}:{u}@{host}{transport}>"),
-            None => format!("<{scheme}:{host}{transport}>"),
+        let mut c = String::with_capacity(64);
+        c.push('<');
+        c.push_str(scheme);
+        c.push(':');
+        if let Some(u) = user {
+            c.push_str(&u);
+            c.push('@');
         }
+        c.push_str(&host);
+        c.push_str(transport);
+        c.push('>');
+        c
     }
 }
 
@@ -1582,16 +1590,33 @@ fn contact_uri(v: &[u8]) -> Bytes {
     Bytes::copy_from_slice(uri)
 }
 
+/// `host:port` of a socket address, IPv6 in brackets (RFC 3261 §25.1
+/// IPv6reference), without the formatting machinery: it runs every call.
 fn sent_by(addr: SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V4(ip) => format!("{ip}:{}", addr.port()),
-        IpAddr::V6(ip) => format!("[{ip}]:{}", addr.port()),
+    let mut s = String::with_capacity(48);
+    if addr.is_ipv6() {
+        s.push('[');
     }
+    sdp::push_ip(&mut s, addr.ip());
+    s.push_str(if addr.is_ipv6() { "]:" } else { ":" });
+    s.push_str(itoa::Buffer::new().format(addr.port()));
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sent_by_writes_ipv4_and_bracketed_ipv6() {
+        assert_eq!(sent_by("127.0.0.1:5060".parse().unwrap()), "127.0.0.1:5060");
+        assert_eq!(sent_by("10.200.3.44:1".parse().unwrap()), "10.200.3.44:1");
+        assert_eq!(sent_by("[::1]:5070".parse().unwrap()), "[::1]:5070");
+        assert_eq!(
+            sent_by("[2001:db8::a:1]:65535".parse().unwrap()),
+            "[2001:db8::a:1]:65535"
+        );
+    }
 
     #[test]
     fn contact_uri_extraction() {

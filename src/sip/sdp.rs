@@ -192,13 +192,22 @@ pub fn answer(offer: &Offer<'_>, local: SocketAddr, session_id: u64) -> Result<A
                 .addr
                 .or(offer.session_addr)
                 .map(|ip| SocketAddr::new(ip, m.port));
-            let _ = write!(
-                body,
-                "m=audio {} RTP/AVP {pt}\r\na=rtpmap:{pt} {}/8000\r\na=ptime:20\r\n",
-                local.port(),
+            let mut port = itoa::Buffer::new();
+            let mut pt = itoa::Buffer::new();
+            let pt = pt.format(c.payload_type());
+            for part in [
+                "m=audio ",
+                port.format(local.port()),
+                " RTP/AVP ",
+                pt,
+                "\r\na=rtpmap:",
+                pt,
+                " ",
                 c.name(),
-                pt = c.payload_type()
-            );
+                "/8000\r\na=ptime:20\r\n",
+            ] {
+                body.push_str(part);
+            }
         } else {
             let fmt = m.formats.first().copied().unwrap_or("0");
             let _ = write!(body, "m={} 0 {} {fmt}\r\n", m.kind, m.proto);
@@ -261,7 +270,7 @@ fn header(ip: IpAddr, session_id: u64) -> String {
 
 /// An address as SDP writes it (RFC 4566 §5.7), IPv4 without the
 /// formatting machinery: this runs for every call.
-fn push_ip(s: &mut String, ip: IpAddr) {
+pub(crate) fn push_ip(s: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, o) in v4.octets().into_iter().enumerate() {
