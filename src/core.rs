@@ -1320,7 +1320,7 @@ impl Core {
             // The 487 carries the INVITE's CSeq method (RFC 3261 §9.2): same
             // headers as the CANCEL otherwise.
             let bytes = build::response(req, peer.addr, 487, "Request Terminated")
-                .cseq_method("INVITE")
+                .cseq_method(&Method::Invite)
                 .to_tag(&self.new_tag())
                 .header("Server", SERVER)
                 .build();

@@ -8,49 +8,57 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::message::{ReplyContext, Request, Via};
+use super::message::{Method, ReplyContext, Request, Via};
 
-/// A response under construction. It is written straight into one buffer:
-/// the status line, Vias, From and To come first (so [`Self::to_tag`] only
-/// appends), the headers the caller adds wait in a second buffer, and
-/// [`Self::build`] joins them with Call-ID, CSeq and the body. Values are
-/// copied as bytes, never re-encoded.
+/// A response under construction, written straight into one buffer: the
+/// status line, Vias, From, To, Call-ID, CSeq, then the headers the caller
+/// adds. [`Self::to_tag`] and [`Self::cseq_method`] splice into their lines
+/// (a short move, cheaper than a second buffer), and [`Self::build`] adds
+/// Content-Type, Content-Length and the body. Values are copied as bytes,
+/// never re-encoded.
 #[derive(Debug, Clone)]
 pub struct ResponseBuilder {
-    /// Status line, Vias, From, and the To value so far (no CRLF yet).
-    head: Vec<u8>,
+    out: Vec<u8>,
+    /// Where the To value ends in `out` (a tag goes there).
+    to_end: usize,
     to_has_tag: bool,
-    call_id: Bytes,
-    cseq_seq: u32,
-    cseq_method: Bytes,
-    extra: Vec<u8>,
+    /// Where the CSeq method is in `out`.
+    cseq_method: std::ops::Range<usize>,
     body: Option<(&'static str, Bytes)>,
 }
 
 /// Starts the response to `req`, received from `src`.
 pub fn response(req: &Request, src: SocketAddr, status: u16, reason: &str) -> ResponseBuilder {
-    let mut head = Vec::with_capacity(768);
-    status_line(&mut head, status, reason);
+    let mut out = Vec::with_capacity(1024);
+    status_line(&mut out, status, reason);
     let buf = req.headers.buf();
     for (i, via) in req.base.vias.iter().enumerate() {
-        head.extend_from_slice(b"Via: ");
+        out.extend_from_slice(b"Via: ");
         if i == 0 {
-            stamp_via(&mut head, via, buf, src);
+            stamp_via(&mut out, via, buf, src);
         } else {
-            head.extend_from_slice(req.at(via.raw));
+            out.extend_from_slice(req.at(via.raw));
         }
-        head.extend_from_slice(b"\r\n");
+        out.extend_from_slice(b"\r\n");
     }
-    line(&mut head, b"From", req.at(req.base.from.raw));
-    head.extend_from_slice(b"To: ");
-    head.extend_from_slice(req.at(req.base.to.raw));
+    line(&mut out, b"From", req.at(req.base.from.raw));
+    out.extend_from_slice(b"To: ");
+    out.extend_from_slice(req.at(req.base.to.raw));
+    let to_end = out.len();
+    out.extend_from_slice(b"\r\n");
+    line(&mut out, b"Call-ID", req.call_id());
+    out.extend_from_slice(b"CSeq: ");
+    out.extend_from_slice(itoa::Buffer::new().format(req.base.cseq.seq).as_bytes());
+    out.push(b' ');
+    let m0 = out.len();
+    out.extend_from_slice(req.base.cseq.method.as_str().as_bytes());
+    let cseq_method = m0..out.len();
+    out.extend_from_slice(b"\r\n");
     ResponseBuilder {
-        head,
+        out,
+        to_end,
         to_has_tag: req.base.to.tag.is_some(),
-        call_id: req.bytes(req.base.call_id),
-        cseq_seq: req.base.cseq.seq,
-        cseq_method: Bytes::copy_from_slice(req.base.cseq.method.as_str().as_bytes()),
-        extra: Vec::with_capacity(384),
+        cseq_method,
         body: None,
     }
 }
@@ -87,32 +95,38 @@ impl ResponseBuilder {
     /// Adds our To tag unless the request's To already has one (§8.2.6.2).
     pub fn to_tag(mut self, tag: &str) -> Self {
         if !self.to_has_tag {
-            self.head.extend_from_slice(b";tag=");
-            self.head.extend_from_slice(tag.as_bytes());
+            let at = self.to_end;
+            let added = 5 + tag.len();
+            self.out
+                .splice(at..at, b";tag=".iter().chain(tag.as_bytes()).copied());
+            self.cseq_method = self.cseq_method.start + added..self.cseq_method.end + added;
             self.to_has_tag = true;
         }
         self
     }
 
     /// Overrides the CSeq method (a 487 for an INVITE built from its CANCEL, §9.2).
-    pub fn cseq_method(mut self, method: &'static str) -> Self {
-        self.cseq_method = Bytes::from_static(method.as_bytes());
+    pub fn cseq_method(mut self, method: &Method) -> Self {
+        let m = method.as_str().as_bytes();
+        let r = self.cseq_method.clone();
+        self.out.splice(r.clone(), m.iter().copied());
+        self.cseq_method = r.start..r.start + m.len();
         self
     }
 
     /// Adds a header line. CR and LF in the value are dropped: a value
     /// can never start a header of its own.
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.extra.extend_from_slice(name.as_bytes());
-        self.extra.extend_from_slice(b": ");
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b": ");
         let v = value.as_ref();
         if memchr::memchr2(b'\r', b'\n', v).is_some() {
-            self.extra
+            self.out
                 .extend(v.iter().filter(|&&c| c != b'\r' && c != b'\n'));
         } else {
-            self.extra.extend_from_slice(v);
+            self.out.extend_from_slice(v);
         }
-        self.extra.extend_from_slice(b"\r\n");
+        self.out.extend_from_slice(b"\r\n");
         self
     }
 
@@ -124,17 +138,9 @@ impl ResponseBuilder {
 
     /// The response bytes, with Content-Length.
     pub fn build(self) -> Bytes {
-        let mut out = self.head;
+        let mut out = self.out;
         let body_len = self.body.as_ref().map_or(0, |(_, b)| b.len());
-        out.reserve(self.extra.len() + self.call_id.len() + body_len + 96);
-        out.extend_from_slice(b"\r\n");
-        line(&mut out, b"Call-ID", &self.call_id);
-        out.extend_from_slice(b"CSeq: ");
-        out.extend_from_slice(itoa::Buffer::new().format(self.cseq_seq).as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(&self.cseq_method);
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.extra);
+        out.reserve(body_len + 64);
         if let Some((ctype, _)) = &self.body {
             line(&mut out, b"Content-Type", ctype.as_bytes());
         }
@@ -350,6 +356,43 @@ mod tests {
              Content-Type: application/sdp\r\n\
              Content-Length: 5\r\n\r\nv=0\r\n"
         );
+    }
+
+    #[test]
+    fn method_override_and_tag_in_any_order() {
+        let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let cancel = OPT.replace("OPTIONS", "CANCEL");
+        let want = |tag: &str| {
+            format!(
+                "SIP/2.0 487 Request Terminated\r\n\
+                 Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK1;rport=40000;received=127.0.0.1\r\n\
+                 Via: SIP/2.0/UDP proxy;branch=z9hG4bK0\r\n\
+                 From: <sip:x@y>;tag=1\r\n\
+                 To: <sip:a@b>{tag}\r\n\
+                 Call-ID: c1\r\n\
+                 CSeq: 7 INVITE\r\n\
+                 Server: x\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+        };
+        let a = response(&req(&cancel), src, 487, "Request Terminated")
+            .cseq_method(&Method::Invite)
+            .header("Server", "x")
+            .to_tag("t-1")
+            .build();
+        assert_eq!(String::from_utf8_lossy(&a), want(";tag=t-1"));
+        let b = response(&req(&cancel), src, 487, "Request Terminated")
+            .to_tag("t-1")
+            .header("Server", "x")
+            .cseq_method(&Method::Invite)
+            .build();
+        assert_eq!(a, b);
+        let c = response(&req(&cancel), src, 487, "Request Terminated")
+            .header("Server", "x")
+            .cseq_method(&Method::Extension(Bytes::from_static(b"LONGER-METHOD")))
+            .cseq_method(&Method::Invite)
+            .build();
+        assert_eq!(String::from_utf8_lossy(&c), want(""));
     }
 
     #[test]
