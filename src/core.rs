@@ -1428,9 +1428,11 @@ impl Core {
     fn new_tag(&mut self) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let v = self.rng.gen::<u64>();
-        (0..16)
-            .map(|i| HEX[((v >> (60 - 4 * i)) & 0xf) as usize] as char)
-            .collect()
+        let mut tag = String::with_capacity(16);
+        for i in 0..16 {
+            tag.push(HEX[((v >> (60 - 4 * i)) & 0xf) as usize] as char);
+        }
+        tag
     }
 
     fn media_addr(&self, peer: &Peer) -> SocketAddr {

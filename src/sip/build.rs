@@ -95,10 +95,11 @@ impl ResponseBuilder {
     /// Adds our To tag unless the request's To already has one (§8.2.6.2).
     pub fn to_tag(mut self, tag: &str) -> Self {
         if !self.to_has_tag {
-            let at = self.to_end;
-            let added = 5 + tag.len();
-            self.out
-                .splice(at..at, b";tag=".iter().chain(tag.as_bytes()).copied());
+            let added = replace(
+                &mut self.out,
+                self.to_end..self.to_end,
+                &[b";tag=", tag.as_bytes()],
+            );
             self.cseq_method = self.cseq_method.start + added..self.cseq_method.end + added;
             self.to_has_tag = true;
         }
@@ -109,7 +110,7 @@ impl ResponseBuilder {
     pub fn cseq_method(mut self, method: &Method) -> Self {
         let m = method.as_str().as_bytes();
         let r = self.cseq_method.clone();
-        self.out.splice(r.clone(), m.iter().copied());
+        replace(&mut self.out, r.clone(), &[m]);
         self.cseq_method = r.start..r.start + m.len();
         self
     }
@@ -258,6 +259,25 @@ fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Replaces `out[at]` with the concatenated `parts` (moving the tail once);
+/// returns the new length of that part.
+fn replace(out: &mut Vec<u8>, at: std::ops::Range<usize>, parts: &[&[u8]]) -> usize {
+    let new: usize = parts.iter().map(|p| p.len()).sum();
+    let old = at.end - at.start;
+    let tail = out.len() - at.end;
+    if new > old {
+        out.resize(out.len() + new - old, 0);
+    }
+    out.copy_within(at.end..at.end + tail, at.start + new);
+    out.truncate(at.start + new + tail);
+    let mut i = at.start;
+    for p in parts {
+        out[i..i + p.len()].copy_from_slice(p);
+        i += p.len();
+    }
+    new
+}
+
 /// `Name: value\r\n`.
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -286,13 +306,16 @@ fn stamp_via(out: &mut Vec<u8>, via: &Via, buf: &[u8], src: SocketAddr) {
         }
         None => out.extend_from_slice(raw),
     }
-    let host_ip = std::str::from_utf8(via.host.of(buf)).ok().and_then(|h| {
-        h.trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .ok()
-    });
-    if (via.rport.is_some() || host_ip != Some(src.ip())) && via.received.is_none() {
+    // The host is only read when there is no rport (which always gets `received`).
+    let host_is_source = || {
+        std::str::from_utf8(via.host.of(buf)).ok().and_then(|h| {
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok()
+        }) == Some(src.ip())
+    };
+    if via.received.is_none() && (via.rport.is_some() || !host_is_source()) {
         let _ = write!(out, ";received={}", src.ip());
     }
 }

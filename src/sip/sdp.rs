@@ -81,12 +81,16 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer<'_>, SdpError> {
         session_addr: None,
     };
     let mut saw_version = false;
-    for line in text.lines() {
-        let line = line.trim_end_matches('\r');
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
             continue;
         }
-        let (kind, value) = line.split_once('=').ok_or(SdpError::Malformed)?;
+        // RFC 4566 §5: `<type>=<value>`, the type one character.
+        let (kind, value) = match line.as_bytes().get(1) {
+            Some(b'=') => (&line[..1], &line[2..]),
+            _ => line.split_once('=').ok_or(SdpError::Malformed)?,
+        };
         match kind {
             "v" => saw_version = true,
             "c" => {
