@@ -40,6 +40,8 @@ GAP=${GAP:-2}                       # seconds of quiet between runs
 FACD_SYNC=${FACD_SYNC:-true}        # [storage] sync (fdatasync before answering)
 export FACD_BACKEND=${FACD_BACKEND:-journal}  # [storage] backend: journal (ours) or redb
 FACD_LOG=${FACD_LOG:-warn}          # RUST_LOG for facd
+WIRE=${WIRE:-0}                     # 1: also time INVITE->200 on the wire (tcpdump on lo, mid-run window)
+WIRE_SECS=${WIRE_SECS:-3}           # ... for this many seconds, from 2 s into each run
 QUIET_PCT=${QUIET_PCT:-30}          # before each run, wait until CPUs 0+1 are less busy than this (% of one CPU)
 QUIET_WAIT=${QUIET_WAIT:-120}       # ... but at most this many seconds (0: do not wait)
 QUIET_WAITED=0
@@ -270,6 +272,53 @@ def parse(d, calls):
     print(ok, failed, f"{cps:.0f}", f"{pct(inv, .5):.1f}", f"{pct(inv, .99):.1f}",
           f"{inv[-1] if inv else float('nan'):.1f}", retrans, f"{cpu:.3f}", ",".join(detail) or "-")
 
+def wire(pcap):
+    """INVITE -> 200 as seen on the wire (tcpdump on lo): print 'n p50_us p99_us
+    max_us unanswered'. The delay between SIPp's INVITE entering the loopback and
+    the server's 200 leaving it: the server's own latency, without SIPp's
+    scheduler (whose response times come in whole milliseconds)."""
+    import struct
+    inv, ok = {}, {}
+    try:
+        data = open(pcap, "rb").read()
+    except OSError:
+        print("0 nan nan nan 0"); return
+    if len(data) < 24:
+        print("0 nan nan nan 0"); return
+    magic = struct.unpack("<I", data[:4])[0]
+    div = 1e9 if magic == 0xa1b23c4d else 1e6
+    link = struct.unpack("<I", data[20:24])[0]
+    cid = re.compile(rb"\r\n(?:Call-ID|i)[ \t]*:[ \t]*([^\r\n]+)", re.I)
+    cseq = re.compile(rb"\r\nCSeq[ \t]*:[ \t]*[0-9]+[ \t]+INVITE", re.I)
+    i = 24
+    while i + 16 <= len(data):
+        sec, frac, incl, _orig = struct.unpack("<IIII", data[i:i + 16])
+        pkt = data[i + 16:i + 16 + incl]
+        i += 16 + incl
+        t = sec + frac / div
+        off = 14 if link == 1 else (16 if link == 113 else 0)
+        ip = pkt[off:]
+        if not ip:
+            continue
+        if ip[0] >> 4 == 4:
+            ip = ip[(ip[0] & 15) * 4:]
+        elif ip[0] >> 4 == 6:
+            ip = ip[40:]
+        p = ip[8:]
+        m = cid.search(p)
+        if not m:
+            continue
+        k = m.group(1).strip()
+        if p.startswith(b"INVITE "):
+            inv.setdefault(k, t)
+        elif p.startswith(b"SIP/2.0 200") and cseq.search(p):
+            ok.setdefault(k, t)
+    d = sorted((ok[k] - t) * 1e6 for k, t in inv.items() if k in ok and ok[k] >= t)
+    # INVITEs of the last 100 ms may have their 200 after the capture ended.
+    last = max(inv.values(), default=0)
+    unanswered = sum(1 for k, t in inv.items() if k not in ok and t < last - 0.1)
+    print(len(d), f"{pct(d, .5):.0f}", f"{pct(d, .99):.0f}", f"{d[-1] if d else float('nan'):.0f}", unanswered)
+
 def kv(line):
     return dict(x.split("=", 1) for x in line.split()[1:])
 
@@ -284,11 +333,13 @@ def table(summary, rate):
     runs = [r for r in runs if r["rate"] == rate]
     print(f"\nrate {rate} calls/s x {runs[0]['dur'] if runs else '?'} s")
     print(f"  {'server':<9}{'ok':>9}{'failed':>8}{'calls/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
-          f"{'srv us/call':>12}{'sipp us/call':>13}{'retrans':>9}{'other%':>7}{'RSS MB':>8}  notes")
+          f"{'srv us/call':>12}{'sipp us/call':>13}{'retrans':>9}{'other%':>7}{'RSS MB':>8}"
+          f"{'wire p50/p99/max us':>22}  notes")
     for r in runs:
         print(f"  {r['server']:<9}{r['ok']:>9}{r['failed']:>8}{r['cps']:>9}{fmt(r['p50_ms']):>8}{fmt(r['p99_ms']):>8}"
               f"{fmt(r['max_ms']):>8}{fmt(r['server_us_per_call']):>12}{fmt(r['sipp_us_per_call']):>13}"
               f"{r['retrans']:>9}{r.get('other_cpu_pct', '-'):>7}{r.get('rss_mb', 'na').replace('na', '-'):>8}"
+              f"{(r['wire_p50_us'] + '/' + r['wire_p99_us'] + '/' + r['wire_max_us']) if 'wire_p99_us' in r else '-':>22}"
               f"  {'' if r['detail'] == '-' else r['detail']}")
 
 def report(summary, rates, target_rate):
@@ -353,6 +404,11 @@ def report(summary, rates, target_rate):
             p99s = [p for p in p99s if p is not None]
             w = max(p99s) if p99s else None
             tgt("p99_invite facd worst p99 INVITE->200 over all rates", w, "<= 10 ms", w is not None and w <= 10, " ms")
+            ws = [f(by[("facd", x)].get("wire_p99_us")) for x in rates if ("facd", x) in by]
+            ws = [x / 1000 for x in ws if x is not None]
+            if ws:
+                tgt("p99_wire facd worst p99 INVITE->200 on the wire (tcpdump)", max(ws), "<= 10 ms",
+                    max(ws) <= 10, " ms")
     for m in mems:
         su = f(m.get("startup_s"))
         tgt(f"startup facd start-up, {m['agents']} agents x {m['queues_per_agent']} queues", su, "<= 1 s",
@@ -493,8 +549,25 @@ measure() { # server rate calls csv tag -> appends a "run" line to the summary
   wait_quiet
   b0=$(cpu_busy); w0=$EPOCHREALTIME
   c0=$(cpu_ticks "$pid")
+  local wp=""
+  if [ "$WIRE" = 1 ]; then
+    mkdir -p "$d"; rm -f "$d/wire.pcap"
+    # On SIPp's CPU, so that the server's CPU is not shared; INVITEs and responses only.
+    ( sleep 2; exec taskset -c "$SIPP_CPU" timeout "$WIRE_SECS" tcpdump -i lo -nn -q -s 512 -B 32768 \
+        --time-stamp-precision=nano -w "$d/wire.pcap" \
+        "udp port $port and (udp[8:4] = 0x494e5649 or udp[8:4] = 0x5349502f)" >"$d/tcpdump.log" 2>&1 ) &
+    wp=$!; PIDS+=("$wp")
+  fi
   run_sipp "$d" "$port" "$rate" "$calls" "$csv"
   c1=$(cpu_ticks "$pid")
+  local wire=""
+  if [ -n "$wp" ]; then
+    wait "$wp" 2>/dev/null; forget "$wp"
+    local wn w50 w99 wmax wun
+    read -r wn w50 w99 wmax wun < <(python3 "$H" wire "$d/wire.pcap")
+    rm -f "$d/wire.pcap"
+    wire=" wire_n=$wn wire_p50_us=$w50 wire_p99_us=$w99 wire_max_us=$wmax wire_unanswered=$wun"
+  fi
   b1=$(cpu_busy); w1=$EPOCHREALTIME
   read -r ok failed cps p50 p99 pmax retrans scpu detail < <(python3 "$H" parse "$d" "$calls")
   rc=$(cat "$d/rc" 2>/dev/null || echo na)
@@ -508,8 +581,8 @@ measure() { # server rate calls csv tag -> appends a "run" line to the summary
   [ -n "${KEEP_RTT:-}" ] || rm -f "$d"/*_rtt.csv
   local rss=na
   [[ $s == facd* ]] && rss=$(vm "$pid" VmRSS)
-  echo "run server=$s rate=$rate dur=$((calls / rate)) calls=$calls ok=$ok failed=$failed cps=$cps p50_ms=$p50 p99_ms=$p99 max_ms=$pmax server_us_per_call=$us sipp_us_per_call=$sus retrans=$retrans sipp_rc=$rc server_cpu_ticks=$((c1 - c0)) other_cpu_pct=$bg rss_mb=$rss detail=$detail" >>"$SUMMARY"
-  log "$tag: ok=$ok failed=$failed cps=$cps p99=${p99}ms server=${us}us/call sipp=${sus}us/call rc=$rc other-cpu=${bg}%"
+  echo "run server=$s rate=$rate dur=$((calls / rate)) calls=$calls ok=$ok failed=$failed cps=$cps p50_ms=$p50 p99_ms=$p99 max_ms=$pmax server_us_per_call=$us sipp_us_per_call=$sus retrans=$retrans sipp_rc=$rc server_cpu_ticks=$((c1 - c0)) other_cpu_pct=$bg rss_mb=$rss$wire detail=$detail" >>"$SUMMARY"
+  log "$tag: ok=$ok failed=$failed cps=$cps p99=${p99}ms server=${us}us/call sipp=${sus}us/call rc=$rc other-cpu=${bg}%${wire}"
 }
 
 login_pass() { # name: every agent 1000..1999 dials *38 once (not measured)
