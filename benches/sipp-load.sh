@@ -94,6 +94,7 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v kamailio >/dev/null || [[ " $SERVERS " != *" kamailio "* ]] || need+=(kamailio)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v cc >/dev/null || need+=(gcc)
+command -v tcpdump >/dev/null || [ "$WIRE" != 1 ] || need+=(tcpdump)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt-get install -y -qq "${need[@]}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; } ||
