@@ -66,7 +66,10 @@ pub enum ServerError {
 
 /// A server with its sockets bound, ready to [`Server::run`].
 pub struct Server {
+    /// The configuration, without its agents (the engine has them).
     config: Config,
+    /// Each agent's password or HA1, when `auth.required`.
+    secrets: Option<ahash::AHashMap<String, Secret>>,
     engine: Engine,
     store: Store,
     udp: Vec<Arc<UdpSocket>>,
@@ -84,8 +87,12 @@ pub struct Server {
 impl Server {
     /// Binds every `[sip] listen` entry. A UDP and a TCP listener on the same
     /// `ip:0` share one ephemeral port, so tests get "the same port" too.
-    pub async fn bind(config: Config) -> Result<Self, ServerError> {
-        let (engine, store) = recover(&config)?;
+    pub async fn bind(mut config: Config) -> Result<Self, ServerError> {
+        // What the API and authentication need of the agents first: the
+        // engine takes the agents out of the configuration.
+        let api = ApiConfig::from_config(&config);
+        let secrets = config.auth.required.then(|| agent_secrets(&config));
+        let (engine, store) = recover(&mut config)?;
         let listeners = config.listeners();
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
@@ -150,10 +157,10 @@ impl Server {
             addr: http_addr,
             source,
         })?;
-        let api = ApiConfig::from_config(&config);
         let (handle, requests) = CoreHandle::channel();
         Ok(Self {
             config,
+            secrets,
             engine,
             store,
             udp,
@@ -264,7 +271,7 @@ impl Server {
             store: self.store,
             done: done_tx,
         };
-        let auth = cfg.auth.required.then(|| Auth {
+        let auth = self.secrets.take().map(|secrets| Auth {
             authenticator: Authenticator::new(&cfg.sip.domain, rand::random(), 300),
             algorithms: cfg
                 .auth
@@ -284,26 +291,13 @@ impl Server {
                 ban: Duration::from_secs(cfg.limits.auth_ban_secs),
                 max_sources: 100_000,
             }),
-            secrets: cfg
-                .agents
-                .iter()
-                .filter_map(|a| {
-                    let secret = match (&a.password, &a.ha1, &a.ha1_sha256) {
-                        (Some(p), _, _) => Secret::Password(p.clone()),
-                        (_, Some(h), _) => Secret::Ha1Md5(h.to_ascii_lowercase()),
-                        (_, _, Some(h)) => Secret::Ha1Sha256(h.to_ascii_lowercase()),
-                        _ => return None,
-                    };
-                    Some((a.extension.clone(), secret))
-                })
-                .collect(),
+            secrets,
         });
         let mut core = Core::new(core_cfg, self.engine, codes, Some(durable), auth);
 
-        // The engine has its own copy of the agents; give the configuration's
-        // (and the TOML parser's garbage) back to the OS: with 100,000
-        // agents that is most of the process's memory.
-        self.config.agents = Vec::new();
+        // Give what start-up freed (the configuration's agents, the TOML
+        // parser's garbage) back to the OS: with 100,000 agents that is most
+        // of the process's memory.
         release_free_memory();
 
         let (tx, mut rx) = mpsc::channel::<Inbound>(8192);
@@ -523,13 +517,20 @@ async fn rtp_sink(sock: Arc<UdpSocket>, stop: CancellationToken) {
 /// (SPEC §7), reconciling with the configuration: state of agents, queues or
 /// memberships no longer configured is dropped with a log line; new
 /// memberships start LOGGED_OUT. A fresh snapshot then starts the journal over.
-fn recover(config: &Config) -> Result<(Engine, Store), ServerError> {
+///
+/// The agents move from `config` to the engine (`config.agents` is left
+/// empty): the configuration's copy is dropped before the engine is built,
+/// so that with 100,000 agents the start-up peak holds two copies of them,
+/// not three, and the engine reuses the memory the parse left.
+fn recover(config: &mut Config) -> Result<(Engine, Store), ServerError> {
     let (store, recovered) = Store::open_with(
         &config.storage.dir,
         config.storage.sync,
         config.storage.backend,
     )?;
-    let mut engine = Engine::new(model(config));
+    let model = model(config);
+    config.agents = Vec::new();
+    let mut engine = Engine::new(model);
     let dir = config.storage.dir.display().to_string();
     let corrupt = |offset: u64, what: String| crate::store::StoreError::Corrupt {
         path: config.storage.dir.clone(),
@@ -603,6 +604,22 @@ pub fn model(cfg: &Config) -> Model {
             })
             .collect(),
     }
+}
+
+/// Each agent's password or HA1, by extension.
+fn agent_secrets(cfg: &Config) -> ahash::AHashMap<String, Secret> {
+    cfg.agents
+        .iter()
+        .filter_map(|a| {
+            let secret = match (&a.password, &a.ha1, &a.ha1_sha256) {
+                (Some(p), _, _) => Secret::Password(p.clone()),
+                (_, Some(h), _) => Secret::Ha1Md5(h.to_ascii_lowercase()),
+                (_, _, Some(h)) => Secret::Ha1Sha256(h.to_ascii_lowercase()),
+                _ => return None,
+            };
+            Some((a.extension.clone(), secret))
+        })
+        .collect()
 }
 
 /// The star codes from the configuration.
