@@ -313,16 +313,26 @@ impl Server {
                 stop_all.clone(),
             ));
         }
+        // Accepted TCP connections and those facd opens for in-dialog
+        // requests once a dialog's connection has closed (SPEC §4); a
+        // request no connection could be opened for comes back as `Unsent`.
+        let (unsent_tx, mut unsent_rx) = mpsc::unbounded_channel();
+        let connector = transport::Connector::new(
+            tcfg.clone(),
+            &tx,
+            unsent_tx,
+            self.stats.clone(),
+            stop_all.clone(),
+            transport::dial_timeout(Duration::from_millis(self.config.sip.t1_ms)),
+        );
         for listener in self.tcp {
             tasks.spawn(transport::run_tcp(
                 listener,
-                tcfg.clone(),
-                tx.clone(),
-                self.stats.clone(),
+                connector.clone(),
                 stop_accept.clone(),
-                stop_all.clone(),
             ));
         }
+        drop(connector);
         for sock in &self.rtp {
             tasks.spawn(rtp_sink(sock.clone(), stop_all.clone()));
         }
@@ -392,6 +402,13 @@ impl Server {
                     on_core_request(&mut core, now, req);
                     while let Ok(req) = self.requests.try_recv() {
                         on_core_request(&mut core, now, req);
+                    }
+                }
+                Some(unsent) = unsent_rx.recv() => {
+                    let now = Now::read();
+                    core.on_unsent(now, unsent);
+                    while let Ok(unsent) = unsent_rx.try_recv() {
+                        core.on_unsent(now, unsent);
                     }
                 }
                 () = &mut sleep => core.handle_timeout(Now::read()),
