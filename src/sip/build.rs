@@ -271,11 +271,10 @@ pub fn next_hop(route_set: &[Bytes], remote_target: &[u8]) -> Result<SocketAddr,
         None => remote_target.trim_ascii(),
     };
     let text = || String::from_utf8_lossy(uri).into_owned();
-    let rest = if let Some(r) = strip_prefix_ci(uri, b"sip:") {
-        r
-    } else if strip_prefix_ci(uri, b"sips:").is_some() {
+    if strip_prefix_ci(uri, b"sips:").is_some() {
         return Err(NoRoute::Tls);
-    } else {
+    }
+    let Some(rest) = strip_prefix_ci(uri, b"sip:") else {
         return Err(NoRoute::Invalid(text()));
     };
     // Headers (`?…`) may hold an '@'; the user part cannot (RFC 3261 §25.1).
