@@ -367,9 +367,14 @@ impl Server {
         let mut drain_until = None;
         loop {
             let now = Now::read();
+            // While draining, wake at the drain limit even if no timer is due.
             let deadline = core
                 .poll_timeout(now)
-                .unwrap_or(now.mono + Duration::from_secs(3600));
+                .unwrap_or(now.mono + Duration::from_secs(3600))
+                .min(drain_until.map_or(
+                    now.mono + Duration::from_secs(3600),
+                    |u: tokio::time::Instant| u.into_std(),
+                ));
             sleep.as_mut().reset(deadline.into());
             tokio::select! {
                 biased;
