@@ -70,7 +70,7 @@ async fn stop_quickly(s: TestServer) {
     s.stop().await;
     let took = t0.elapsed();
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(4),
         "graceful stop took {took:?}: a dialog was left open"
     );
 }
@@ -92,9 +92,13 @@ async fn accept_within(l: &TcpListener, ms: u64) -> Option<(Tcp, SocketAddr)> {
 }
 
 /// A star-code call over a TCP connection of its own whose Contact (and
-/// Via) name `contact_host:contact_port`; returns the connection after the ACK.
+/// Via) name `contact`; returns the connection after the ACK.
 async fn call_then_ack(s: &TestServer, call: &str, contact: &str) -> Tcp {
-    let mut c = Tcp::connect(s.tcp).await;
+    call_from(Tcp::connect(s.tcp).await, call, contact).await
+}
+
+/// Like [`call_then_ack`], over `c`.
+async fn call_from(mut c: Tcp, call: &str, contact: &str) -> Tcp {
     let invite = Req::invite("*38", "1001", call, &format!("z9hG4bK-{call}"), "TCP", 5060)
         .replace("127.0.0.1:5060", contact);
     c.send(invite.as_bytes()).await;
@@ -188,7 +192,7 @@ async fn a_call_whose_connection_stays_open_gets_its_bye_on_it() {
     stop_quickly(s).await;
 }
 
-/// A SUBSCRIBE for agent 1001 over `c` with its Contact at `contact`.
+/// A SUBSCRIBE by agent 1001 to its own address, Contact at `contact`.
 fn subscribe(
     call: &str,
     cseq: u32,
@@ -422,5 +426,67 @@ async fn an_unreachable_contact_is_logged_and_ends_the_call_and_the_subscription
         logged(&["cannot open a tcp connection", &contact, "rc-dead-sub"]).len(),
         1
     );
+    stop_quickly(s).await;
+}
+
+#[tokio::test]
+async fn a_dialled_connection_obeys_the_idle_timeout_and_the_per_ip_cap() {
+    logs();
+    let config = config()
+        .replace("t1_ms = 500", "t1_ms = 500\ntcp_idle_secs = 1")
+        .replace(
+            "[subscribe]",
+            "[limits]\ntcp_connections_per_ip = 1\n\n[subscribe]",
+        );
+    let s = TestServer::start(&config).await;
+    let (listener, lport) = phone_listener().await;
+    let contact = format!("127.0.0.1:{lport}");
+
+    // Idle timeout: the connection facd opened for its BYE closes after
+    // sip.tcp_idle_secs of silence, like an accepted one.
+    let c = call_then_ack(&s, "rc-idle", &contact).await;
+    drop(c);
+    let (mut conn, _) = accept_within(&listener, 3000)
+        .await
+        .expect("no connection for the BYE");
+    let bye = conn.recv().await;
+    assert_eq!(bye.method(), "BYE", "{}", bye.raw);
+    conn.send(Req::ok_for(&bye).as_bytes()).await;
+    let t0 = Instant::now();
+    assert!(
+        conn.closed_within(3000).await,
+        "facd kept an idle connection open"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(800),
+        "closed before the idle timeout"
+    );
+
+    // Per-IP cap (1): a connection from 127.0.0.1 is open, so facd may
+    // not open another to 127.0.0.1 for a call that came from 127.0.0.2.
+    let _hold = Tcp::connect(s.tcp).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let c = call_from(
+        Tcp::connect_from(s.tcp, "127.0.0.2").await,
+        "rc-cap",
+        &contact,
+    )
+    .await;
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while s.stats.tcp_dial_failed.load(Ordering::Relaxed) < 1 {
+        assert!(Instant::now() < deadline, "the dial was not refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines = logged(&["cannot open a tcp connection", "rc-cap"]);
+    assert!(
+        lines.len() == 1 && lines[0].contains("per-IP cap"),
+        "{lines:?}"
+    );
+    assert!(
+        accept_within(&listener, 200).await.is_none(),
+        "facd connected beyond the cap"
+    );
+    assert_eq!(s.stats.tcp_dialed.load(Ordering::Relaxed), 1);
     stop_quickly(s).await;
 }
