@@ -2,7 +2,8 @@
 //! NOTIFY) goes over the connection the request came on while it is open;
 //! once the phone has closed it, facd connects to the phone's Contact (a
 //! listener this test owns on loopback), sends there, gets the response
-//! on that connection and reuses it. A Contact facd cannot dial (a host
+//! on that connection and reuses it (IPv4 and IPv6; through a
+//! record-routing proxy, to the proxy). A Contact facd cannot dial (a host
 //! name, a closed port) is logged and the dialog or subscription ends at
 //! once, as after a Timer F. Every socket here is on loopback.
 
@@ -488,5 +489,83 @@ async fn a_dialled_connection_obeys_the_idle_timeout_and_the_per_ip_cap() {
         "facd connected beyond the cap"
     );
     assert_eq!(s.stats.tcp_dialed.load(Ordering::Relaxed), 1);
+    stop_quickly(s).await;
+}
+
+#[tokio::test]
+async fn the_bye_reaches_a_bracketed_ipv6_contact() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let cfg = config().replace(
+        r#"listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]"#,
+        r#"listen = ["udp:[::1]:0", "tcp:[::1]:0"]"#,
+    );
+    let s = TestServer::start(&cfg).await;
+    assert!(s.tcp.is_ipv6());
+    let listener = TcpListener::bind("[::1]:0").await.unwrap();
+    let lport = listener.local_addr().unwrap().port();
+    let c = call_then_ack(&s, "rc-v6", &format!("[::1]:{lport}")).await;
+    drop(c);
+    let (mut conn, from) = accept_within(&listener, 3000)
+        .await
+        .expect("facd opened no connection to the IPv6 Contact");
+    assert_eq!(from.ip().to_string(), "::1");
+    let bye = conn.recv().await;
+    assert!(
+        bye.start_line()
+            .starts_with(&format!("BYE sip:1001@[::1]:{lport};transport=tcp ")),
+        "{}",
+        bye.raw
+    );
+    let via = bye.header("Via").unwrap();
+    assert!(
+        via.starts_with(&format!("SIP/2.0/TCP [::1]:{};", s.tcp.port())),
+        "{via}"
+    );
+    conn.send(Req::ok_for(&bye).as_bytes()).await;
+    assert!(conn.recv_within(500).await.is_none(), "a second message");
+    stop_quickly(s).await;
+}
+
+#[tokio::test]
+async fn with_a_record_route_the_new_connection_goes_to_the_proxy() {
+    let s = TestServer::start(&config()).await;
+    let (proxy, pport) = phone_listener().await;
+    let (phone, lport) = phone_listener().await;
+    // The INVITE came through a record-routing proxy (RFC 3261 §12.2.1.1:
+    // in-dialog requests go to the first Route, loose routing).
+    let mut c = Tcp::connect(s.tcp).await;
+    let invite = Req::invite("*38", "1001", "rc-rr", "z9hG4bK-rc-rr", "TCP", lport).replace(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\nRecord-Route: <sip:127.0.0.1:{pport};transport=tcp;lr>\r\n"),
+    );
+    c.send(invite.as_bytes()).await;
+    let ok = c.recv().await;
+    assert_eq!(ok.status(), 200, "{}", ok.raw);
+    let tag = ok.to_tag().unwrap();
+    c.send(Req::ack("*38", "1001", "rc-rr", &tag, "TCP", c.port()).as_bytes())
+        .await;
+    drop(c);
+    let (mut conn, _) = accept_within(&proxy, 3000)
+        .await
+        .expect("facd opened no connection to the proxy");
+    let bye = conn.recv().await;
+    assert!(
+        bye.start_line()
+            .starts_with(&format!("BYE sip:1001@127.0.0.1:{lport};transport=tcp ")),
+        "the Request-URI stays the remote target: {}",
+        bye.raw
+    );
+    assert_eq!(
+        bye.header("Route"),
+        Some(format!("<sip:127.0.0.1:{pport};transport=tcp;lr>"))
+    );
+    conn.send(Req::ok_for(&bye).as_bytes()).await;
+    assert!(
+        accept_within(&phone, 300).await.is_none(),
+        "facd went around the proxy"
+    );
     stop_quickly(s).await;
 }
