@@ -467,6 +467,8 @@ impl Server {
             malformed = load(&t.malformed),
             rate_limited = load(&t.rate_limited),
             tcp_refused = load(&t.tcp_refused) + load(&t.tcp_refused_per_ip),
+            tcp_dialed = load(&t.tcp_dialed),
+            tcp_dial_failed = load(&t.tcp_dial_failed),
             overloaded = s.overloaded,
             banned_drops = s.banned_drops,
             "stopped"
