@@ -27,13 +27,13 @@ use crate::media::{MediaOrder, ToneTarget};
 use crate::sip::auth::{Authenticator, Secret, Verdict};
 use crate::sip::build::{self, ResponseBuilder};
 use crate::sip::feature_sync::{self, PhoneState};
-use crate::sip::message::{Message, Method, Request, Response, Scheme};
+use crate::sip::message::{parse_message, Message, Method, Request, Response, Scheme};
 use crate::sip::sdp;
 use crate::sip::star_code::{Action, StarCode, StarCodeParser};
 use crate::store::{Store, StoreError};
 use crate::subscription::{ExpiryBounds, Flow, NotifyTemplate, SubEvent, Subscriptions, TooBrief};
 use crate::transaction::{KeyParts, Received, RequestKind, ServerTransactions, TimerConfig, TxId};
-use crate::transport::{Inbound, Link, Peer};
+use crate::transport::{Inbound, Link, Peer, Unsent};
 
 /// The methods facd implements (the `Allow` header, RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE";
@@ -570,6 +570,23 @@ impl Core {
         self.dialogs.is_empty()
     }
 
+    /// The transport could not send one of our BYEs or NOTIFYs (no
+    /// connection to the dialog's next hop could be opened; it logged
+    /// why): its client transaction ends at once, as after a Timer F
+    /// (RFC 3261 §17.1.4), and so does the dialog or subscription.
+    pub fn on_unsent(&mut self, now: Now, unsent: Unsent) {
+        let Ok(Message::Request(req)) = parse_message(unsent.request) else {
+            return;
+        };
+        let Some(branch) = req.branch() else { return };
+        debug!(method = req.base.cseq.method.as_str(), to = ?unsent.to, error = %unsent.error, call_id = %String::from_utf8_lossy(req.call_id()), "in-dialog request not sent");
+        match req.base.cseq.method {
+            Method::Bye => self.dialogs.on_transport_error(branch),
+            Method::Notify => self.subs.on_transport_error(now.mono, branch),
+            _ => {}
+        }
+    }
+
     fn on_response(&mut self, now: Now, resp: &Response) {
         // Responses can only be for the BYEs and NOTIFYs we sent (RFC 3261
         // §17.1.3 matches them by the branch of our Via); anything else is stray.
@@ -1097,9 +1114,22 @@ impl Core {
                 .collect(),
             contact: Some(contact),
         };
-        // NOTIFYs go back over the flow the SUBSCRIBE came on (SPEC §4).
+        // NOTIFYs go back over the flow the SUBSCRIBE came on (SPEC §4);
+        // over TCP, once that connection has closed, over one the
+        // transport opens to the next hop (RFC 3261 §18.1.1): the first
+        // Route of the dialog's route set (a refresh keeps the original,
+        // RFC 3261 §12.2.1.2), else the latest Contact.
+        let (routes, target): (&[Bytes], &[u8]) = match self.subs.remote(&dialog) {
+            Some((routes, uri)) if refresh => (routes, remote.as_deref().unwrap_or(uri)),
+            _ => (&template.route_set, &template.request_uri),
+        };
+        let link = peer.link.in_dialog(
+            peer.local.ip(),
+            || build::next_hop(routes, target),
+            &dialog.call_id,
+        );
         let dest = Dest {
-            link: peer.link.clone(),
+            link,
             to: peer.addr,
         };
         Box::new(SubAnswer {
@@ -1253,8 +1283,16 @@ impl Core {
         };
         // In-dialog requests reuse the flow the INVITE came on (RFC 5626
         // style): the packet's source, never a host named in the message.
+        // Over TCP, once that connection has closed, the transport opens
+        // one to the next hop (RFC 3261 §18.1.1): the first Route, else the
+        // Contact, a literal address only.
+        let link = peer.link.in_dialog(
+            peer.local.ip(),
+            || build::next_hop(&bye.route_set, &bye.request_uri),
+            &dialog.call_id,
+        );
         let dest = Dest {
-            link: peer.link.clone(),
+            link,
             to: peer.addr,
         };
         Answer {

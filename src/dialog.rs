@@ -59,6 +59,9 @@ pub enum EndReason {
     ByeAnswered(u16),
     /// Our BYE got no answer within Timer F.
     ByeTimedOut,
+    /// Our BYE could not be sent: no connection to the caller could be
+    /// opened (RFC 3261 §17.1.4).
+    ByeUnsent,
     /// The caller sent BYE.
     CallerHungUp,
 }
@@ -232,6 +235,13 @@ impl<P: Clone> Dialogs<P> {
         self.collect_client_events();
     }
 
+    /// The transport could not send our BYE with this Via branch (no
+    /// connection to the caller): the dialog ends as after a Timer F.
+    pub fn on_transport_error(&mut self, branch: &[u8]) {
+        self.clients.transport_error(branch);
+        self.collect_client_events();
+    }
+
     /// Shutdown: BYE every open dialog now (SPEC §8).
     pub fn hangup_all(&mut self, now: Instant) {
         let open: Vec<u64> = self
@@ -347,6 +357,7 @@ impl<P: Clone> Dialogs<P> {
             let (id, how) = match ev {
                 ClientEvent::Completed { id, status } => (id, EndReason::ByeAnswered(status)),
                 ClientEvent::TimedOut { id } => (id, EndReason::ByeTimedOut),
+                ClientEvent::TransportError { id } => (id, EndReason::ByeUnsent),
             };
             if let Some(n) = self.byes.remove(&id) {
                 self.forget(n, how);
@@ -512,6 +523,28 @@ mod tests {
             run(&mut d, t0, 31_990, 32_500),
             [(31_990, "BYE".to_string())]
         );
+    }
+
+    #[test]
+    fn an_unsendable_bye_ends_the_dialog_at_once() {
+        let (mut d, t0) = dialogs(true, 0);
+        assert!(d.ack(t0, &id(), None));
+        assert_eq!(run(&mut d, t0, 0, 0), [(0, "BYE".to_string())]);
+        let _ = d.poll_event();
+        d.on_transport_error(b"not ours");
+        assert_eq!(d.len(), 1);
+        let mut rng = SmallRng::seed_from_u64(7);
+        let branch = format!("z9hG4bK{:016x}", rng.gen::<u64>());
+        d.on_transport_error(branch.as_bytes());
+        assert!(d.is_empty());
+        assert_eq!(
+            d.poll_event(),
+            Some(DialogEvent::Ended {
+                id: id(),
+                how: EndReason::ByeUnsent
+            })
+        );
+        assert_eq!(d.poll_timeout(), None, "no timer left");
     }
 
     #[test]

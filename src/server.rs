@@ -313,16 +313,26 @@ impl Server {
                 stop_all.clone(),
             ));
         }
+        // Accepted TCP connections and those facd opens for in-dialog
+        // requests once a dialog's connection has closed (SPEC §4); a
+        // request no connection could be opened for comes back as `Unsent`.
+        let (unsent_tx, mut unsent_rx) = mpsc::unbounded_channel();
+        let connector = transport::Connector::new(
+            tcfg.clone(),
+            &tx,
+            unsent_tx,
+            self.stats.clone(),
+            stop_all.clone(),
+            transport::dial_timeout(Duration::from_millis(self.config.sip.t1_ms)),
+        );
         for listener in self.tcp {
             tasks.spawn(transport::run_tcp(
                 listener,
-                tcfg.clone(),
-                tx.clone(),
-                self.stats.clone(),
+                connector.clone(),
                 stop_accept.clone(),
-                stop_all.clone(),
             ));
         }
+        drop(connector);
         for sock in &self.rtp {
             tasks.spawn(rtp_sink(sock.clone(), stop_all.clone()));
         }
@@ -357,9 +367,14 @@ impl Server {
         let mut drain_until = None;
         loop {
             let now = Now::read();
+            // While draining, wake at the drain limit even if no timer is due.
             let deadline = core
                 .poll_timeout(now)
-                .unwrap_or(now.mono + Duration::from_secs(3600));
+                .unwrap_or(now.mono + Duration::from_secs(3600))
+                .min(drain_until.map_or(
+                    now.mono + Duration::from_secs(3600),
+                    |u: tokio::time::Instant| u.into_std(),
+                ));
             sleep.as_mut().reset(deadline.into());
             tokio::select! {
                 biased;
@@ -392,6 +407,13 @@ impl Server {
                     on_core_request(&mut core, now, req);
                     while let Ok(req) = self.requests.try_recv() {
                         on_core_request(&mut core, now, req);
+                    }
+                }
+                Some(unsent) = unsent_rx.recv() => {
+                    let now = Now::read();
+                    core.on_unsent(now, unsent);
+                    while let Ok(unsent) = unsent_rx.try_recv() {
+                        core.on_unsent(now, unsent);
                     }
                 }
                 () = &mut sleep => core.handle_timeout(Now::read()),
@@ -445,6 +467,8 @@ impl Server {
             malformed = load(&t.malformed),
             rate_limited = load(&t.rate_limited),
             tcp_refused = load(&t.tcp_refused) + load(&t.tcp_refused_per_ip),
+            tcp_dialed = load(&t.tcp_dialed),
+            tcp_dial_failed = load(&t.tcp_dial_failed),
             overloaded = s.overloaded,
             banned_drops = s.banned_drops,
             "stopped"

@@ -106,6 +106,9 @@ pub enum EndReason {
     Rejected(u16),
     /// A NOTIFY got no answer within Timer F.
     TimedOut,
+    /// A NOTIFY could not be sent: no connection to the subscriber could
+    /// be opened (RFC 3261 §17.1.4).
+    Unreachable,
     /// facd is shutting down (terminating NOTIFY sent).
     Shutdown,
     /// The agent's newest subscription beyond `per_agent` replaced it
@@ -327,6 +330,23 @@ impl<P: Clone> Subscriptions<P> {
         self.collect(now);
     }
 
+    /// The transport could not send our NOTIFY with this Via branch (no
+    /// connection to the subscriber): the subscription ends as after a
+    /// Timer F, silently.
+    pub fn on_transport_error(&mut self, now: Instant, branch: &[u8]) {
+        self.clients.transport_error(branch);
+        self.collect(now);
+    }
+
+    /// The route set and remote target of subscription `id` (a refresh
+    /// keeps the route set, RFC 3261 §12.2.1.2).
+    pub fn remote(&self, id: &DialogId) -> Option<(&[Bytes], &Bytes)> {
+        let n = self.by_id.get(id)?;
+        self.subs
+            .get(n)
+            .map(|s| (&s.template.route_set[..], &s.template.request_uri))
+    }
+
     /// Shutdown: every subscription ends with a NOTIFY
     /// `terminated;reason=deactivated` (RFC 6665 §4.1.3: re-subscribe).
     pub fn terminate_all(&mut self, now: Instant) {
@@ -424,7 +444,7 @@ impl<P: Clone> Subscriptions<P> {
             EndReason::Expired | EndReason::Unsubscribed => Some("timeout"),
             EndReason::Shutdown => Some("deactivated"),
             EndReason::Replaced => Some("rejected"),
-            EndReason::Rejected(_) | EndReason::TimedOut => None,
+            EndReason::Rejected(_) | EndReason::TimedOut | EndReason::Unreachable => None,
         };
         if let Some(reason) = reason {
             let branch = self.branch();
@@ -461,16 +481,17 @@ impl<P: Clone> Subscriptions<P> {
     fn collect(&mut self, now: Instant) {
         while let Some(ev) = self.clients.poll_event() {
             let (id, status) = match ev {
-                ClientEvent::Completed { id, status } => (id, Some(status)),
-                ClientEvent::TimedOut { id } => (id, None),
+                ClientEvent::Completed { id, status } => (id, Ok(status)),
+                ClientEvent::TimedOut { id } => (id, Err(EndReason::TimedOut)),
+                ClientEvent::TransportError { id } => (id, Err(EndReason::Unreachable)),
             };
             let Some(n) = self.notifies.remove(&id) else {
                 continue;
             };
             match status {
-                None => self.terminate(now, n, EndReason::TimedOut),
-                Some(st) if ends_usage(st) => self.terminate(now, n, EndReason::Rejected(st)),
-                Some(_) => {
+                Err(how) => self.terminate(now, n, how),
+                Ok(st) if ends_usage(st) => self.terminate(now, n, EndReason::Rejected(st)),
+                Ok(_) => {
                     // Answered (2xx, or a failure that keeps the usage):
                     // the next state may go.
                     let queued = self.subs.get_mut(&n).and_then(|s| {
@@ -800,6 +821,31 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn an_unsendable_notify_ends_the_subscription_silently() {
+        let (mut s, t0) = table();
+        let first = drain(&mut s);
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            s.remote(&id("a")),
+            Some((&template().route_set[..], &template().request_uri))
+        );
+        s.on_transport_error(t0, b"not ours");
+        assert!(s.contains(&id("a")));
+        s.on_transport_error(t0 + ms(5), first[0].branch.as_bytes());
+        assert!(s.is_empty());
+        assert_eq!(s.remote(&id("a")), None);
+        assert!(drain(&mut s).is_empty(), "no terminating NOTIFY to nowhere");
+        assert!(matches!(
+            s.poll_event(),
+            Some(SubEvent::Ended {
+                how: EndReason::Unreachable,
+                ..
+            })
+        ));
+        assert_eq!(s.poll_timeout(), None);
     }
 
     #[test]

@@ -244,6 +244,102 @@ pub fn response_target(top_via: &Via, src: SocketAddr) -> SocketAddr {
     SocketAddr::new(src.ip(), port)
 }
 
+/// Why an in-dialog request has no address facd may open a connection to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoRoute {
+    /// The URI names a host: finding its address needs DNS (RFC 3263),
+    /// which facd does not do.
+    #[error("{0:?} is a host name; facd resolves no names (RFC 3263)")]
+    Hostname(String),
+    /// A `sips:` URI needs TLS, which facd does not speak yet.
+    #[error("a sips: URI needs TLS")]
+    Tls,
+    /// Not a SIP URI with a usable address (port 0, 0.0.0.0, multicast, …).
+    #[error("{0:?} has no usable address")]
+    Invalid(String),
+}
+
+/// The address a request inside the dialog goes to when facd has to open
+/// a connection itself (RFC 3261 §8.1.2 and §12.2.1.1 with loose routing:
+/// the first Route of the route set, else the remote target, the peer's
+/// Contact URI; port 5060 when absent, §19.1.2). Only literal addresses
+/// are accepted (IPv4, or IPv6 in brackets), so facd never connects
+/// anywhere the request did not name.
+pub fn next_hop(route_set: &[Bytes], remote_target: &[u8]) -> Result<SocketAddr, NoRoute> {
+    let uri = match route_set.first() {
+        Some(route) => angle_uri(route),
+        None => remote_target.trim_ascii(),
+    };
+    let text = || String::from_utf8_lossy(uri).into_owned();
+    if strip_prefix_ci(uri, b"sips:").is_some() {
+        return Err(NoRoute::Tls);
+    }
+    let Some(rest) = strip_prefix_ci(uri, b"sip:") else {
+        return Err(NoRoute::Invalid(text()));
+    };
+    // Headers (`?…`) may hold an '@'; the user part cannot (RFC 3261 §25.1).
+    let rest = &rest[..memchr::memchr(b'?', rest).unwrap_or(rest.len())];
+    let rest = match memchr::memchr(b'@', rest) {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    let hostport = &rest[..memchr::memchr(b';', rest).unwrap_or(rest.len())];
+    let (host, port) = if let Some(v6) = hostport.strip_prefix(b"[") {
+        let close = memchr::memchr(b']', v6).ok_or_else(|| NoRoute::Invalid(text()))?;
+        let ip = std::str::from_utf8(&v6[..close])
+            .ok()
+            .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+            .ok_or_else(|| NoRoute::Invalid(text()))?;
+        (IpAddr::V6(ip), &v6[close + 1..])
+    } else {
+        let colon = memchr::memchr(b':', hostport).unwrap_or(hostport.len());
+        let host = std::str::from_utf8(&hostport[..colon]).map_err(|_| NoRoute::Invalid(text()))?;
+        match host.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) => (IpAddr::V4(ip), &hostport[colon..]),
+            Err(_) if is_hostname(host) => return Err(NoRoute::Hostname(host.to_string())),
+            Err(_) => return Err(NoRoute::Invalid(text())),
+        }
+    };
+    let port = match port {
+        b"" => 5060,
+        p => p
+            .strip_prefix(b":")
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|&p| p != 0)
+            .ok_or_else(|| NoRoute::Invalid(text()))?,
+    };
+    let usable = match host {
+        IpAddr::V4(ip) => !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast()),
+        IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast()),
+    };
+    if !usable {
+        return Err(NoRoute::Invalid(text()));
+    }
+    Ok(SocketAddr::new(host, port))
+}
+
+/// The URI inside `<…>` of a name-addr (a Route value), else the value.
+fn angle_uri(v: &[u8]) -> &[u8] {
+    match (memchr::memchr(b'<', v), memchr::memchr(b'>', v)) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => v.trim_ascii(),
+    }
+}
+
+fn strip_prefix_ci<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+/// RFC 3261 §25.1 `hostname`: dot-separated labels of letters, digits, '-'.
+fn is_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.trim_end_matches('.')
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+}
+
 /// `SIP/2.0 <status> <reason>\r\n`, control characters dropped from the
 /// reason (it is ours, but may quote the peer).
 fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
@@ -354,6 +450,87 @@ fn bare_param(via: &str, name: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn next_hop_is_the_first_route_else_the_remote_target() {
+        let hop = |routes: &[&'static str], target: &str| {
+            let routes: Vec<Bytes> = routes
+                .iter()
+                .map(|r| Bytes::from_static(r.as_bytes()))
+                .collect();
+            next_hop(&routes, target.as_bytes())
+        };
+        let addr = |s: &str| Ok(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            hop(&[], "sip:1001@127.0.0.1:5062;transport=tcp"),
+            addr("127.0.0.1:5062")
+        );
+        assert_eq!(hop(&[], "SIP:1001@10.1.2.3"), addr("10.1.2.3:5060"));
+        assert_eq!(hop(&[], "sip:10.1.2.3:7000;lr"), addr("10.1.2.3:7000"));
+        assert_eq!(
+            hop(&[], "sip:1001@[2001:db8::1]:5070;transport=tcp"),
+            addr("[2001:db8::1]:5070")
+        );
+        assert_eq!(hop(&[], "sip:1001@[::1]"), addr("[::1]:5060"));
+        // A user part with ';' and a password; headers with '@'.
+        assert_eq!(
+            hop(
+                &[],
+                "sip:+1555;phone-context=x:pw@192.0.2.7:5080?subject=a@b"
+            ),
+            addr("192.0.2.7:5080")
+        );
+        // A Route (loose routing) wins over the Contact.
+        assert_eq!(
+            hop(
+                &["<sip:192.0.2.1:5090;lr>", "<sip:192.0.2.2;lr>"],
+                "sip:1001@127.0.0.1:5062"
+            ),
+            addr("192.0.2.1:5090")
+        );
+    }
+
+    #[test]
+    fn next_hop_refuses_names_tls_and_unusable_addresses() {
+        let hop = |target: &str| next_hop(&[], target.as_bytes());
+        assert_eq!(
+            hop("sip:1001@phone.example.com:5062"),
+            Err(NoRoute::Hostname("phone.example.com".into()))
+        );
+        assert_eq!(
+            hop("sip:1001@localhost"),
+            Err(NoRoute::Hostname("localhost".into()))
+        );
+        assert_eq!(
+            next_hop(
+                &[Bytes::from_static(b"<sip:proxy.example.com;lr>")],
+                b"sip:1001@127.0.0.1"
+            ),
+            Err(NoRoute::Hostname("proxy.example.com".into()))
+        );
+        assert_eq!(hop("sips:1001@127.0.0.1:5061"), Err(NoRoute::Tls));
+        for bad in [
+            "tel:+15551234",
+            "sip:1001@127.0.0.1:0",
+            "sip:1001@127.0.0.1:99999",
+            "sip:1001@127.0.0.1:",
+            "sip:1001@0.0.0.0:5060",
+            "sip:1001@224.0.0.1",
+            "sip:1001@255.255.255.255",
+            "sip:1001@[::]:5060",
+            "sip:1001@[ff02::1]",
+            "sip:1001@[::1",
+            "sip:1001@::1",
+            "sip:1001@",
+            "sip:1001@bad_host",
+        ] {
+            assert!(
+                matches!(hop(bad), Err(NoRoute::Invalid(_))),
+                "{bad}: {:?}",
+                hop(bad)
+            );
+        }
+    }
     use super::*;
     use crate::sip::message::{parse_message, Message};
 

@@ -29,6 +29,12 @@ pub enum ClientEvent {
         /// The transaction.
         id: ClientTxId,
     },
+    /// The transport could not send the request (RFC 3261 §17.1.4: no
+    /// connection could be opened); the transaction is over.
+    TransportError {
+        /// The transaction.
+        id: ClientTxId,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +132,21 @@ impl<P: Clone> ClientTransactions<P> {
                 self.events.push_back(ClientEvent::Completed { id, status });
             }
         }
+        Some(id)
+    }
+
+    /// The transport could not send the request whose top Via branch is
+    /// `branch` (RFC 3261 §17.1.4): the transaction ends at once and the TU
+    /// is told, like a Timer F. A transaction already answered is left to
+    /// its Timer K. Returns the transaction it matched.
+    pub fn transport_error(&mut self, branch: &[u8]) -> Option<ClientTxId> {
+        let id = *self.by_branch.get(branch)?;
+        let tx = self.txs.get(&id)?;
+        if tx.state == State::Completed {
+            return Some(id);
+        }
+        self.events.push_back(ClientEvent::TransportError { id });
+        self.remove(id);
         Some(id)
     }
 
@@ -285,5 +306,39 @@ mod tests {
         );
         t.handle_timeout(t0 + ms(1000));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn transport_error_ends_the_transaction_at_once() {
+        let t0 = Instant::now();
+        let mut t = ClientTransactions::new(TimerConfig::default());
+        let id = t.send(
+            t0,
+            Bytes::from_static(b"b"),
+            Bytes::from_static(b"BYE"),
+            1u8,
+            false,
+        );
+        assert_eq!(t.transport_error(b"other"), None);
+        assert_eq!(t.transport_error(b"b"), Some(id));
+        assert_eq!(t.poll_event(), Some(ClientEvent::TransportError { id }));
+        assert!(t.is_empty());
+        assert_eq!(t.poll_timeout(), None, "no Timer E/F left");
+        assert_eq!(t.on_response(t0, b"b", 200), None);
+        // An answered transaction is not reported again.
+        let id = t.send(
+            t0,
+            Bytes::from_static(b"c"),
+            Bytes::from_static(b"BYE"),
+            1u8,
+            false,
+        );
+        t.on_response(t0, b"c", 200);
+        assert_eq!(
+            t.poll_event(),
+            Some(ClientEvent::Completed { id, status: 200 })
+        );
+        assert_eq!(t.transport_error(b"c"), Some(id));
+        assert_eq!(t.poll_event(), None);
     }
 }

@@ -311,6 +311,13 @@ impl Tcp {
             buf: Vec::new(),
         }
     }
+    /// A connection accepted by a test's own listener (one facd opened).
+    pub fn from_stream(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
     pub fn port(&self) -> u16 {
         self.stream.local_addr().unwrap().port()
     }
