@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::dialog::{ByeTemplate, DialogEvent, DialogId, Dialogs, ToneSource};
+use crate::dialog::{ByeTemplate, DialogEvent, DialogId, DialogKey, Dialogs, ToneSource};
 use crate::engine::{
     Applied, Cause, Change, Command, Engine, Event, Millis, ReasonRef, Rejection, Target,
 };
@@ -748,8 +748,7 @@ impl Core {
             }),
             Method::Subscribe => self.on_subscribe(now, id, req, peer),
             Method::Bye => {
-                let dialog = dialog_id(req);
-                if self.dialogs.bye_received(now.mono, &dialog) {
+                if self.dialogs.bye_received(now.mono, &dialog_key(req)) {
                     self.reply(now, id, req, peer, 200, "OK", |b| b)
                 } else {
                     self.reply(
@@ -770,7 +769,7 @@ impl Core {
     fn on_invite(&mut self, now: Now, id: TxId, req: &Request, peer: &Peer) {
         if req.base.to.tag.is_some() {
             // A re-INVITE: our calls last a second and never change media.
-            let known = self.dialogs.contains(&dialog_id(req));
+            let known = self.dialogs.contains(&dialog_key(req));
             let (status, reason) = if known {
                 (488, "Not Acceptable Here")
             } else {
@@ -1003,7 +1002,7 @@ impl Core {
         }
         let refresh = req.base.to.tag.is_some();
         // A dialog of another agent's is as good as none.
-        if refresh && self.subs.agent_of(&dialog_id(req)) != Some(agent.as_str()) {
+        if refresh && self.subs.agent_of(&dialog_key(req)) != Some(agent.as_str()) {
             // Also what a phone gets after a restart: it then subscribes anew.
             return self.reply(
                 now,
@@ -1322,7 +1321,7 @@ impl Core {
             .and_then(|(codec, remote)| {
                 ToneTarget::new(codec, self.media_addr(peer), Some(remote))
             });
-        if !self.dialogs.ack(now.mono, &dialog_id(req), media) {
+        if !self.dialogs.ack(now.mono, &dialog_key(req), media) {
             debug!(call_id = %String::from_utf8_lossy(req.call_id()), "ACK for no dialog dropped");
         }
     }
@@ -1536,6 +1535,15 @@ fn rfc2543_key(req: &Request) -> Vec<u8> {
     k.push(b':');
     k.extend_from_slice(req.at(top.raw));
     k
+}
+
+/// The dialog a request belongs to, borrowed from it (for lookups).
+fn dialog_key(req: &Request) -> DialogKey<'_> {
+    DialogKey {
+        call_id: req.call_id(),
+        local_tag: req.to_tag().unwrap_or_default(),
+        remote_tag: req.from_tag().unwrap_or_default(),
+    }
 }
 
 /// The dialog a request belongs to, from the UAS side (RFC 3261 §12.2.2).

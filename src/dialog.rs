@@ -23,7 +23,7 @@ use crate::sip::build::{in_dialog_request, InDialog};
 use crate::transaction::{ClientEvent, ClientTransactions, ClientTxId, Timer, TimerConfig};
 
 /// A dialog from the UAS side (RFC 3261 §12): Call-ID, our tag, theirs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialogId {
     /// Call-ID.
     pub call_id: Bytes,
@@ -31,6 +31,65 @@ pub struct DialogId {
     pub local_tag: Bytes,
     /// Their From tag.
     pub remote_tag: Bytes,
+}
+
+/// A dialog's identity borrowed from a request, to look a dialog up without
+/// copying its Call-ID and tags (an ACK or BYE needs no owned copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialogKey<'a> {
+    /// Call-ID.
+    pub call_id: &'a [u8],
+    /// Our To tag.
+    pub local_tag: &'a [u8],
+    /// Their From tag.
+    pub remote_tag: &'a [u8],
+}
+
+/// What [`DialogId`] and [`DialogKey`] share: tables keyed by `DialogId` are
+/// searched with either (`HashMap::get` through `Borrow<dyn DialogIdentity>`).
+pub trait DialogIdentity {
+    /// Call-ID, our tag, their tag.
+    fn parts(&self) -> (&[u8], &[u8], &[u8]);
+}
+
+impl DialogIdentity for DialogId {
+    fn parts(&self) -> (&[u8], &[u8], &[u8]) {
+        (&self.call_id, &self.local_tag, &self.remote_tag)
+    }
+}
+
+impl DialogIdentity for DialogKey<'_> {
+    fn parts(&self) -> (&[u8], &[u8], &[u8]) {
+        (self.call_id, self.local_tag, self.remote_tag)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn DialogIdentity + 'a> for DialogId {
+    fn borrow(&self) -> &(dyn DialogIdentity + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn DialogIdentity + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn DialogIdentity + '_ {}
+
+/// The same hash for a `DialogId` and for a `DialogKey` with the same parts
+/// (`Borrow` requires it).
+impl std::hash::Hash for dyn DialogIdentity + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.parts().hash(h);
+    }
+}
+
+impl std::hash::Hash for DialogId {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.parts().hash(h);
+    }
 }
 
 /// What facd needs to hang up (RFC 3261 §12.1.1, §15.1.1).
@@ -192,7 +251,12 @@ impl<P: Clone> Dialogs<P> {
     /// `answer_media` is the caller's address from an SDP answer in the ACK,
     /// used only when facd made the offer ([`ToneSource::AnswerInAck`]); the
     /// tone starts now.
-    pub fn ack(&mut self, now: Instant, id: &DialogId, answer_media: Option<ToneTarget>) -> bool {
+    pub fn ack(
+        &mut self,
+        now: Instant,
+        id: &dyn DialogIdentity,
+        answer_media: Option<ToneTarget>,
+    ) -> bool {
         let Some(&n) = self.by_id.get(id) else {
             return false;
         };
@@ -202,7 +266,7 @@ impl<P: Clone> Dialogs<P> {
         if let Phase::WaitAck { .. } = d.phase {
             let bye_at = now + d.confirm;
             d.phase = Phase::Confirmed { bye_at };
-            self.events.push_back(DialogEvent::Confirmed(id.clone()));
+            self.events.push_back(DialogEvent::Confirmed(d.id.clone()));
             let target = match d.media {
                 ToneSource::Offer(t) => t,
                 ToneSource::AnswerInAck => answer_media,
@@ -221,7 +285,7 @@ impl<P: Clone> Dialogs<P> {
     }
 
     /// The caller's BYE. True if the dialog was ours (answer 200, else 481).
-    pub fn bye_received(&mut self, _now: Instant, id: &DialogId) -> bool {
+    pub fn bye_received(&mut self, _now: Instant, id: &dyn DialogIdentity) -> bool {
         let Some(n) = self.by_id.get(id).copied() else {
             return false;
         };
@@ -314,7 +378,7 @@ impl<P: Clone> Dialogs<P> {
     }
 
     /// True if `id` is an open dialog.
-    pub fn contains(&self, id: &DialogId) -> bool {
+    pub fn contains(&self, id: &dyn DialogIdentity) -> bool {
         self.by_id.contains_key(id)
     }
 
@@ -556,6 +620,35 @@ mod tests {
         assert!(run(&mut d, t0, 0, 5000).is_empty());
         assert!(d.is_empty());
         assert!(!d.ack(t0, &id(), None), "a stray ACK");
+    }
+
+    #[test]
+    fn a_borrowed_key_finds_the_dialog_and_hashes_like_the_id() {
+        let (mut d, t0) = dialogs(false, 1000);
+        let key = |l: &'static [u8]| DialogKey {
+            call_id: b"call-1",
+            local_tag: l,
+            remote_tag: b"theirs",
+        };
+        assert!(d.contains(&key(b"ours")));
+        assert!(!d.contains(&key(b"other")));
+        assert!(!d.contains(&DialogKey {
+            call_id: b"call-1ours",
+            local_tag: b"",
+            remote_tag: b"theirs",
+        }));
+        let s = ahash::RandomState::new();
+        let by_id: &dyn DialogIdentity = &id();
+        let by_key: &dyn DialogIdentity = &key(b"ours");
+        assert_eq!(s.hash_one(by_id), s.hash_one(by_key));
+        assert_eq!(
+            s.hash_one(id()),
+            s.hash_one(by_key),
+            "DialogId hashes as its parts"
+        );
+        assert!(d.ack(t0 + ms(10), &key(b"ours"), None));
+        assert!(d.bye_received(t0 + ms(20), &key(b"ours")));
+        assert!(!d.contains(&id()));
     }
 
     #[test]

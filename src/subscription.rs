@@ -19,7 +19,7 @@ use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::dialog::DialogId;
+use crate::dialog::{DialogId, DialogIdentity};
 use crate::sip::build::{in_dialog_request, InDialog};
 use crate::sip::feature_sync;
 use crate::transaction::{ClientEvent, ClientTransactions, ClientTxId, TimerConfig};
@@ -263,7 +263,7 @@ impl<P: Clone> Subscriptions<P> {
     pub fn refresh(
         &mut self,
         now: Instant,
-        id: &DialogId,
+        id: &dyn DialogIdentity,
         expires: u32,
         flow: Flow<P>,
         body: Bytes,
@@ -319,7 +319,7 @@ impl<P: Clone> Subscriptions<P> {
     }
 
     /// The agent of subscription `id`, if it exists.
-    pub fn agent_of(&self, id: &DialogId) -> Option<&str> {
+    pub fn agent_of(&self, id: &dyn DialogIdentity) -> Option<&str> {
         let n = self.by_id.get(id)?;
         self.subs.get(n).map(|s| s.agent.as_str())
     }
@@ -340,7 +340,7 @@ impl<P: Clone> Subscriptions<P> {
 
     /// The route set and remote target of subscription `id` (a refresh
     /// keeps the route set, RFC 3261 §12.2.1.2).
-    pub fn remote(&self, id: &DialogId) -> Option<(&[Bytes], &Bytes)> {
+    pub fn remote(&self, id: &dyn DialogIdentity) -> Option<(&[Bytes], &Bytes)> {
         let n = self.by_id.get(id)?;
         self.subs
             .get(n)
@@ -399,7 +399,7 @@ impl<P: Clone> Subscriptions<P> {
     }
 
     /// True if `id` is a live subscription.
-    pub fn contains(&self, id: &DialogId) -> bool {
+    pub fn contains(&self, id: &dyn DialogIdentity) -> bool {
         self.by_id.contains_key(id)
     }
 
