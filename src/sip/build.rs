@@ -88,7 +88,7 @@ pub fn error_response(ctx: &ReplyContext, src: SocketAddr, status: u16, reason: 
     }
     line(&mut out, b"Server", crate::core::SERVER.as_bytes());
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    exact(out)
+    Bytes::from(out)
 }
 
 impl ResponseBuilder {
@@ -151,7 +151,7 @@ impl ResponseBuilder {
         if let Some((_, body)) = &self.body {
             out.extend_from_slice(body);
         }
-        exact(out)
+        Bytes::from(out)
     }
 }
 
@@ -230,7 +230,7 @@ pub fn in_dialog_request(
     if let Some((_, b)) = body {
         out.extend_from_slice(b);
     }
-    exact(out)
+    Bytes::from(out)
 }
 
 /// RFC 3261 §18.2.2 + RFC 3581 §4: a UDP response goes to the packet's
@@ -353,14 +353,6 @@ fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
         out.extend_from_slice(reason.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// The bytes of `out`, its spare capacity given back first: a response is
-/// kept for retransmissions (Timer J holds a BYE's 200 for 32 s), and a
-/// `Bytes` made from a `Vec` keeps the whole allocation.
-fn exact(mut out: Vec<u8>) -> Bytes {
-    out.shrink_to_fit();
-    Bytes::from(out)
 }
 
 /// Replaces `out[at]` with the concatenated `parts` (moving the tail once);

@@ -356,11 +356,13 @@ impl<P: Clone> ServerTransactions<P> {
         if tx.state != State::Proceeding {
             return;
         }
-        self.transmits
-            .push_back((tx.peer.clone(), response.clone()));
         // RFC 6026 §7.1: a 2xx is retransmitted by the TU (the dialog layer),
         // so the Accepted state keeps no copy and absorbs retransmitted INVITEs.
-        tx.last = (!(tx.invite && (200..300).contains(&status))).then_some(response);
+        // What is kept (a BYE's 200 for Timer J's 32 s) is an exact copy: the
+        // response was written into a roomier buffer, which goes out and is freed.
+        tx.last = (!(tx.invite && (200..300).contains(&status)))
+            .then(|| Bytes::copy_from_slice(&response));
+        self.transmits.push_back((tx.peer.clone(), response));
         if status < 200 {
             return;
         }
