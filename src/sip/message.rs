@@ -1418,14 +1418,16 @@ fn via(buf: &[u8], v: Span, strict: bool) -> Option<Via> {
 
 /// What is needed to answer a broken request: its Vias and dialog headers.
 fn reply_context(h: &Headers) -> Option<ReplyContext> {
-    let vias: Vec<Bytes> = h.get_all("Via").collect();
-    let top = h
+    // Every Via value, split and trimmed once (as `Headers::get_all` would).
+    let spans: Vec<Span> = h
         .list
         .iter()
         .filter(|hd| known(h.name_of(hd)) == Known::Via)
         .flat_map(|hd| comma_spans(&h.buf, hd.value))
-        .find(|v| !v.is_empty())?;
-    let top_via = parse_via_loose(&h.buf, top)?;
+        .filter(|v| !v.is_empty())
+        .collect();
+    let top_via = parse_via_loose(&h.buf, *spans.first()?)?;
+    let vias = spans.iter().map(|v| h.buf.slice(v.range())).collect();
     let one = |name: &str| h.get(name);
     Some(ReplyContext {
         top_via,
