@@ -1548,11 +1548,11 @@ fn dialog_key(req: &Request) -> DialogKey<'_> {
 
 /// The dialog a request belongs to, from the UAS side (RFC 3261 §12.2.2).
 fn dialog_id(req: &Request) -> DialogId {
-    let own = |b: Option<&[u8]>| b.map_or_else(Bytes::new, Bytes::copy_from_slice);
+    let k = dialog_key(req);
     DialogId {
-        call_id: own(Some(req.call_id())),
-        local_tag: own(req.to_tag()),
-        remote_tag: own(req.from_tag()),
+        call_id: Bytes::copy_from_slice(k.call_id),
+        local_tag: Bytes::copy_from_slice(k.local_tag),
+        remote_tag: Bytes::copy_from_slice(k.remote_tag),
     }
 }
 
