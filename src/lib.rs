@@ -25,8 +25,7 @@
 
 pub mod api;
 pub mod config;
-pub mod core;
-pub mod dialog;
+pub mod uas;
 pub mod engine;
 pub mod events;
 pub mod limits;
@@ -34,6 +33,5 @@ pub mod media;
 pub mod server;
 pub mod sip;
 pub mod store;
-pub mod subscription;
 pub mod transaction;
 pub mod transport;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{base_config, Req, TestServer, Udp};
-use facd::core::ApplyError;
+use facd::uas::ApplyError;
 use facd::engine::{AgentState, Cause, Command, Rejection, Target};
 
 #[tokio::test]

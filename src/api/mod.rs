@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::core::ApplyError;
+use crate::uas::ApplyError;
 use crate::engine::Rejection;
 use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, HandleError};

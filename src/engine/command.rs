@@ -136,20 +136,6 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// The SIP final response (SPEC §4): phones show the phrase.
-    pub fn sip_status(self) -> (u16, &'static str) {
-        match self {
-            Self::UnknownAgent => (403, "Forbidden"),
-            Self::UnknownQueue => (404, "Unknown Queue"),
-            Self::NotAMember => (403, "Not A Queue Member"),
-            Self::NotLoggedIn => (403, "Not Logged In"),
-            Self::UnknownReason => (404, "Unknown Reason"),
-            Self::UnknownCall => (481, "Call Does Not Exist"),
-            Self::DuplicateCall => (409, "Call Already In Progress"),
-            Self::NotReadyInQueue => (409, "Agent Not Ready"),
-        }
-    }
-
     /// The HTTP status for the REST API.
     pub fn http_status(self) -> u16 {
         match self {

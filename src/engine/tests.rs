@@ -333,16 +333,6 @@ fn refusals() {
         e.apply(T0, other("1001", "x"), Cause::Call),
         Err(Rejection::DuplicateCall)
     );
-    assert_eq!(
-        Rejection::NotAMember.sip_status(),
-        (403, "Not A Queue Member")
-    );
-    assert_eq!(Rejection::UnknownQueue.sip_status(), (404, "Unknown Queue"));
-    assert_eq!(Rejection::NotLoggedIn.sip_status(), (403, "Not Logged In"));
-    assert_eq!(
-        Rejection::UnknownReason.sip_status(),
-        (404, "Unknown Reason")
-    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::core::ApplyError;
+use crate::uas::ApplyError;
 use crate::engine::{Applied, Cause, Command, Engine, Event};
 
 /// How many events a subscriber may fall behind before it lags.

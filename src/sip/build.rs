@@ -86,7 +86,7 @@ pub fn error_response(ctx: &ReplyContext, src: SocketAddr, status: u16, reason: 
             line(&mut out, name, v);
         }
     }
-    line(&mut out, b"Server", crate::core::SERVER.as_bytes());
+    line(&mut out, b"Server", crate::sip::SERVER.as_bytes());
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     Bytes::from(out)
 }

@@ -20,7 +20,6 @@ use std::fmt::Write as _;
 use quick_xml::events::Event as Xml;
 use quick_xml::Reader;
 
-use crate::engine::{AgentState, Command, ReasonRef, Target};
 
 /// The media type of both directions.
 pub const CONTENT_TYPE: &str = "application/x-as-feature-event+xml";
@@ -55,34 +54,6 @@ impl PhoneState {
             Self::Ready => "agentReady",
             Self::Busy => "agentBusy",
             Self::WorkingAfterCall => "agentWorkingAfterCall",
-        }
-    }
-
-    /// One phone state from the agent's per-queue states, the most
-    /// telling first: on a call anywhere → busy; else wrap-up anywhere →
-    /// working after call; else ready anywhere → ready (the agent gets
-    /// calls); else logged in anywhere → not ready; else null.
-    pub fn from_queues(states: impl IntoIterator<Item = AgentState>) -> Self {
-        let (mut busy, mut wrap, mut ready, mut logged_in) = (false, false, false, false);
-        for s in states {
-            match s {
-                AgentState::QueueCall | AgentState::OtherCall => busy = true,
-                AgentState::WrapUp => wrap = true,
-                AgentState::Ready => ready = true,
-                AgentState::NotReady => logged_in = true,
-                AgentState::LoggedOut => {}
-            }
-        }
-        if busy {
-            Self::Busy
-        } else if wrap {
-            Self::WorkingAfterCall
-        } else if ready {
-            Self::Ready
-        } else if logged_in {
-            Self::NotReady
-        } else {
-            Self::Null
         }
     }
 }
@@ -137,25 +108,6 @@ pub struct SetAgentState {
     /// `AgentNotReadyReasonValue`, when given and not 0 (phones send 0 for
     /// "no reason").
     pub reason: Option<u32>,
-}
-
-impl SetAgentState {
-    /// The engine command for `agent`, over all the agent's queues.
-    pub fn command(self, agent: &str) -> Command {
-        let agent = agent.to_string();
-        let target = Target::All;
-        match self.requested {
-            Requested::LoggedOn => Command::Login { agent, target },
-            Requested::LoggedOff => Command::Logout { agent, target },
-            Requested::Ready => Command::Ready { agent, target },
-            Requested::NotReady => Command::NotReady {
-                agent,
-                target,
-                reason: self.reason.map(ReasonRef::Code),
-            },
-            Requested::WorkingAfterCall => Command::WrapUp { agent, target },
-        }
-    }
 }
 
 /// Why a SUBSCRIBE body was refused (each becomes a `400` reason phrase).
@@ -257,7 +209,6 @@ pub fn parse_set_agent_state(body: &[u8]) -> Result<SetAgentState, BodyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use AgentState::*;
 
     const YEALINK: &str = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\r\n \
         <SetAgentState xmlns=\"http://www.ecma-international.org/standards/ecma-323/csta/ed3\">\r\n \
@@ -267,26 +218,6 @@ mod tests {
         <pri:AgentNotReadyReasonValue>1</pri:AgentNotReadyReasonValue>\r\n \
         </private>\r\n </privateData>\r\n </extensions>\r\n \
         <agentID></agentID>\r\n <password></password>\r\n </SetAgentState>\r\n";
-
-    #[test]
-    fn mapping_of_queue_states() {
-        let cases: &[(&[AgentState], PhoneState)] = &[
-            (&[], PhoneState::Null),
-            (&[LoggedOut, LoggedOut], PhoneState::Null),
-            (&[LoggedOut, NotReady], PhoneState::NotReady),
-            (&[NotReady, Ready], PhoneState::Ready),
-            (&[Ready, WrapUp], PhoneState::WorkingAfterCall),
-            (&[WrapUp, OtherCall], PhoneState::Busy),
-            (&[QueueCall, LoggedOut], PhoneState::Busy),
-        ];
-        for (states, want) in cases {
-            assert_eq!(
-                PhoneState::from_queues(states.iter().copied()),
-                *want,
-                "{states:?}"
-            );
-        }
-    }
 
     #[test]
     fn notify_body_exact() {
@@ -337,17 +268,6 @@ mod tests {
         assert_eq!(
             parse_set_agent_state(zero.as_bytes()).map(|s| s.reason),
             Ok(None)
-        );
-        let cmd = parse_set_agent_state(YEALINK.as_bytes())
-            .unwrap()
-            .command("1001");
-        assert_eq!(
-            cmd,
-            Command::NotReady {
-                agent: "1001".into(),
-                target: Target::All,
-                reason: Some(ReasonRef::Code(1))
-            }
         );
     }
 

@@ -1,5 +1,5 @@
 //! The non-INVITE client transaction (RFC 3261 §17.1.2), for requests facd
-//! sends itself (BYE, and NOTIFY in `crate::subscription`). Method-agnostic.
+//! sends itself (BYE, and NOTIFY for the UAS's subscriptions). Method-agnostic.
 
 use std::collections::VecDeque;
 

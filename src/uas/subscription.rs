@@ -8,7 +8,7 @@
 //! (RFC 6665 §4.2.2). At most one NOTIFY per subscription is unanswered at
 //! a time; a newer state waits and only the latest is sent.
 //!
-//! Pure like [`crate::dialog`]: time is passed in, timers are data, outputs
+//! Pure like [`super::dialog`]: time is passed in, timers are data, outputs
 //! are popped. The body is opaque here; the core builds it.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -19,7 +19,7 @@ use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::dialog::{DialogId, DialogIdentity};
+use super::dialog::{DialogId, DialogIdentity};
 use crate::sip::build::{in_dialog_request, InDialog};
 use crate::sip::feature_sync;
 use crate::transaction::{ClientEvent, ClientTransactions, ClientTxId, TimerConfig};
@@ -73,7 +73,7 @@ pub fn build_notify(
     let extra = [
         ("Event", feature_sync::EVENT),
         ("Subscription-State", subscription_state),
-        ("Server", crate::core::SERVER),
+        ("Server", crate::sip::SERVER),
     ];
     let body = (!body.is_empty()).then_some((feature_sync::CONTENT_TYPE, body));
     in_dialog_request(t, "NOTIFY", branch, cseq, &extra, body)
@@ -637,7 +637,7 @@ mod tests {
              Server: {}\r\n\
              Content-Type: application/x-as-feature-event+xml\r\n\
              Content-Length: 4\r\n\r\n<x/>",
-            crate::core::SERVER
+            crate::sip::SERVER
         );
         assert_eq!(b, want);
     }

@@ -19,18 +19,32 @@ use tracing::{debug, info, warn};
 
 use crate::api::{ApiConfig, AppState};
 use crate::config::{Config, ListenProto};
-use crate::core::{Auth, Core, CoreConfig, Durable, Now};
-use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
+use crate::engine::{Applied, Engine};
 use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, CoreRequest, Hub};
 use crate::limits::{AuthGuard, AuthLimits, IpNet, RateLimits};
 use crate::media;
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
-use crate::sip::star_code::{Codes, StarCodeParser};
-use crate::store::Store;
-use crate::subscription::ExpiryBounds;
+use crate::sip::star_code::StarCodeParser;
+use crate::store::{Store, StoreError};
 use crate::transaction::TimerConfig;
-use crate::transport::{self, Inbound, SourceLimits, Stats, TransportConfig};
+use crate::transport::{self, Flows, Inbound, Link, SourceLimits, Stats, TransportConfig};
+use crate::uas::subscription::ExpiryBounds;
+use crate::uas::{ApplyError, Identity, JournalOrder, Now, Uas, UasConfig};
+
+mod clock;
+mod recover;
+
+pub use recover::{codes, model};
+use recover::{agent_secrets, recover};
+
+/// The UAS as the shell runs it: flows are transport links, and commands
+/// from the API wait on a oneshot.
+type ShellUas = Uas<Link, Waiter>;
+/// Who waits for a command from the API.
+type Waiter = tokio::sync::oneshot::Sender<Result<Applied, ApplyError>>;
+/// Journal snapshots are written when the journal grows past this.
+const CHECKPOINT_BYTES: u64 = 8 << 20;
 
 /// How long a graceful stop waits for open calls to end.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
@@ -246,7 +260,7 @@ impl Server {
                 .filter_map(|s| s.local_addr().ok())
                 .find(|a| a.is_ipv6() == v6)
         };
-        let core_cfg = CoreConfig {
+        let uas_cfg = UasConfig {
             domain: cfg.sip.domain.clone(),
             confirm: Duration::from_millis(cfg.sip.confirm_ms),
             timers: TimerConfig {
@@ -264,14 +278,13 @@ impl Server {
                 per_agent: cfg.subscribe.max_per_agent,
             },
             max_subscriptions: cfg.subscribe.max_subscriptions,
+            journal: true,
+            seed: rand::random(),
         };
         let codes = StarCodeParser::new(codes(cfg));
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-        let durable = Durable {
-            store: self.store,
-            done: done_tx,
-        };
-        let auth = self.secrets.take().map(|secrets| Auth {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Result<(), StoreError>)>();
+        let store = self.store;
+        let identity = self.secrets.take().map(|secrets| Identity {
             authenticator: Authenticator::new(&cfg.sip.domain, rand::random(), 300),
             algorithms: cfg
                 .auth
@@ -293,7 +306,7 @@ impl Server {
             }),
             secrets,
         });
-        let mut core = Core::new(core_cfg, self.engine, codes, Some(durable), auth);
+        let mut uas: ShellUas = Uas::new(uas_cfg, self.engine, codes, identity);
 
         // Give what start-up freed (the configuration's agents, the TOML
         // parser's garbage) back to the OS: with 100,000 agents that is most
@@ -332,7 +345,7 @@ impl Server {
                 stop_accept.clone(),
             ));
         }
-        drop(connector);
+        let mut flows = Flows::new(connector);
         for sock in &self.rtp {
             tasks.spawn(rtp_sink(sock.clone(), stop_all.clone()));
         }
@@ -366,9 +379,9 @@ impl Server {
         tokio::pin!(sleep);
         let mut drain_until = None;
         loop {
-            let now = Now::read();
+            let now = clock::now();
             // While draining, wake at the drain limit even if no timer is due.
-            let deadline = core
+            let deadline = uas
                 .poll_timeout(now)
                 .unwrap_or(now.mono + Duration::from_secs(3600))
                 .min(drain_until.map_or(
@@ -381,54 +394,48 @@ impl Server {
                 () = &mut shutdown, if drain_until.is_none() => {
                     info!("shutting down: refusing new calls, hanging up open ones");
                     stop_accept.cancel();
-                    core.begin_drain(Now::read());
+                    uas.begin_drain(clock::now());
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_LIMIT);
                 }
                 msg = rx.recv() => {
                     let Some(first) = msg else { break };
-                    let now = Now::read();
-                    core.handle(now, first);
+                    let now = clock::now();
+                    uas.handle(now, first);
                     for _ in 1..BATCH {
                         match rx.try_recv() {
-                            Ok(m) => core.handle(now, m),
+                            Ok(m) => uas.handle(now, m),
                             Err(_) => break,
                         }
                     }
                 }
                 Some((ticket, result)) = done_rx.recv() => {
-                    let now = Now::read();
-                    core.on_durable(now, ticket, result);
+                    let now = clock::now();
+                    uas.on_durable(now, ticket, result);
                     while let Ok((ticket, result)) = done_rx.try_recv() {
-                        core.on_durable(now, ticket, result);
+                        uas.on_durable(now, ticket, result);
                     }
+                    maybe_checkpoint(&uas, &store);
                 }
                 Some(req) = self.requests.recv() => {
-                    let now = Now::read();
-                    on_core_request(&mut core, now, req);
+                    let now = clock::now();
+                    on_core_request(&mut uas, now, req);
                     while let Ok(req) = self.requests.try_recv() {
-                        on_core_request(&mut core, now, req);
+                        on_core_request(&mut uas, now, req);
                     }
                 }
                 Some(unsent) = unsent_rx.recv() => {
-                    let now = Now::read();
-                    core.on_unsent(now, unsent);
-                    while let Ok(unsent) = unsent_rx.try_recv() {
-                        core.on_unsent(now, unsent);
+                    let now = clock::now();
+                    let mut unsent = Some(unsent);
+                    while let Some(u) = unsent.take().or_else(|| unsent_rx.try_recv().ok()) {
+                        debug!(to = ?u.to, error = %u.error, "in-dialog request not sent");
+                        uas.on_unsent(now, u.request);
                     }
                 }
-                () = &mut sleep => core.handle_timeout(Now::read()),
+                () = &mut sleep => uas.handle_timeout(clock::now()),
             }
-            core.flush();
-            while let Some(order) = core.poll_media() {
-                if media_tx.try_send(order).is_err() {
-                    warn!("media sender behind: a tone order was dropped");
-                }
-            }
-            while let Some(ev) = core.poll_event() {
-                self.hub.publish(ev);
-            }
+            drive(&mut uas, &mut flows, &store, &done_tx, &media_tx, &self.hub);
             if let Some(until) = drain_until {
-                if core.drained() && core.pending_writes() == 0 {
+                if uas.drained() && uas.pending_writes() == 0 {
                     break;
                 }
                 if tokio::time::Instant::now() >= until {
@@ -437,26 +444,29 @@ impl Server {
                 }
             }
         }
-        core.flush();
-        // Requests the core will not run any more get "shutting down".
+        drive(&mut uas, &mut flows, &store, &done_tx, &media_tx, &self.hub);
+        drop(flows);
+        // Requests the UAS will not run any more get "shutting down".
         self.requests.close();
         while self.requests.try_recv().is_ok() {}
         stop_all.cancel();
         while tasks.join_next().await.is_some() {}
         // Flush the store: a last snapshot, then close (SPEC §8).
         let (snap_tx, snap_rx) = tokio::sync::oneshot::channel();
-        core.checkpoint(Box::new(move |r| {
-            let _ = snap_tx.send(r);
-        }));
+        checkpoint(
+            &uas,
+            &store,
+            Box::new(move |r| {
+                let _ = snap_tx.send(r);
+            }),
+        );
         match snap_rx.await {
             Ok(Err(e)) => warn!(error = %e, "final snapshot failed; the journal is intact"),
             Err(_) => warn!("final snapshot was not written"),
             Ok(Ok(())) => {}
         }
-        if let Some(store) = core.take_store() {
-            let _ = tokio::task::spawn_blocking(move || store.close()).await;
-        }
-        let s = &core.stats;
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        let s = &uas.stats;
         let t = &self.stats;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         info!(
@@ -502,18 +512,77 @@ async fn serve_http(
     }
 }
 
-/// One request from the API side, run on the core.
-fn on_core_request(core: &mut Core, now: Now, req: CoreRequest) {
+/// Hands out what the UAS produced: messages to the flows, journal
+/// writes to the store (their completions come back on `done`), tone
+/// orders to the media sender, finished API commands to their waiters,
+/// durable events to the hub.
+fn drive(
+    uas: &mut ShellUas,
+    flows: &mut Flows,
+    store: &Store,
+    done: &mpsc::UnboundedSender<(u64, Result<(), StoreError>)>,
+    media: &mpsc::Sender<media::MediaOrder>,
+    hub: &Hub,
+) {
+    while let Some(order) = uas.poll_journal() {
+        match order {
+            JournalOrder::Append { ticket, record } => {
+                let done = done.clone();
+                store.append(
+                    vec![record],
+                    Box::new(move |r| {
+                        let _ = done.send((ticket, r));
+                    }),
+                );
+            }
+            JournalOrder::Reset => store.reset(),
+        }
+    }
+    while let Some(t) = uas.poll_transmit() {
+        flows.send(t);
+    }
+    while let Some(order) = uas.poll_media() {
+        if media.try_send(order).is_err() {
+            warn!("media sender behind: a tone order was dropped");
+        }
+    }
+    while let Some((waiter, outcome)) = uas.poll_finished() {
+        let _ = waiter.send(outcome);
+    }
+    while let Some(ev) = uas.poll_event() {
+        hub.publish(ev);
+    }
+}
+
+/// Writes a snapshot once the journal has grown past [`CHECKPOINT_BYTES`].
+fn maybe_checkpoint(uas: &ShellUas, store: &Store) {
+    if store.journal_len() < CHECKPOINT_BYTES {
+        return;
+    }
+    checkpoint(
+        uas,
+        store,
+        Box::new(|r| {
+            if let Err(e) = r {
+                warn!(error = %e, "snapshot failed; the journal keeps growing");
+            }
+        }),
+    );
+}
+
+/// Writes a snapshot of every state (ordered after all journaled changes).
+fn checkpoint(uas: &ShellUas, store: &Store, done: crate::store::Done) {
+    match serde_json::to_vec(&uas.engine().export()) {
+        Ok(snap) => store.checkpoint(snap, done),
+        Err(e) => warn!(error = %e, "cannot encode a snapshot"),
+    }
+}
+
+/// One request from the API side, run on the UAS.
+fn on_core_request(uas: &mut ShellUas, now: Now, req: CoreRequest) {
     match req {
-        CoreRequest::Apply { cmd, cause, done } => core.apply_command(
-            now,
-            cmd,
-            cause,
-            Box::new(move |r| {
-                let _ = done.send(r);
-            }),
-        ),
-        CoreRequest::Query(job) => job(core.engine()),
+        CoreRequest::Apply { cmd, cause, done } => uas.apply_command(now, cmd, cause, done),
+        CoreRequest::Query(job) => job(uas.engine()),
     }
 }
 
@@ -537,121 +606,3 @@ async fn rtp_sink(sock: Arc<UdpSocket>, stop: CancellationToken) {
     }
 }
 
-/// Opens the store and rebuilds the engine from its snapshot and journal
-/// (SPEC §7), reconciling with the configuration: state of agents, queues or
-/// memberships no longer configured is dropped with a log line; new
-/// memberships start LOGGED_OUT. A fresh snapshot then starts the journal over.
-///
-/// The agents move from `config` to the engine (`config.agents` is left
-/// empty): the configuration's copy is dropped before the engine is built,
-/// so that with 100,000 agents the start-up peak holds two copies of them,
-/// not three, and the engine reuses the memory the parse left.
-fn recover(config: &mut Config) -> Result<(Engine, Store), ServerError> {
-    let (store, recovered) = Store::open_with(
-        &config.storage.dir,
-        config.storage.sync,
-        config.storage.backend,
-    )?;
-    let model = model(config);
-    config.agents = Vec::new();
-    let mut engine = Engine::new(model);
-    let dir = config.storage.dir.display().to_string();
-    let corrupt = |offset: u64, what: String| crate::store::StoreError::Corrupt {
-        path: config.storage.dir.clone(),
-        offset,
-        what,
-    };
-    let mut restored = 0usize;
-    let mut apply = |changes: Vec<crate::engine::Change>, engine: &mut Engine| {
-        for c in changes {
-            match engine.restore(c) {
-                Ok(()) => restored += 1,
-                Err(skip) => info!(reason = %skip, "stored state dropped"),
-            }
-        }
-    };
-    if let Some(snap) = recovered.snapshot {
-        let changes = serde_json::from_slice(&snap)
-            .map_err(|e| corrupt(0, format!("snapshot does not decode: {e}")))?;
-        apply(changes, &mut engine);
-    }
-    let journaled = recovered.records.len();
-    for (i, rec) in recovered.records.into_iter().enumerate() {
-        let changes = serde_json::from_slice(&rec)
-            .map_err(|e| corrupt(i as u64, format!("journal record {i} does not decode: {e}")))?;
-        apply(changes, &mut engine);
-    }
-    info!(%dir, records = journaled, restored, "state recovered");
-    let _ = engine.take_changes();
-    // Start the journal over from a snapshot of what was recovered.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let snap = serde_json::to_vec(&engine.export()).map_err(|e| corrupt(0, e.to_string()))?;
-    store.checkpoint(
-        snap,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    rx.recv().unwrap_or(Err(crate::store::StoreError::Closed))?;
-    Ok((engine, store))
-}
-
-/// The engine's model from the configuration.
-pub fn model(cfg: &Config) -> Model {
-    Model {
-        queues: cfg
-            .queues
-            .iter()
-            .map(|q| QueueDef {
-                number: q.number.clone(),
-                name: q.name.clone(),
-                auto_ready: q.auto_ready,
-                wrap_up_secs: q.wrap_up_secs,
-                not_ready_after_other_call: q.not_ready_after_other_call,
-            })
-            .collect(),
-        agents: cfg
-            .agents
-            .iter()
-            .map(|a| AgentDef {
-                extension: a.extension.clone(),
-                name: a.name.clone(),
-                queues: a.queues.clone(),
-            })
-            .collect(),
-        reasons: cfg
-            .reasons
-            .iter()
-            .map(|r| ReasonDef {
-                code: r.code,
-                name: r.name.clone(),
-            })
-            .collect(),
-    }
-}
-
-/// Each agent's password or HA1, by extension.
-fn agent_secrets(cfg: &Config) -> ahash::AHashMap<String, Secret> {
-    cfg.agents
-        .iter()
-        .filter_map(|a| {
-            let secret = match (&a.password, &a.ha1, &a.ha1_sha256) {
-                (Some(p), _, _) => Secret::Password(p.clone()),
-                (_, Some(h), _) => Secret::Ha1Md5(h.to_ascii_lowercase()),
-                (_, _, Some(h)) => Secret::Ha1Sha256(h.to_ascii_lowercase()),
-                _ => return None,
-            };
-            Some((a.extension.clone(), secret))
-        })
-        .collect()
-}
-
-/// The star codes from the configuration.
-pub fn codes(cfg: &Config) -> Codes {
-    Codes {
-        ready: cfg.codes.ready.clone(),
-        not_ready: cfg.codes.not_ready.clone(),
-        login: cfg.codes.login.clone(),
-        logout: cfg.codes.logout.clone(),
-    }
-}

@@ -1,0 +1,131 @@
+//! Start-up state: the engine rebuilt from the store's snapshot and journal
+//! and reconciled with the configuration (SPEC §7), and the configuration
+//! turned into what the engine and the UAS take (model, secrets, codes).
+
+use tracing::info;
+
+use super::ServerError;
+use crate::config::Config;
+use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
+use crate::sip::auth::Secret;
+use crate::sip::star_code::Codes;
+use crate::store::Store;
+
+/// Opens the store and rebuilds the engine from its snapshot and journal
+/// (SPEC §7), reconciling with the configuration: state of agents, queues or
+/// memberships no longer configured is dropped with a log line; new
+/// memberships start LOGGED_OUT. A fresh snapshot then starts the journal over.
+///
+/// The agents move from `config` to the engine (`config.agents` is left
+/// empty): the configuration's copy is dropped before the engine is built,
+/// so that with 100,000 agents the start-up peak holds two copies of them,
+/// not three, and the engine reuses the memory the parse left.
+pub(super) fn recover(config: &mut Config) -> Result<(Engine, Store), ServerError> {
+    let (store, recovered) = Store::open_with(
+        &config.storage.dir,
+        config.storage.sync,
+        config.storage.backend,
+    )?;
+    let model = model(config);
+    config.agents = Vec::new();
+    let mut engine = Engine::new(model);
+    let dir = config.storage.dir.display().to_string();
+    let corrupt = |offset: u64, what: String| crate::store::StoreError::Corrupt {
+        path: config.storage.dir.clone(),
+        offset,
+        what,
+    };
+    let mut restored = 0usize;
+    let mut apply = |changes: Vec<crate::engine::Change>, engine: &mut Engine| {
+        for c in changes {
+            match engine.restore(c) {
+                Ok(()) => restored += 1,
+                Err(skip) => info!(reason = %skip, "stored state dropped"),
+            }
+        }
+    };
+    if let Some(snap) = recovered.snapshot {
+        let changes = serde_json::from_slice(&snap)
+            .map_err(|e| corrupt(0, format!("snapshot does not decode: {e}")))?;
+        apply(changes, &mut engine);
+    }
+    let journaled = recovered.records.len();
+    for (i, rec) in recovered.records.into_iter().enumerate() {
+        let changes = serde_json::from_slice(&rec)
+            .map_err(|e| corrupt(i as u64, format!("journal record {i} does not decode: {e}")))?;
+        apply(changes, &mut engine);
+    }
+    info!(%dir, records = journaled, restored, "state recovered");
+    let _ = engine.take_changes();
+    // Start the journal over from a snapshot of what was recovered.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let snap = serde_json::to_vec(&engine.export()).map_err(|e| corrupt(0, e.to_string()))?;
+    store.checkpoint(
+        snap,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv().unwrap_or(Err(crate::store::StoreError::Closed))?;
+    Ok((engine, store))
+}
+
+/// The engine's model from the configuration.
+pub fn model(cfg: &Config) -> Model {
+    Model {
+        queues: cfg
+            .queues
+            .iter()
+            .map(|q| QueueDef {
+                number: q.number.clone(),
+                name: q.name.clone(),
+                auto_ready: q.auto_ready,
+                wrap_up_secs: q.wrap_up_secs,
+                not_ready_after_other_call: q.not_ready_after_other_call,
+            })
+            .collect(),
+        agents: cfg
+            .agents
+            .iter()
+            .map(|a| AgentDef {
+                extension: a.extension.clone(),
+                name: a.name.clone(),
+                queues: a.queues.clone(),
+            })
+            .collect(),
+        reasons: cfg
+            .reasons
+            .iter()
+            .map(|r| ReasonDef {
+                code: r.code,
+                name: r.name.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Each agent's password or HA1, by extension.
+pub(super) fn agent_secrets(cfg: &Config) -> ahash::AHashMap<String, Secret> {
+    cfg.agents
+        .iter()
+        .filter_map(|a| {
+            let secret = match (&a.password, &a.ha1, &a.ha1_sha256) {
+                (Some(p), _, _) => Secret::Password(p.clone()),
+                (_, Some(h), _) => Secret::Ha1Md5(h.to_ascii_lowercase()),
+                (_, _, Some(h)) => Secret::Ha1Sha256(h.to_ascii_lowercase()),
+                _ => return None,
+            };
+            Some((a.extension.clone(), secret))
+        })
+        .collect()
+}
+
+/// The star codes from the configuration.
+pub fn codes(cfg: &Config) -> Codes {
+    Codes {
+        ready: cfg.codes.ready.clone(),
+        not_ready: cfg.codes.not_ready.clone(),
+        login: cfg.codes.login.clone(),
+        logout: cfg.codes.logout.clone(),
+    }
+}

@@ -1,0 +1,139 @@
+//! Who is asking: the agent behind a star-code INVITE or a SUBSCRIBE.
+//! With digest authentication (RFC 3261 §22, RFC 7616/8760) the
+//! authenticated username, which must be the From user; a source that
+//! fails too often is ignored for a while. Without it (lab mode), the From
+//! user.
+
+use std::net::IpAddr;
+
+use ahash::AHashMap;
+use tracing::{info, warn};
+
+use super::reply::Rq;
+use super::{Now, Uas};
+use crate::limits::{AuthGuard, Banned};
+use crate::sip::auth::{Algorithm, Authenticator, Secret, Verdict};
+use crate::sip::message::Request;
+
+/// Digest authentication of star-code INVITEs and SUBSCRIBEs.
+pub struct Identity {
+    /// Nonces, verification, replay protection.
+    pub authenticator: Authenticator,
+    /// Each agent's password or HA1.
+    pub secrets: AHashMap<String, Secret>,
+    /// The algorithms challenged, in order of preference.
+    pub algorithms: Vec<Algorithm>,
+    /// Failed authentications per source IP.
+    pub guard: AuthGuard,
+}
+
+/// Why a request was not authenticated.
+enum Refusal {
+    /// 401 with fresh challenges (`stale=true` when the nonce only expired).
+    Challenge { stale: bool },
+    /// A final refusal.
+    Refuse(u16, String),
+}
+
+impl<F: Clone, W> Uas<F, W> {
+    /// The agent behind `rq`, or `None` once the request was answered
+    /// (401/403/400) or dropped (banned source).
+    pub(super) fn authenticate(&mut self, now: Now, rq: Rq<'_, F>) -> Option<String> {
+        let source = rq.peer.addr.ip();
+        // A source that failed authentication too often is ignored (no
+        // answer gives a password guesser nothing to work with).
+        if let Some(id) = self.identity.as_mut() {
+            match id.guard.check(now.mono, source) {
+                None => {}
+                Some(Banned::Drop) => {
+                    self.stats.banned_drops += 1;
+                    return None;
+                }
+                Some(Banned::DropAndLog(n)) => {
+                    self.stats.banned_drops += 1;
+                    warn!(%source, dropped = n, "requests from a source banned for failed authentications dropped");
+                    return None;
+                }
+            }
+        }
+        match self.identify(now, rq.req, source) {
+            Ok(agent) => Some(agent),
+            Err(Refusal::Refuse(status, reason)) => {
+                self.reply(now, rq, status, &reason, |b| b);
+                None
+            }
+            Err(Refusal::Challenge { stale }) => {
+                // RFC 3261 §22.2 / RFC 8760 §2.4: one challenge per algorithm.
+                let challenges = self
+                    .identity
+                    .as_ref()
+                    .map(|a| {
+                        a.authenticator
+                            .challenge_for(now.wall / 1000, stale, &a.algorithms)
+                    })
+                    .unwrap_or_default();
+                self.reply(now, rq, 401, "Unauthorized", |b| {
+                    challenges
+                        .iter()
+                        .fold(b, |b, c| b.header("WWW-Authenticate", c))
+                });
+                None
+            }
+        }
+    }
+
+    /// The agent making the request: the authenticated digest username when
+    /// `auth.required` (SPEC §4), else the From user (lab mode).
+    fn identify(&mut self, now: Now, req: &Request, source: IpAddr) -> Result<String, Refusal> {
+        let from_user = req
+            .base
+            .from
+            .uri
+            .user_unescaped(req.headers.buf())
+            .and_then(|u| String::from_utf8(u).ok())
+            .ok_or_else(|| Refusal::Refuse(403, "Forbidden".into()))?;
+        let Some(id) = self.identity.as_mut() else {
+            return Ok(from_user);
+        };
+        let Some(credentials) = req.headers.get("Authorization") else {
+            return Err(Refusal::Challenge { stale: false });
+        };
+        let secrets = &id.secrets;
+        // The digest is checked against the uri exactly as the client wrote
+        // it (softphones add ;transport=udp; SIPp writes only the host). It is
+        // not tied to the Request-URI: a captured header cannot be reused on
+        // another code because its nonce-count must grow (RFC 7616 §3.4.5).
+        let verdict =
+            id.authenticator
+                .verify(now.wall / 1000, req.method.as_str(), &credentials, |user| {
+                    secrets.get(user).cloned()
+                });
+        match &verdict {
+            Verdict::Ok { .. } => id.guard.succeeded(source),
+            // Counting the failure may start a ban.
+            Verdict::Failed if id.guard.failed(now.mono, source) => {
+                warn!(%source, "too many failed authentications: source ignored for a while");
+            }
+            _ => {}
+        }
+        match verdict {
+            // Only the agent itself may change its state.
+            Verdict::Ok { username } if username == from_user => Ok(username),
+            Verdict::Ok { username } => {
+                warn!(%username, from = %from_user, "authenticated user differs from the From user");
+                Err(Refusal::Refuse(
+                    403,
+                    "Forbidden - From Does Not Match Credentials".into(),
+                ))
+            }
+            Verdict::Stale => Err(Refusal::Challenge { stale: true }),
+            Verdict::Replay | Verdict::BadNonce => Err(Refusal::Challenge { stale: false }),
+            // Unknown user and wrong password look the same from outside.
+            Verdict::Failed => {
+                info!(from = %from_user, "digest authentication failed");
+                Err(Refusal::Refuse(403, "Forbidden".into()))
+            }
+            Verdict::Malformed(why) => Err(Refusal::Refuse(400, format!("Bad Request - {why}"))),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Durable before answered (SPEC §7): each change the engine makes is
+//! handed out as a numbered journal write ([`JournalOrder`]); its answer
+//! (the 200, the `SetAgentState` 200, a command's outcome) and its events
+//! wait until the shell reports the write done ([`Uas::on_durable`]). A
+//! failed write undoes the change, and every change queued after it, and
+//! answers 500.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use super::invite::Answer;
+use super::reply::Rq;
+use super::subscribe::SubAnswer;
+use super::{translate, Now, Uas};
+use crate::engine::{Applied, Cause, Change, Command, Event, Rejection};
+use crate::transaction::TxId;
+
+/// What the shell must do with the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalOrder {
+    /// Append `record` durably, then call [`Uas::on_durable`] with `ticket`.
+    Append {
+        /// Identifies the write in [`Uas::on_durable`].
+        ticket: u64,
+        /// The encoded changes.
+        record: Vec<u8>,
+    },
+    /// A write failed and its changes were undone: drop what is queued
+    /// behind it, so the journal holds no undone change.
+    Reset,
+}
+
+/// Why a command from outside SIP (REST, feature keys) did not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The engine refused it; nothing changed.
+    #[error("{0}")]
+    Rejected(Rejection),
+    /// The journal write failed; the change was undone (SPEC §7).
+    #[error("the change could not be saved")]
+    NotSaved,
+}
+
+/// Who waits for a change to become durable.
+pub(super) enum Reply<F, W> {
+    /// Nobody (a wrap-up timer fired).
+    None,
+    /// A star-code INVITE: the 200 to send, or the 500 if the write fails.
+    Sip {
+        id: TxId,
+        answer: Box<Answer<F>>,
+        fail: Bytes,
+    },
+    /// A SUBSCRIBE with `SetAgentState`: the 200 (and the subscription),
+    /// or the 500 if the write fails.
+    Subscribe {
+        id: TxId,
+        answer: Box<SubAnswer<F>>,
+        fail: Bytes,
+    },
+    /// A command from the API or a feature key.
+    Waiter { applied: Applied, waiter: W },
+}
+
+/// A change waiting for its journal write.
+pub(super) struct Pending<F, W> {
+    /// Who is answered once the write finishes.
+    reply: Reply<F, W>,
+    /// The events, published only once durable (subscribers never see a
+    /// change that is later undone).
+    events: Vec<Event>,
+    /// The agent's records before the change, to undo it if the write fails.
+    undo: Vec<Change>,
+}
+
+/// The writes in flight.
+pub(super) struct Journal<F, W> {
+    /// False: nothing is journaled, answers go out at once.
+    enabled: bool,
+    pub(super) pending: BTreeMap<u64, Pending<F, W>>,
+    next_ticket: u64,
+    pub(super) orders: VecDeque<JournalOrder>,
+}
+
+impl<F, W> Journal<F, W> {
+    pub(super) fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            pending: BTreeMap::new(),
+            next_ticket: 1,
+            orders: VecDeque::new(),
+        }
+    }
+
+    /// True if the answer to transaction `id` waits for a journal write.
+    pub(super) fn awaits(&self, id: TxId) -> bool {
+        self.pending.values().any(|p| match &p.reply {
+            Reply::Sip { id: t, .. } | Reply::Subscribe { id: t, .. } => *t == id,
+            Reply::None | Reply::Waiter { .. } => false,
+        })
+    }
+}
+
+impl<F: Clone, W> Uas<F, W> {
+    /// Applies a command that did not come from SIP (the REST API, the
+    /// WebSocket): its outcome is handed out with `waiter` by
+    /// [`Uas::poll_finished`] once durable, or at once when refused. The
+    /// events are published like any other.
+    pub fn apply_command(&mut self, now: Now, cmd: Command, cause: Cause, waiter: W) {
+        let undo = self.undo_record(cmd.agent());
+        match self.engine.apply(now.wall, cmd, cause) {
+            Err(r) => self.finished.push_back((waiter, Err(ApplyError::Rejected(r)))),
+            Ok(mut applied) => {
+                let events = std::mem::take(&mut applied.events);
+                let reply = Reply::Waiter {
+                    applied: Applied {
+                        events: events.clone(),
+                        ..applied
+                    },
+                    waiter,
+                };
+                self.commit(now, reply, events, undo);
+            }
+        }
+    }
+
+    /// The agent's records before a change, when a failed write may have
+    /// to undo it.
+    fn undo_record(&self, agent: &str) -> Vec<Change> {
+        if self.journal.enabled {
+            self.engine.export_agent(agent)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Applies the command a SIP request carries (a star code, a
+    /// `SetAgentState`): a refusal is answered at once with its status and
+    /// phrase (SPEC §4); a success is journaled, and the reply `ok` builds
+    /// from what was applied (given the 500 to send should the write fail)
+    /// goes out once the change is durable (SPEC §7).
+    pub(super) fn apply_for_request(
+        &mut self,
+        now: Now,
+        rq: Rq<'_, F>,
+        cmd: Command,
+        cause: Cause,
+        ok: impl FnOnce(&mut Self, &Applied, Bytes) -> Reply<F, W>,
+    ) {
+        let agent = cmd.agent().to_string();
+        let undo = self.undo_record(&agent);
+        let call_id = String::from_utf8_lossy(rq.req.call_id());
+        match self.engine.apply(now.wall, cmd, cause) {
+            Err(rejection) => {
+                self.stats.refused += 1;
+                let (status, reason) = translate::sip_status(rejection);
+                info!(%agent, %call_id, status, reason, cause = cause.as_str(), "request refused");
+                self.reply(now, rq, status, reason, |b| b)
+            }
+            Ok(mut applied) => {
+                self.stats.applied += 1;
+                for ev in &applied.events {
+                    info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = cause.as_str(), %call_id, "state changed");
+                }
+                let fail = if self.journal.enabled {
+                    let reason = "Server Internal Error - State Not Saved";
+                    self.response(rq.req, rq.peer, 500, reason, |b| b)
+                } else {
+                    Bytes::new()
+                };
+                let reply = ok(self, &applied, fail);
+                let events = std::mem::take(&mut applied.events);
+                self.commit(now, reply, events, undo);
+            }
+        }
+    }
+
+    /// Journals the engine's pending changes; `reply` is answered and
+    /// `events` published once they are durable (SPEC §7).
+    pub(super) fn commit(
+        &mut self,
+        now: Now,
+        reply: Reply<F, W>,
+        events: Vec<Event>,
+        undo: Vec<Change>,
+    ) {
+        let changes = self.engine.take_changes();
+        if !self.journal.enabled || changes.is_empty() {
+            return self.complete(now, reply, events);
+        }
+        let record = match serde_json::to_vec(&changes) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "cannot encode a journal record");
+                return self.complete(now, reply, events);
+            }
+        };
+        let j = &mut self.journal;
+        let ticket = j.next_ticket;
+        j.next_ticket += 1;
+        j.pending.insert(
+            ticket,
+            Pending {
+                reply,
+                events,
+                undo,
+            },
+        );
+        j.orders.push_back(JournalOrder::Append { ticket, record });
+    }
+
+    /// A journal write finished: send its answer, or undo it (and every
+    /// change queued after it, newest first) and answer 500 (SPEC §7).
+    pub fn on_durable<E: std::fmt::Display>(&mut self, now: Now, ticket: u64, result: Result<(), E>) {
+        match result {
+            Ok(()) => {
+                if let Some(p) = self.journal.pending.remove(&ticket) {
+                    self.complete(now, p.reply, p.events);
+                }
+            }
+            Err(e) => {
+                if !self.journal.pending.contains_key(&ticket) {
+                    return;
+                }
+                let failed: Vec<u64> = self
+                    .journal
+                    .pending
+                    .range(ticket..)
+                    .map(|(t, _)| *t)
+                    .collect();
+                warn!(error = %e, changes = failed.len(), "journal write failed: changes undone and answered 500");
+                for t in failed.into_iter().rev() {
+                    let Some(p) = self.journal.pending.remove(&t) else {
+                        continue;
+                    };
+                    for c in p.undo {
+                        let _ = self.engine.restore(c);
+                    }
+                    match p.reply {
+                        Reply::None => {}
+                        Reply::Sip { id, fail, .. } | Reply::Subscribe { id, fail, .. } => {
+                            self.txs.respond(now.mono, id, 500, fail)
+                        }
+                        Reply::Waiter { waiter, .. } => {
+                            self.finished.push_back((waiter, Err(ApplyError::NotSaved)))
+                        }
+                    }
+                }
+                let _ = self.engine.take_changes();
+                // Writes not yet handed to the store are of undone changes too.
+                self.journal.orders.retain(
+                    |o| !matches!(o, JournalOrder::Append { ticket: t, .. } if *t >= ticket),
+                );
+                self.journal.orders.push_back(JournalOrder::Reset);
+            }
+        }
+    }
+
+    /// A change became durable (or needs no journal): answer whoever
+    /// waits and publish its events.
+    fn complete(&mut self, now: Now, reply: Reply<F, W>, events: Vec<Event>) {
+        match reply {
+            Reply::None => {}
+            Reply::Sip { id, answer, .. } => self.deliver(now, id, *answer),
+            Reply::Subscribe { id, answer, .. } => self.establish(now, id, *answer),
+            Reply::Waiter { applied, waiter } => self.finished.push_back((waiter, Ok(applied))),
+        }
+        self.publish(now, events);
+    }
+
+    /// The one place durable events leave the UAS: to the outbox, and to
+    /// the phones subscribed to each agent concerned (SPEC §5).
+    fn publish(&mut self, now: Now, events: Vec<Event>) {
+        let mut agents: Vec<&str> = events
+            .iter()
+            .map(|e| e.agent.as_str())
+            .filter(|a| self.subs.has_agent(a))
+            .collect();
+        agents.dedup();
+        let agents: Vec<String> = agents.into_iter().map(str::to_string).collect();
+        for agent in agents {
+            let body = self.feature_body(&agent);
+            self.subs.notify_agent(now.mono, &agent, body);
+        }
+        self.outbox.extend(events);
+    }
+}
