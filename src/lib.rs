@@ -25,7 +25,6 @@
 
 pub mod api;
 pub mod config;
-pub mod uas;
 pub mod engine;
 pub mod events;
 pub mod limits;
@@ -35,3 +34,4 @@ pub mod sip;
 pub mod store;
 pub mod transaction;
 pub mod transport;
+pub mod uas;

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{base_config, Req, TestServer, Udp};
-use facd::uas::ApplyError;
 use facd::engine::{AgentState, Cause, Command, Rejection, Target};
+use facd::uas::ApplyError;
 
 #[tokio::test]
 async fn star_code_and_api_command_publish_events_in_order() {

@@ -25,11 +25,11 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::uas::ApplyError;
 use crate::engine::Rejection;
 use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, HandleError};
 use crate::sip::auth::{digest, Algorithm, Secret};
+use crate::uas::ApplyError;
 
 pub use openapi::document as openapi_document;
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::uas::ApplyError;
 use crate::engine::{Applied, Cause, Command, Engine, Event};
+use crate::uas::ApplyError;
 
 /// How many events a subscriber may fall behind before it lags.
 pub const HUB_CAPACITY: usize = 4096;

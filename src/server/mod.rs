@@ -35,8 +35,8 @@ use crate::uas::{ApplyError, Identity, JournalOrder, Now, Uas, UasConfig};
 mod clock;
 mod recover;
 
-pub use recover::{codes, model};
 use recover::{agent_secrets, recover};
+pub use recover::{codes, model};
 
 /// The UAS as the shell runs it: flows are transport links, and commands
 /// from the API wait on a oneshot.
@@ -605,4 +605,3 @@ async fn rtp_sink(sock: Arc<UdpSocket>, stop: CancellationToken) {
         }
     }
 }
-

@@ -20,7 +20,6 @@ use std::fmt::Write as _;
 use quick_xml::events::Event as Xml;
 use quick_xml::Reader;
 
-
 /// The media type of both directions.
 pub const CONTENT_TYPE: &str = "application/x-as-feature-event+xml";
 /// The event package (RFC 6665 §7.2 `Event` / `Allow-Events`).

@@ -188,4 +188,3 @@ fn answer_malformed(frame_err: crate::sip::message::ParseError, peer: &Peer, sta
         _ => debug!(peer = %peer.addr, reason = %frame_err.reason, "malformed message dropped"),
     }
 }
-

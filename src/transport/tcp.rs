@@ -158,7 +158,12 @@ impl Connector {
     /// and returns its write side at once: what is sent before the connect
     /// completes waits in its queue; if the connect fails, every request
     /// queued is handed back as [`Unsent`].
-    pub(super) fn dial(self: &Arc<Self>, to: SocketAddr, local_ip: IpAddr, call_id: &str) -> TcpConn {
+    pub(super) fn dial(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        local_ip: IpAddr,
+        call_id: &str,
+    ) -> TcpConn {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel::<Bytes>(CONN_QUEUE);
         let conn = TcpConn::new(id, tx);

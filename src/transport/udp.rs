@@ -86,4 +86,3 @@ pub async fn run_udp(
         }
     }
 }
-

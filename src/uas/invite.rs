@@ -63,7 +63,9 @@ impl<F: Clone, W> Uas<F, W> {
         // RFC 3261 §21.4.7: our 200 carries SDP; refuse callers that cannot take it.
         let accepts: Vec<Bytes> = req.headers.get_all("Accept").collect();
         if !accepts.is_empty() && !accepts.iter().any(|a| accepts_sdp(a)) {
-            return self.reply(now, rq, 406, "Not Acceptable", |b| b.header("Accept", ACCEPT));
+            return self.reply(now, rq, 406, "Not Acceptable", |b| {
+                b.header("Accept", ACCEPT)
+            });
         }
         let Some(Ok(code)) = req
             .uri

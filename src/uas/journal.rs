@@ -111,7 +111,9 @@ impl<F: Clone, W> Uas<F, W> {
     pub fn apply_command(&mut self, now: Now, cmd: Command, cause: Cause, waiter: W) {
         let undo = self.undo_record(cmd.agent());
         match self.engine.apply(now.wall, cmd, cause) {
-            Err(r) => self.finished.push_back((waiter, Err(ApplyError::Rejected(r)))),
+            Err(r) => self
+                .finished
+                .push_back((waiter, Err(ApplyError::Rejected(r)))),
             Ok(mut applied) => {
                 let events = std::mem::take(&mut applied.events);
                 let reply = Reply::Waiter {
@@ -213,7 +215,12 @@ impl<F: Clone, W> Uas<F, W> {
 
     /// A journal write finished: send its answer, or undo it (and every
     /// change queued after it, newest first) and answer 500 (SPEC §7).
-    pub fn on_durable<E: std::fmt::Display>(&mut self, now: Now, ticket: u64, result: Result<(), E>) {
+    pub fn on_durable<E: std::fmt::Display>(
+        &mut self,
+        now: Now,
+        ticket: u64,
+        result: Result<(), E>,
+    ) {
         match result {
             Ok(()) => {
                 if let Some(p) = self.journal.pending.remove(&ticket) {

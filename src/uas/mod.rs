@@ -34,6 +34,8 @@ mod subscribe;
 pub mod subscription;
 mod translate;
 
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -516,7 +518,9 @@ impl<F: Clone, W> Uas<F, W> {
         match &req.method {
             Method::Invite | Method::Options | Method::Bye | Method::Subscribe => {}
             Method::Extension(_) => {
-                return self.reply(now, rq, 501, "Not Implemented", |b| b.header("Allow", ALLOW));
+                return self.reply(now, rq, 501, "Not Implemented", |b| {
+                    b.header("Allow", ALLOW)
+                });
             }
             _ => {
                 return self.reply(now, rq, 405, "Method Not Allowed", |b| {

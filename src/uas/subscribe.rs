@@ -6,11 +6,11 @@
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use super::dialog::DialogId;
 use super::journal::Reply;
 use super::reply::{self, sent_by, Rq};
 use super::subscription::{Flow, NotifyTemplate, TooBrief};
 use super::translate::{self, dialog_id, dialog_key};
-use super::dialog::DialogId;
 use super::{Dest, Now, Peer, Uas};
 use crate::engine::{Cause, Rejection};
 use crate::sip::build;

@@ -227,9 +227,15 @@ mod tests {
 
     #[test]
     fn refusals_as_sip() {
-        assert_eq!(sip_status(Rejection::NotAMember), (403, "Not A Queue Member"));
+        assert_eq!(
+            sip_status(Rejection::NotAMember),
+            (403, "Not A Queue Member")
+        );
         assert_eq!(sip_status(Rejection::UnknownQueue), (404, "Unknown Queue"));
         assert_eq!(sip_status(Rejection::NotLoggedIn), (403, "Not Logged In"));
-        assert_eq!(sip_status(Rejection::UnknownReason), (404, "Unknown Reason"));
+        assert_eq!(
+            sip_status(Rejection::UnknownReason),
+            (404, "Unknown Reason")
+        );
     }
 }
