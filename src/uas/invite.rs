@@ -8,9 +8,9 @@ use tracing::debug;
 
 use super::dialog::{ByeTemplate, DialogId, ToneSource};
 use super::journal::Reply;
-use super::reply::{self, sent_by, Rq};
+use super::reply::{self, sent_by, Answer, Rq};
 use super::translate::{self, dialog_id, dialog_key};
-use super::{Dest, Now, Peer, Uas};
+use super::{Now, Peer, Uas};
 use crate::engine::{Applied, Cause};
 use crate::media::ToneTarget;
 use crate::sip::build;
@@ -18,17 +18,6 @@ use crate::sip::message::{Method, Request};
 use crate::sip::values::{accepts_sdp, contact_uri, media_type};
 use crate::sip::{sdp, ACCEPT, ALLOW, SERVER};
 use crate::transaction::TxId;
-
-/// A 200 ready to go, with the dialog that follows it.
-pub(super) struct Answer<F> {
-    ok: Bytes,
-    dialog: DialogId,
-    dest: Dest<F>,
-    reliable: bool,
-    bye: ByeTemplate,
-    /// Where the confirmation tone goes.
-    media: ToneSource,
-}
 
 impl<F: Clone, W> Uas<F, W> {
     pub(super) fn on_invite(&mut self, now: Now, rq: Rq<'_, F>) {

@@ -10,9 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use tracing::{info, warn};
 
-use super::invite::Answer;
-use super::reply::Rq;
-use super::subscribe::SubAnswer;
+use super::reply::{Answer, Rq, SubAnswer};
 use super::{translate, Now, Uas};
 use crate::engine::{Applied, Cause, Change, Command, Event, Rejection};
 use crate::transaction::TxId;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rand::Rng;
 
+use super::dialog::{ByeTemplate, DialogId, ToneSource};
+use super::subscription::NotifyTemplate;
 use super::{Dest, NextHop, Now, Peer, Uas};
 use crate::sip::build::{self, ResponseBuilder};
 use crate::sip::message::{Request, Scheme};
@@ -26,6 +28,32 @@ impl<F> Clone for Rq<'_, F> {
     }
 }
 impl<F> Copy for Rq<'_, F> {}
+
+/// A 200 ready to go, with the dialog that follows it.
+pub(super) struct Answer<F> {
+    pub(super) ok: Bytes,
+    pub(super) dialog: DialogId,
+    pub(super) dest: Dest<F>,
+    pub(super) reliable: bool,
+    pub(super) bye: ByeTemplate,
+    /// Where the confirmation tone goes.
+    pub(super) media: ToneSource,
+}
+
+/// A 200 to a SUBSCRIBE ready to go, with what the subscription needs.
+pub(super) struct SubAnswer<F> {
+    pub(super) ok: Bytes,
+    pub(super) dialog: DialogId,
+    pub(super) agent: String,
+    pub(super) dest: Dest<F>,
+    pub(super) reliable: bool,
+    pub(super) expires: u32,
+    /// A refresh (in-dialog SUBSCRIBE) rather than a new subscription.
+    pub(super) refresh: bool,
+    /// The SUBSCRIBE's Contact URI (the new remote target on a refresh).
+    pub(super) contact: Option<Bytes>,
+    pub(super) template: NotifyTemplate,
+}
 
 /// Where the answers to `req` go: the flow it came on; over UDP the source
 /// address at the Via's port, or the source port with `rport` (RFC 3261

@@ -8,10 +8,10 @@ use tracing::{debug, info, warn};
 
 use super::dialog::DialogId;
 use super::journal::Reply;
-use super::reply::{self, sent_by, Rq};
+use super::reply::{self, sent_by, Rq, SubAnswer};
 use super::subscription::{Flow, NotifyTemplate, TooBrief};
 use super::translate::{self, dialog_id, dialog_key};
-use super::{Dest, Now, Peer, Uas};
+use super::{Now, Peer, Uas};
 use crate::engine::{Cause, Rejection};
 use crate::sip::build;
 use crate::sip::feature_sync;
@@ -19,21 +19,6 @@ use crate::sip::message::Request;
 use crate::sip::values::{contact_uri, event_type, media_type};
 use crate::sip::{ALLOW, ALLOW_EVENTS, SERVER};
 use crate::transaction::TxId;
-
-/// A 200 to a SUBSCRIBE ready to go, with what the subscription needs.
-pub(super) struct SubAnswer<F> {
-    ok: Bytes,
-    dialog: DialogId,
-    agent: String,
-    dest: Dest<F>,
-    reliable: bool,
-    expires: u32,
-    /// A refresh (in-dialog SUBSCRIBE) rather than a new subscription.
-    refresh: bool,
-    /// The SUBSCRIBE's Contact URI (the new remote target on a refresh).
-    contact: Option<Bytes>,
-    template: NotifyTemplate,
-}
 
 impl<F: Clone, W> Uas<F, W> {
     /// A SUBSCRIBE (RFC 6665 §4.2.1, SPEC §5).
