@@ -2,26 +2,29 @@
 //!
 //! Agents dial `*36`/`*37`/`*38`/`*39` (optionally with a queue and a
 //! not-ready reason); facd applies the code to the agent's per-queue state
-//! and answers in SIP. The shape, from the wire inwards:
+//! and answers in SIP. Pure cores, thin shells; from the wire inwards:
 //!
-//! - [`transport`] reads UDP datagrams and TCP streams, frames and parses them
-//!   ([`sip`]: our own parser, framing, response builder, digest auth, SDP,
-//!   star codes, feature-key XML), applies the per-source [`limits`], and
-//!   hands whole messages to the core over a bounded channel.
-//! - [`core`] is the one owner of mutable state, run by one task in
-//!   [`server`]: it passes requests through the pure [`transaction`] layer,
-//!   answers what needs no agent logic, turns star codes, `SetAgentState`
-//!   bodies and API commands into [`engine`] commands, keeps answered calls in
-//!   [`dialog`] and phone subscriptions in [`subscription`], and asks the
-//!   shell to play the confirmation tone ([`media`]).
-//! - [`engine`] is the pure agent-state machine of SPEC §2; every change it
-//!   makes is journaled by [`store`] (group commit, snapshots) before its
-//!   success answer leaves, and then published on the [`events`] hub.
-//! - [`api`] (REST, axum) and [`events::wsi`] (PortSIP WSI WebSocket) reach
-//!   the core only through [`events::CoreHandle`].
+//! - [`transport`] (shell) reads UDP datagrams and TCP streams, frames and
+//!   parses them ([`sip`]: our own parser, framing, response builder, digest
+//!   auth, SDP, star codes, feature-key XML), applies the per-source
+//!   admission limits, hands whole messages to the UAS loop, and sends what
+//!   the UAS hands out (opening a connection for an in-dialog request whose
+//!   connection has closed).
+//! - [`uas`] (pure) is the SIP user-agent server as a sans-io state machine:
+//!   `(now, message)` and journal completions in; transmits, journal
+//!   orders, media orders, durable events and deadlines out. It passes
+//!   requests through the pure [`transaction`] layer, authenticates, turns
+//!   star codes and `SetAgentState` bodies into [`engine`] commands, keeps
+//!   answered calls and phone subscriptions.
+//! - [`engine`] (pure) is the agent-state machine of SPEC §2.
+//! - [`server`] (shell) binds, runs the UAS on one task with the clock, the
+//!   [`store`] (group commit, snapshots), the [`media`] sender and the
+//!   [`events`] hub, and stops in order.
+//! - [`api`] (REST, axum, and the PortSIP WSI WebSocket) reaches the UAS
+//!   only through [`events::CoreHandle`].
 //!
-//! The engine, transactions, dialogs, subscriptions and media pacing read no
-//! clock and open no socket: time is passed in, outputs are popped.
+//! The engine, transactions and UAS read no clock, open no socket and draw
+//! no entropy: time and seeds are passed in, outputs are popped.
 
 pub mod api;
 pub mod config;
@@ -35,3 +38,4 @@ pub mod store;
 pub mod transaction;
 pub mod transport;
 pub mod uas;
+
