@@ -35,14 +35,7 @@ use crate::subscription::{ExpiryBounds, Flow, NotifyTemplate, SubEvent, Subscrip
 use crate::transaction::{KeyParts, Received, RequestKind, ServerTransactions, TimerConfig, TxId};
 use crate::transport::{Inbound, Link, Peer, Unsent};
 
-/// The methods facd implements (the `Allow` header, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE";
-/// The event packages facd notifies (RFC 6665 §8.2.2 `Allow-Events`).
-pub const ALLOW_EVENTS: &str = feature_sync::EVENT;
-/// The bodies facd understands (the `Accept` header, RFC 3261 §20.1).
-pub const ACCEPT: &str = "application/sdp";
-/// The `Server` header.
-pub const SERVER: &str = concat!("facd/", env!("CARGO_PKG_VERSION"));
+pub use crate::sip::consts::{ACCEPT, ALLOW, ALLOW_EVENTS, SERVER};
 /// RFC 3261 §8.1.1.7: the magic cookie of RFC 3261 branches.
 const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
 /// Answered calls held at once; beyond this new INVITEs get 503.

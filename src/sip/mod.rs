@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod build;
+pub mod consts;
 pub mod feature_sync;
 pub mod framing;
 pub mod message;
