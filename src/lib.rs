@@ -17,7 +17,7 @@
 //! - [`engine`] is the pure agent-state machine of SPEC §2; every change it
 //!   makes is journaled by [`store`] (group commit, snapshots) before its
 //!   success answer leaves, and then published on the [`events`] hub.
-//! - [`api`] (REST, axum) and [`events::wsi`] (PortSIP WSI WebSocket) reach
+//! - [`api`] (REST, axum) and [`api::wsi`] (PortSIP WSI WebSocket) reach
 //!   the core only through [`events::CoreHandle`].
 //!
 //! The engine, transactions, dialogs, subscriptions and media pacing read no

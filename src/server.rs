@@ -17,11 +17,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::api::wsi::Wsi;
 use crate::api::{ApiConfig, AppState};
 use crate::config::{Config, ListenProto};
 use crate::core::{Auth, Core, CoreConfig, Durable, Now};
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
-use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, CoreRequest, Hub};
 use crate::limits::{AuthGuard, AuthLimits, IpNet, RateLimits};
 use crate::media;

@@ -88,7 +88,7 @@ pub struct TestServer {
     /// Every durable event.
     pub hub: facd::events::Hub,
     /// The WebSocket registry.
-    pub wsi: facd::events::wsi::Wsi,
+    pub wsi: facd::api::wsi::Wsi,
     /// The transports' counters.
     pub stats: std::sync::Arc<facd::transport::Stats>,
 }
