@@ -15,6 +15,6 @@ pub const SERVER: &str = concat!("facd/", env!("CARGO_PKG_VERSION"));
 mod tests {
     #[test]
     fn allow_events_names_the_feature_key_package() {
-        assert_eq!(super::ALLOW_EVENTS, super::super::feature_sync::EVENT);
+        assert_eq!(super::ALLOW_EVENTS, crate::sip::feature_sync::EVENT);
     }
 }
