@@ -200,6 +200,17 @@ impl Default for SubscribeConfig {
     }
 }
 
+/// Where the journal lives (`storage.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Our own file journal (length + CRC records) and snapshot file.
+    #[default]
+    Journal,
+    /// An embedded redb database (measured against the journal; see README).
+    Redb,
+}
+
 /// `[storage]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -209,7 +220,7 @@ pub struct StorageConfig {
     /// fdatasync before answering (false: faster, not crash-safe; benchmarks only).
     pub sync: bool,
     /// `"journal"` (our file journal, the default) or `"redb"`.
-    pub backend: crate::store::Backend,
+    pub backend: Backend,
 }
 
 impl Default for StorageConfig {
@@ -217,7 +228,7 @@ impl Default for StorageConfig {
         Self {
             dir: "data".into(),
             sync: true,
-            backend: crate::store::Backend::Journal,
+            backend: Backend::Journal,
         }
     }
 }

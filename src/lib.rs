@@ -20,7 +20,7 @@
 //! - [`server`] (shell) binds, runs the UAS on one task with the clock, the
 //!   [`store`] (group commit, snapshots), the [`media`] sender and the
 //!   [`events`] hub, and stops in order.
-//! - [`api`] (REST, axum, and the PortSIP WSI WebSocket) reaches the UAS
+//! - [`api`] (REST, axum, and [`api::wsi`], the PortSIP WSI WebSocket) reaches the UAS
 //!   only through [`events::CoreHandle`].
 //!
 //! The engine, transactions and UAS read no clock, open no socket and draw
@@ -38,4 +38,3 @@ pub mod store;
 pub mod transaction;
 pub mod transport;
 pub mod uas;
-

@@ -4,8 +4,8 @@
 
 mod common;
 
+use common::digest::parse_challenge;
 use common::{base_config, Msg, Req, TestServer, Udp};
-use facd::sip::auth::parse_challenge;
 
 fn config() -> String {
     base_config("").replace("required = false", "required = true")

@@ -9,9 +9,9 @@ mod common;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use common::digest::parse_challenge;
 use common::{base_config, Msg, Req, Tcp, TestServer, Udp};
 use facd::engine::{AgentState, Cause};
-use facd::sip::auth::parse_challenge;
 
 const CT: &str = "application/x-as-feature-event+xml";
 const NS: &str = "xmlns=\"http://www.ecma-international.org/standards/ecma-323/csta/ed3\"";

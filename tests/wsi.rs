@@ -507,7 +507,7 @@ async fn pings_and_closes_a_client_that_never_answers() {
     let _hold = HoldClock::new();
     let s = TestServer::start(&config()).await;
     let mut ws = login(s.http, "admin", ADMIN).await;
-    let every = facd::events::wsi::PING_EVERY;
+    let every = facd::api::wsi::PING_EVERY;
     tokio::time::advance(every + Duration::from_secs(1)).await;
     match ws.next().await {
         Some(Ok(Message::Ping(_))) => {}

@@ -8,6 +8,7 @@
 
 mod openapi;
 mod rest;
+pub mod wsi;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,10 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::engine::Rejection;
-use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, HandleError};
 use crate::sip::auth::{digest, Algorithm, Secret};
 use crate::uas::ApplyError;
+use wsi::Wsi;
 
 pub use openapi::document as openapi_document;
 
@@ -336,7 +337,7 @@ impl Routes {
 fn routes() -> Routes {
     Routes::new()
         .on(Method::GET, "/openapi.json", openapi::serve)
-        .on(Method::GET, "/wsi", crate::events::wsi::upgrade)
+        .on(Method::GET, "/wsi", wsi::upgrade)
         .on(
             Method::GET,
             "/call_queues/{queue}/agents",

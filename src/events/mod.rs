@@ -8,8 +8,6 @@
 //! fresh snapshot through [`CoreHandle::query`] instead of stale deltas
 //! (DESIGN §6). Publishing never blocks the core.
 
-pub mod wsi;
-
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};

@@ -17,10 +17,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::api::wsi::Wsi;
 use crate::api::{ApiConfig, AppState};
 use crate::config::{Config, ListenProto};
 use crate::engine::{Applied, Engine};
-use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, CoreRequest, Hub};
 use crate::limits::{AuthGuard, AuthLimits, IpNet, RateLimits};
 use crate::media;

@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
+use super::consts::SERVER;
 use super::message::{Method, ReplyContext, Request, Via};
 
 /// A response under construction, written straight into one buffer: the
@@ -86,7 +87,7 @@ pub fn error_response(ctx: &ReplyContext, src: SocketAddr, status: u16, reason: 
             line(&mut out, name, v);
         }
     }
-    line(&mut out, b"Server", crate::sip::SERVER.as_bytes());
+    line(&mut out, b"Server", SERVER.as_bytes());
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     Bytes::from(out)
 }

@@ -5,12 +5,13 @@
 //! appended to the frame (one copy, only for folded messages).
 //!
 //! The grammar was first written with nom; that version is kept, for tests
-//! only, in `message/reference.rs`. The parser here is hand-written byte
+//! only, in `tests/reference/`. The parser here is hand-written byte
 //! scanners (a 256-entry character-class table, one `memchr` per line, no
 //! per-header `Bytes` clone) because the nom combinators, the separate
 //! search for the end of the head and the reference counting were most of
-//! the cost; a test checks that both give the same result, accepted or
-//! refused, on every RFC 4475 message and on mutations of them.
+//! the cost; `tests/parser_agreement.rs` checks that both give the same
+//! result, accepted or refused, on every RFC 4475 message and on mutations
+//! of them.
 //!
 //! Why not rsip: rsip 0.4.0 fails much of RFC 4475 — it rejects folded
 //! lines, `Via :` with a space before the colon and every method outside its
@@ -1548,9 +1549,5 @@ fn base_headers(
     ))
 }
 
-#[cfg(test)]
-mod owned;
-#[cfg(test)]
-mod reference;
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,8 @@ use std::thread::JoinHandle;
 
 use tracing::{error, warn};
 
+pub use crate::config::Backend;
+
 mod redb_backend;
 
 use redb_backend::RedbJournal;
@@ -102,17 +104,6 @@ pub struct Recovered {
     pub records: Vec<Vec<u8>>,
     /// A torn last record that was dropped.
     pub torn_tail: Option<TornTail>,
-}
-
-/// Where the journal lives (`storage.backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// Our own file journal (length + CRC records) and snapshot file.
-    #[default]
-    Journal,
-    /// An embedded redb database (measured against the journal; see README).
-    Redb,
 }
 
 /// Called on the committer thread with the outcome of a batch.

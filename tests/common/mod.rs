@@ -1,7 +1,9 @@
 //! Test harness: the real server in-process on ephemeral ports, the real
-//! binary as a child process, and a tiny raw-bytes SIP client. Every socket
-//! here is on loopback.
+//! binary as a child process, a tiny raw-bytes SIP client and a digest
+//! client (`digest.rs`). Every socket here is on loopback.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod digest;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -88,7 +90,7 @@ pub struct TestServer {
     /// Every durable event.
     pub hub: facd::events::Hub,
     /// The WebSocket registry.
-    pub wsi: facd::events::wsi::Wsi,
+    pub wsi: facd::api::wsi::Wsi,
     /// The transports' counters.
     pub stats: std::sync::Arc<facd::transport::Stats>,
 }

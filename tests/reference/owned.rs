@@ -1,15 +1,16 @@
 //! The parsed types as they were when every field was a `Bytes` (before
 //! they became spans of the message buffer): the reference parser
-//! (`reference.rs`) still produces them, and the fast parser's output is
+//! (`parser.rs`) still produces them, and the fast parser's output is
 //! converted to them ([`from_fast`]) so that the two are compared by
 //! content, field by field. Tests only.
 
-use super::{expand, is_list, split_commas, unescape, CSeq, Method};
+use super::shared::{expand, is_list, split_commas};
 use bytes::Bytes;
+use facd::sip::message::{self as fast, CSeq, Method};
 
 /// A URI scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Scheme {
+pub(crate) enum Scheme {
     /// `sip:`
     Sip,
     /// `sips:`
@@ -23,115 +24,89 @@ pub(super) enum Scheme {
 /// A URI. For `sip`/`sips` every part is parsed; `tel` puts the number in
 /// `user`; other schemes keep only `raw`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Uri {
+pub(crate) struct Uri {
     /// The scheme.
-    pub(super) scheme: Scheme,
+    pub(crate) scheme: Scheme,
     /// The user part, raw (still %-escaped).
-    pub(super) user: Option<Bytes>,
+    pub(crate) user: Option<Bytes>,
     /// The host; IPv6 references keep their brackets.
-    pub(super) host: Bytes,
+    pub(crate) host: Bytes,
     /// The port.
-    pub(super) port: Option<u16>,
+    pub(crate) port: Option<u16>,
     /// `;name[=value]` URI parameters, raw.
-    pub(super) params: Vec<(Bytes, Option<Bytes>)>,
+    pub(crate) params: Vec<(Bytes, Option<Bytes>)>,
     /// The whole URI as written.
-    pub(super) raw: Bytes,
+    pub(crate) raw: Bytes,
 }
 
-impl Uri {
-    /// The user part with `%HH` escapes decoded (RFC 3261 §19.1.4 compares
-    /// URIs after unescaping).
-    pub(super) fn user_unescaped(&self) -> Option<Vec<u8>> {
-        self.user.as_ref().map(|u| unescape(u))
-    }
-
-    /// A URI parameter by name (case-insensitive): `Some(None)` if it has no value.
-    pub(super) fn param(&self, name: &str) -> Option<Option<&[u8]>> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v.as_deref())
-    }
-}
 /// One Via value (RFC 3261 §20.42).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Via {
+pub(crate) struct Via {
     /// `UDP`, `TCP`, … as written.
-    pub(super) transport: Bytes,
+    pub(crate) transport: Bytes,
     /// The sent-by host (IPv6 with brackets).
-    pub(super) host: Bytes,
+    pub(crate) host: Bytes,
     /// The sent-by port.
-    pub(super) port: Option<u16>,
+    pub(crate) port: Option<u16>,
     /// The branch parameter.
-    pub(super) branch: Option<Bytes>,
+    pub(crate) branch: Option<Bytes>,
     /// `Some(None)` for a bare `;rport`, `Some(Some(p))` with a value (RFC 3581).
-    pub(super) rport: Option<Option<u16>>,
+    pub(crate) rport: Option<Option<u16>>,
     /// The received parameter.
-    pub(super) received: Option<Bytes>,
+    pub(crate) received: Option<Bytes>,
     /// The via-parm as received.
-    pub(super) raw: Bytes,
-}
-
-impl Via {
-    /// `host[:port]`, host lower-cased: the sent-by of transaction matching.
-    pub(super) fn sent_by(&self) -> String {
-        let host = String::from_utf8_lossy(&self.host).to_ascii_lowercase();
-        match self.port {
-            Some(p) => format!("{host}:{p}"),
-            None => host,
-        }
-    }
+    pub(crate) raw: Bytes,
 }
 
 /// A From/To/Contact value: `["display"] <uri>;params` or `uri;params`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct NameAddr {
+pub(crate) struct NameAddr {
     /// The display name (quotes removed, escapes kept).
-    pub(super) display: Option<Bytes>,
+    pub(crate) display: Option<Bytes>,
     /// The URI.
-    pub(super) uri: Uri,
+    pub(crate) uri: Uri,
     /// The tag parameter.
-    pub(super) tag: Option<Bytes>,
+    pub(crate) tag: Option<Bytes>,
     /// The whole header value.
-    pub(super) raw: Bytes,
+    pub(crate) raw: Bytes,
 }
 /// The headers every request and response must have, parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct BaseHeaders {
+pub(crate) struct BaseHeaders {
     /// Every Via, top first (at least one).
-    pub(super) vias: Vec<Via>,
+    pub(crate) vias: Vec<Via>,
     /// From.
-    pub(super) from: NameAddr,
+    pub(crate) from: NameAddr,
     /// To.
-    pub(super) to: NameAddr,
+    pub(crate) to: NameAddr,
     /// Call-ID.
-    pub(super) call_id: Bytes,
+    pub(crate) call_id: Bytes,
     /// CSeq.
-    pub(super) cseq: CSeq,
+    pub(crate) cseq: CSeq,
     /// Max-Forwards, if present.
-    pub(super) max_forwards: Option<u32>,
+    pub(crate) max_forwards: Option<u32>,
 }
 /// Where a header's text lives: in the frame, or (unfolded) in the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Loc {
+pub(crate) enum Loc {
     Frame(u32, u32),
     Arena(u32, u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Header {
-    pub(super) name: (u32, u32),
-    pub(super) value: Loc,
+pub(crate) struct Header {
+    pub(crate) name: (u32, u32),
+    pub(crate) value: Loc,
 }
 
 /// All header fields, in order, unfolded. Names and values are kept as
 /// offsets into the frame (no per-header reference counting); `Bytes` are
 /// cut only when asked for.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Headers {
-    pub(super) frame: Bytes,
-    pub(super) arena: Bytes,
-    pub(super) list: Vec<Header>,
+pub(crate) struct Headers {
+    pub(crate) frame: Bytes,
+    pub(crate) arena: Bytes,
+    pub(crate) list: Vec<Header>,
 }
 
 /// Headers are equal when they have the same names and values in the same
@@ -145,18 +120,18 @@ impl PartialEq for Headers {
 impl Eq for Headers {}
 
 impl Headers {
-    pub(super) fn name_of(&self, h: &Header) -> &[u8] {
+    pub(crate) fn name_of(&self, h: &Header) -> &[u8] {
         &self.frame[h.name.0 as usize..h.name.1 as usize]
     }
 
-    pub(super) fn value_of(&self, h: &Header) -> &[u8] {
+    pub(crate) fn value_of(&self, h: &Header) -> &[u8] {
         match h.value {
             Loc::Frame(a, b) => &self.frame[a as usize..b as usize],
             Loc::Arena(a, b) => &self.arena[a as usize..b as usize],
         }
     }
 
-    pub(super) fn bytes_of(&self, h: &Header) -> Bytes {
+    pub(crate) fn bytes_of(&self, h: &Header) -> Bytes {
         match h.value {
             Loc::Frame(a, b) => self.frame.slice(a as usize..b as usize),
             Loc::Arena(a, b) => self.arena.slice(a as usize..b as usize),
@@ -164,7 +139,7 @@ impl Headers {
     }
 
     /// The first value of `name` (long or compact form, case-insensitive).
-    pub(super) fn get(&self, name: &str) -> Option<Bytes> {
+    pub(crate) fn get(&self, name: &str) -> Option<Bytes> {
         let want = expand(name.as_bytes());
         self.list
             .iter()
@@ -174,7 +149,7 @@ impl Headers {
 
     /// Every value of `name`; comma-separated list headers are split
     /// (outside quotes and `<>`), and each element trimmed.
-    pub(super) fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Bytes> + 'a {
+    pub(crate) fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Bytes> + 'a {
         let want = expand(name.as_bytes());
         let list = is_list(want);
         self.list
@@ -192,7 +167,7 @@ impl Headers {
     }
 
     /// Every (name as sent, value).
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.list
             .iter()
             .map(|h| (self.name_of(h), self.value_of(h)))
@@ -200,37 +175,37 @@ impl Headers {
 }
 /// A request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Request {
+pub(crate) struct Request {
     /// The method.
-    pub(super) method: Method,
+    pub(crate) method: Method,
     /// The Request-URI.
-    pub(super) uri: Uri,
+    pub(crate) uri: Uri,
     /// Via, From, To, Call-ID, CSeq, Max-Forwards.
-    pub(super) base: BaseHeaders,
+    pub(crate) base: BaseHeaders,
     /// Every header.
-    pub(super) headers: Headers,
+    pub(crate) headers: Headers,
     /// The body (Content-Length octets).
-    pub(super) body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 /// A response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Response {
+pub(crate) struct Response {
     /// The status code.
-    pub(super) status: u16,
+    pub(crate) status: u16,
     /// The reason phrase (any octets).
-    pub(super) reason: Bytes,
+    pub(crate) reason: Bytes,
     /// Via, From, To, Call-ID, CSeq.
-    pub(super) base: BaseHeaders,
+    pub(crate) base: BaseHeaders,
     /// Every header.
-    pub(super) headers: Headers,
+    pub(crate) headers: Headers,
     /// The body.
-    pub(super) body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 /// A parsed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Message {
+pub(crate) enum Message {
     /// A request (boxed: the typed headers make it about 1 KB, and a box
     /// moves cheaply through channels).
     Request(Box<Request>),
@@ -240,32 +215,32 @@ pub(super) enum Message {
 
 /// Raw values of the headers an error response copies (RFC 3261 §8.2.6.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ReplyContext {
+pub(crate) struct ReplyContext {
     /// Every Via value, top first.
-    pub(super) vias: Vec<Bytes>,
+    pub(crate) vias: Vec<Bytes>,
     /// The top Via, parsed (for routing the answer).
-    pub(super) top_via: Via,
+    pub(crate) top_via: Via,
     /// From, To, Call-ID, CSeq values if present.
-    pub(super) from: Option<Bytes>,
+    pub(crate) from: Option<Bytes>,
     /// To.
-    pub(super) to: Option<Bytes>,
+    pub(crate) to: Option<Bytes>,
     /// Call-ID.
-    pub(super) call_id: Option<Bytes>,
+    pub(crate) call_id: Option<Bytes>,
     /// CSeq.
-    pub(super) cseq: Option<Bytes>,
+    pub(crate) cseq: Option<Bytes>,
 }
 
 /// Why a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ParseError {
+pub(crate) struct ParseError {
     /// 400, 505, or 0: drop silently (responses, or no usable Via).
-    pub(super) status: u16,
+    pub(crate) status: u16,
     /// The whole reason phrase, e.g. `Bad Request - CSeq Method Mismatch`.
-    pub(super) reason: String,
+    pub(crate) reason: String,
     /// What is needed to answer; None for responses or without a usable Via.
-    pub(super) reply: Option<Box<ReplyContext>>,
+    pub(crate) reply: Option<Box<ReplyContext>>,
 }
-pub(super) enum Start {
+pub(crate) enum Start {
     Request {
         method: Method,
         uri: Uri,
@@ -278,12 +253,12 @@ pub(super) enum Start {
 }
 
 /// The fast parser's result in the owned form, every span resolved.
-pub(super) fn from_fast(
-    r: &Result<super::Message, super::ParseError>,
+pub(crate) fn from_fast(
+    r: &Result<fast::Message, fast::ParseError>,
 ) -> Result<Message, ParseError> {
     match r {
-        Ok(super::Message::Request(q)) => Ok(Message::Request(Box::new(request(q)))),
-        Ok(super::Message::Response(q)) => {
+        Ok(fast::Message::Request(q)) => Ok(Message::Request(Box::new(request(q)))),
+        Ok(fast::Message::Response(q)) => {
             let b = q.headers.buf();
             Ok(Message::Response(Box::new(Response {
                 status: q.status,
@@ -311,7 +286,7 @@ pub(super) fn from_fast(
 }
 
 /// A fast-parsed request in the owned form.
-pub(super) fn request(q: &super::Request) -> Request {
+pub(crate) fn request(q: &fast::Request) -> Request {
     let b = q.headers.buf();
     Request {
         method: q.method.clone(),
@@ -322,17 +297,17 @@ pub(super) fn request(q: &super::Request) -> Request {
     }
 }
 
-fn cut(b: &Bytes, s: super::Span) -> Bytes {
+fn cut(b: &Bytes, s: fast::Span) -> Bytes {
     b.slice_ref(s.of(b))
 }
 
-fn uri(b: &Bytes, u: &super::Uri) -> Uri {
+fn uri(b: &Bytes, u: &fast::Uri) -> Uri {
     Uri {
         scheme: match u.scheme {
-            super::Scheme::Sip => Scheme::Sip,
-            super::Scheme::Sips => Scheme::Sips,
-            super::Scheme::Tel => Scheme::Tel,
-            super::Scheme::Other(s) => Scheme::Other(cut(b, s)),
+            fast::Scheme::Sip => Scheme::Sip,
+            fast::Scheme::Sips => Scheme::Sips,
+            fast::Scheme::Tel => Scheme::Tel,
+            fast::Scheme::Other(s) => Scheme::Other(cut(b, s)),
         },
         user: u.user.map(|s| cut(b, s)),
         host: cut(b, u.host),
@@ -345,7 +320,7 @@ fn uri(b: &Bytes, u: &super::Uri) -> Uri {
     }
 }
 
-fn via(b: &Bytes, v: &super::Via) -> Via {
+fn via(b: &Bytes, v: &fast::Via) -> Via {
     Via {
         transport: cut(b, v.transport),
         host: cut(b, v.host),
@@ -357,7 +332,7 @@ fn via(b: &Bytes, v: &super::Via) -> Via {
     }
 }
 
-fn name_addr(b: &Bytes, n: &super::NameAddr) -> NameAddr {
+fn name_addr(b: &Bytes, n: &fast::NameAddr) -> NameAddr {
     NameAddr {
         display: n.display.map(|s| cut(b, s)),
         uri: uri(b, &n.uri),
@@ -366,7 +341,7 @@ fn name_addr(b: &Bytes, n: &super::NameAddr) -> NameAddr {
     }
 }
 
-fn base(b: &Bytes, h: &super::BaseHeaders) -> BaseHeaders {
+fn base(b: &Bytes, h: &fast::BaseHeaders) -> BaseHeaders {
     BaseHeaders {
         vias: h.vias.iter().map(|v| via(b, v)).collect(),
         from: name_addr(b, &h.from),
@@ -377,16 +352,24 @@ fn base(b: &Bytes, h: &super::BaseHeaders) -> BaseHeaders {
     }
 }
 
-fn headers(h: &super::Headers) -> Headers {
+fn headers(h: &fast::Headers) -> Headers {
+    let buf = h.buf();
+    // Every name and value `iter` yields is a slice of `buf`: its offsets.
+    let range = |s: &[u8]| {
+        let a = (s.as_ptr() as usize - buf.as_ptr() as usize) as u32;
+        (a, a + s.len() as u32)
+    };
     Headers {
-        frame: h.buf().clone(),
+        frame: buf.clone(),
         arena: Bytes::new(),
         list: h
-            .list
             .iter()
-            .map(|x| Header {
-                name: (x.name.start, x.name.end),
-                value: Loc::Frame(x.value.start, x.value.end),
+            .map(|(name, value)| {
+                let (a, b) = range(value);
+                Header {
+                    name: range(name),
+                    value: Loc::Frame(a, b),
+                }
             })
             .collect(),
     }

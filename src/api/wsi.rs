@@ -4,12 +4,12 @@
 //! `extension_agent_status` events, pings and a clean close.
 //!
 //! Fan-out never blocks the core nor one session on another (DESIGN §6):
-//! one dispatcher task reads the [`Hub`](super::Hub), serialises each event
+//! one dispatcher task reads the [`Hub`](crate::events::Hub), serialises each event
 //! once and hands it by index (queue, extension) to the sessions that
 //! subscribed, each through a bounded queue with `try_send`. A session whose
 //! queue is full (it, or its client, stopped keeping up) gets nothing more
 //! until it has caught up on a fresh snapshot taken with
-//! [`CoreHandle::query`](super::CoreHandle::query); a client that does not
+//! [`CoreHandle::query`](crate::events::CoreHandle::query); a client that does not
 //! read at all is closed after [`SEND_TIMEOUT`]. Memory per session is
 //! bounded by [`SESSION_QUEUE`] messages.
 //!
@@ -38,7 +38,7 @@ use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::api::{ApiError, Principal, Shared};
+use super::{ApiError, Principal, Shared};
 use crate::engine::{AgentState, Engine, Event, Millis};
 
 /// Messages a session may have queued before it counts as lagging.

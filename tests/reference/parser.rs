@@ -2,15 +2,16 @@
 //! grammar and the SIP version, a memmem search for the end of the head,
 //! a `Bytes` clone per header value): kept, for tests only, as the careful
 //! reference that the fast parser must agree with on every input
-//! (`fast_parser_agrees_with_reference` in `tests.rs`). A deliberate
-//! change of behaviour must be made here too.
+//! (`tests/parser_agreement.rs`). A deliberate change of behaviour must be
+//! made here too.
 
 use super::owned::{
     BaseHeaders, Header, Headers, Loc, Message, NameAddr, ParseError, ReplyContext, Request,
     Response, Scheme, Start, Uri, Via,
 };
-use super::{bad, known, split_commas, CSeq, Known, Method, UriContext};
+use super::shared::{bad, known, split_commas, Known, UriContext};
 use bytes::Bytes;
+use facd::sip::message::{CSeq, Method};
 use memchr::memmem;
 use nom::branch::alt;
 use nom::bytes::complete::{tag, tag_no_case, take_while, take_while1, take_while_m_n};
@@ -24,7 +25,7 @@ static CRLFCRLF: std::sync::LazyLock<memmem::Finder<'static>> =
 
 /// Parses one whole message (a UDP datagram or a TCP frame). Octets past
 /// Content-Length are ignored (RFC 3261 §18.3, RFC 4475 §3.1.1.8).
-pub(super) fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
+pub(crate) fn parse_message(frame: Bytes) -> Result<Message, ParseError> {
     // §7.5: ignore CRLFs before the start line.
     let skip = frame
         .iter()
@@ -222,7 +223,7 @@ fn parse_request_line(line: &Bytes) -> Result<Start, &'static str> {
 }
 
 /// `SIP/1*DIGIT.1*DIGIT` (case-insensitive "SIP").
-pub(super) fn version(v: &[u8]) -> Option<(u32, u32)> {
+pub(crate) fn version(v: &[u8]) -> Option<(u32, u32)> {
     let r: IResult<&[u8], (&[u8], &[u8])> = all_consuming((
         preceded(
             tag_no_case(&b"SIP/"[..]),
