@@ -23,6 +23,7 @@
 
 mod command;
 mod event;
+mod id;
 mod state;
 
 use std::collections::{BTreeSet, HashMap};
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use command::{CallKind, Command, ReasonRef, Rejection, Target};
 pub use event::{Applied, Cause, Event, QueueStatus};
+pub use id::{AgentId, QueueId, ReasonName};
 pub use state::{AgentState, Cell, Millis, UnknownState, Wanted};
 
 /// A queue from the configuration.
