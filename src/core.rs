@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::dialog::{ByeTemplate, DialogEvent, DialogId, DialogKey, Dialogs, ToneSource};
 use crate::engine::{
-    Applied, Cause, Change, Command, Engine, Event, Millis, ReasonRef, Rejection, Target,
+    AgentId, Applied, Cause, Change, Command, Engine, Event, Millis, ReasonRef, Rejection, Target,
 };
 use crate::limits::{AuthGuard, Banned};
 use crate::media::{MediaOrder, ToneTarget};
@@ -885,7 +885,7 @@ impl Core {
         cause: Cause,
         ok: impl FnOnce(&mut Self, &Applied, Bytes) -> Reply,
     ) {
-        let agent = cmd.agent().to_string();
+        let agent = cmd.agent().clone();
         let undo = if self.durable.is_some() {
             self.engine.export_agent(&agent)
         } else {
@@ -1557,8 +1557,11 @@ fn dialog_id(req: &Request) -> DialogId {
 }
 
 fn command_for(code: &StarCode, agent: &str) -> Command {
-    let agent = agent.to_string();
-    let target = code.queue.clone().map_or(Target::All, Target::Queue);
+    let agent = AgentId::from(agent);
+    let target = code
+        .queue
+        .as_deref()
+        .map_or(Target::All, |q| Target::Queue(q.into()));
     match code.action {
         Action::Ready => Command::Ready { agent, target },
         Action::NotReady => Command::NotReady {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::core::ApplyError;
-use crate::engine::Rejection;
+use crate::engine::{ReasonName, Rejection};
 use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, HandleError};
 use crate::sip::auth::{digest, Algorithm, Secret};
@@ -72,7 +72,7 @@ pub struct ApiConfig {
     /// Every queue number, in configuration order.
     pub(crate) queues: Vec<String>,
     /// Configured not-ready reason names (upper-case).
-    pub(crate) reasons: Vec<String>,
+    pub(crate) reasons: Vec<ReasonName>,
 }
 
 impl ApiConfig {
@@ -110,7 +110,7 @@ impl ApiConfig {
             agents,
             realm: cfg.sip.domain.clone(),
             queues: cfg.queues.iter().map(|q| q.number.clone()).collect(),
-            reasons: cfg.reasons.iter().map(|r| r.name.clone()).collect(),
+            reasons: cfg.reasons.iter().map(|r| r.name.as_str().into()).collect(),
         }
     }
 

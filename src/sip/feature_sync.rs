@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use quick_xml::events::Event as Xml;
 use quick_xml::Reader;
 
-use crate::engine::{AgentState, Command, ReasonRef, Target};
+use crate::engine::{AgentId, AgentState, Command, ReasonRef, Target};
 
 /// The media type of both directions.
 pub const CONTENT_TYPE: &str = "application/x-as-feature-event+xml";
@@ -142,7 +142,7 @@ pub struct SetAgentState {
 impl SetAgentState {
     /// The engine command for `agent`, over all the agent's queues.
     pub fn command(self, agent: &str) -> Command {
-        let agent = agent.to_string();
+        let agent = AgentId::from(agent);
         let target = Target::All;
         match self.requested {
             Requested::LoggedOn => Command::Login { agent, target },
