@@ -18,12 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::api::{ApiConfig, AppState};
-use crate::config::{Config, ListenProto};
+use crate::config::{Config, DigestAlgorithm, ListenProto};
 use crate::core::{Auth, Core, CoreConfig, Durable, Now};
 use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
 use crate::events::wsi::Wsi;
 use crate::events::{CoreHandle, CoreRequest, Hub};
-use crate::limits::{AuthGuard, AuthLimits, IpNet, RateLimits};
+use crate::limits::{AuthGuard, AuthLimits, RateLimits};
 use crate::media;
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::{Codes, StarCodeParser};
@@ -147,11 +147,10 @@ impl Server {
                 rtp.push(Arc::new(sock));
             }
         }
-        let http_addr: SocketAddr = config
-            .http
-            .listen
-            .parse()
-            .map_err(|_| ServerError::HttpAddress(config.http.listen.clone()))?;
+        let http_addr = config
+            .settings()
+            .http_listen
+            .ok_or_else(|| ServerError::HttpAddress(config.http.listen.clone()))?;
         let http = transport::bind_tcp(http_addr).map_err(|source| ServerError::Bind {
             proto: "http",
             addr: http_addr,
@@ -233,11 +232,7 @@ impl Server {
                     log_interval: transport::LOG_INTERVAL,
                 },
                 cfg.limits.tcp_connections_per_ip,
-                cfg.limits
-                    .exempt_sources
-                    .iter()
-                    .filter_map(|s| IpNet::parse(s).ok())
-                    .collect(),
+                cfg.settings().exempt_sources.clone(),
             )),
         };
         let rtp_addr = |v6: bool| {
@@ -274,15 +269,12 @@ impl Server {
         let auth = self.secrets.take().map(|secrets| Auth {
             authenticator: Authenticator::new(&cfg.sip.domain, rand::random(), 300),
             algorithms: cfg
-                .auth
+                .settings()
                 .algorithms
                 .iter()
-                .map(|a| {
-                    if a == "MD5" {
-                        Algorithm::Md5
-                    } else {
-                        Algorithm::Sha256
-                    }
+                .map(|a| match a {
+                    DigestAlgorithm::Md5 => Algorithm::Md5,
+                    DigestAlgorithm::Sha256 => Algorithm::Sha256,
                 })
                 .collect(),
             guard: AuthGuard::new(AuthLimits {

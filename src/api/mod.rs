@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{ApiRole, Config};
 use crate::core::ApplyError;
 use crate::engine::{ReasonName, Rejection};
 use crate::events::wsi::Wsi;
@@ -79,16 +79,15 @@ impl ApiConfig {
     /// Takes the API users, agent secrets, queues and reasons.
     pub fn from_config(cfg: &Config) -> Self {
         let users = cfg
+            .settings()
             .api_users
             .iter()
             .map(|u| ApiUser {
                 name: u.name.clone(),
                 token: u.token.clone(),
-                principal: match (&*u.role, &u.extension) {
-                    ("agent", Some(ext)) => Principal::Agent(ext.clone()),
-                    // check-config refuses an agent user without an
-                    // extension; treat anything else as configured.
-                    _ => Principal::Admin,
+                principal: match &u.role {
+                    ApiRole::Agent(ext) => Principal::Agent(ext.clone()),
+                    ApiRole::Admin => Principal::Admin,
                 },
             })
             .collect();
