@@ -1,6 +1,8 @@
 //! The configuration file (`config.toml`): serde types with
 //! `deny_unknown_fields`, defaults, and [`Config::validate`], which reports
-//! every problem with the key that is wrong (SPEC §8).
+//! every problem with the key that is wrong (SPEC §8) and keeps what it
+//! parsed as typed [`Settings`] (addresses, networks, algorithms, roles), so
+//! nothing is parsed or compared as text again.
 //!
 //! This module only reads and checks; it opens no sockets and starts nothing.
 
@@ -10,6 +12,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::limits::IpNet;
 
 mod split;
 
@@ -39,6 +43,65 @@ pub struct Config {
     pub queues: Vec<QueueConfig>,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
+    /// What validation parsed: filled by [`Config::load`] and
+    /// [`Config::from_toml`], empty on a configuration only deserialized.
+    #[serde(skip)]
+    settings: Settings,
+}
+
+/// The text values of the configuration as validation parsed them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `sip.listen`, in order.
+    pub listeners: Vec<Listen>,
+    /// `http.listen`.
+    pub http_listen: Option<SocketAddr>,
+    /// `auth.algorithms`, in order of preference.
+    pub algorithms: Vec<DigestAlgorithm>,
+    /// `limits.exempt_sources`.
+    pub exempt_sources: Vec<IpNet>,
+    /// `api_users`, in order, with their roles.
+    pub api_users: Vec<ApiUser>,
+}
+
+/// A digest algorithm offered (`auth.algorithms`; RFC 8760).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestAlgorithm {
+    /// `"SHA-256"`.
+    Sha256,
+    /// `"MD5"`.
+    Md5,
+}
+
+impl DigestAlgorithm {
+    /// The name as written in the file.
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "SHA-256" => Some(Self::Sha256),
+            "MD5" => Some(Self::Md5),
+            _ => None,
+        }
+    }
+}
+
+/// An API user (`[[api_users]]`) once validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiUser {
+    /// Its name (a `/wsi` login).
+    pub name: String,
+    /// Its bearer token (and `/wsi` password).
+    pub token: String,
+    /// What it may do.
+    pub role: ApiRole,
+}
+
+/// The role of an API user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiRole {
+    /// `role = "admin"`: everything.
+    Admin,
+    /// `role = "agent"` with its `extension`: that agent only.
+    Agent(String),
 }
 
 /// `[sip]`: listeners and SIP behaviour.
@@ -357,13 +420,19 @@ impl Config {
     /// not need ten times its size in parser memory; any error is reported
     /// from a parse of the whole text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
-        let config = match split::parse(text) {
+        match split::parse(text) {
             Some(c) => c,
             None => Self::parse_whole(text)?,
-        };
-        let problems = config.validate();
+        }
+        .checked()
+    }
+
+    /// Validates a parsed configuration and keeps its [`Settings`].
+    fn checked(mut self) -> Result<Self, ConfigErrors> {
+        let (settings, problems) = self.check();
         if problems.is_empty() {
-            Ok(config)
+            self.settings = settings;
+            Ok(self)
         } else {
             Err(ConfigErrors(problems))
         }
@@ -383,24 +452,31 @@ impl Config {
         })
     }
 
-    /// The parsed `[sip] listen` entries (valid after [`Config::validate`]).
+    /// What validation parsed (empty unless loaded by [`Config::load`] or
+    /// [`Config::from_toml`]).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The parsed `[sip] listen` entries.
     pub fn listeners(&self) -> Vec<Listen> {
-        self.sip
-            .listen
-            .iter()
-            .filter_map(|s| parse_listen(s).ok())
-            .collect()
+        self.settings.listeners.clone()
     }
 
     /// Every problem in the configuration, each with its key.
     pub fn validate(&self) -> Vec<ConfigError> {
+        self.check().1
+    }
+
+    /// Checks everything once: what parsed, and every problem.
+    fn check(&self) -> (Settings, Vec<ConfigError>) {
         let mut e = Vec::new();
-        self.validate_sip(&mut e);
+        let listeners = self.validate_sip(&mut e);
         self.validate_codes(&mut e);
         self.validate_reasons(&mut e);
         let queues = self.validate_queues(&mut e);
         let agents = self.validate_agents(&queues, &mut e);
-        self.validate_api_users(&agents, &mut e);
+        let api_users = self.validate_api_users(&agents, &mut e);
         self.validate_subscribe(&mut e);
         if self.limits.auth_failures == 0 {
             e.push(err("limits.auth_failures", "must be at least 1"));
@@ -408,25 +484,28 @@ impl Config {
         if self.limits.auth_window_secs == 0 {
             e.push(err("limits.auth_window_secs", "must be at least 1"));
         }
-        self.validate_limits(&mut e);
+        let exempt_sources = self.validate_limits(&mut e);
         if self.auth.algorithms.is_empty() {
             e.push(err(
                 "auth.algorithms",
                 "offer at least one of \"SHA-256\", \"MD5\"",
             ));
         }
+        let mut algorithms = Vec::new();
         for (i, a) in self.auth.algorithms.iter().enumerate() {
-            if !matches!(a.as_str(), "SHA-256" | "MD5") {
-                e.push(err(
+            match DigestAlgorithm::parse(a) {
+                Some(alg) => algorithms.push(alg),
+                None => e.push(err(
                     format!("auth.algorithms[{i}]"),
                     format!("{a:?} must be \"SHA-256\" or \"MD5\""),
-                ));
+                )),
             }
         }
         if self.storage.dir.as_os_str().is_empty() {
             e.push(err("storage.dir", "must not be empty"));
         }
-        if self.http.listen.parse::<SocketAddr>().is_err() {
+        let http_listen = self.http.listen.parse::<SocketAddr>().ok();
+        if http_listen.is_none() {
             e.push(err(
                 "http.listen",
                 format!(
@@ -435,7 +514,14 @@ impl Config {
                 ),
             ));
         }
-        e
+        let settings = Settings {
+            listeners,
+            http_listen,
+            algorithms,
+            exempt_sources,
+            api_users,
+        };
+        (settings, e)
     }
 
     fn validate_subscribe(&self, e: &mut Vec<ConfigError>) {
@@ -474,11 +560,12 @@ impl Config {
         }
     }
 
-    fn validate_sip(&self, e: &mut Vec<ConfigError>) {
+    fn validate_sip(&self, e: &mut Vec<ConfigError>) -> Vec<Listen> {
         let sip = &self.sip;
         if sip.listen.is_empty() {
             e.push(err("sip.listen", "at least one listener is required"));
         }
+        let mut listeners = Vec::new();
         let mut seen = HashSet::new();
         for (i, l) in sip.listen.iter().enumerate() {
             match parse_listen(l) {
@@ -489,6 +576,7 @@ impl Config {
                             format!("{l:?} is listed twice"),
                         ));
                     }
+                    listeners.push(parsed);
                 }
                 Err(m) => e.push(err(format!("sip.listen[{i}]"), m)),
             }
@@ -517,9 +605,10 @@ impl Config {
         if !(50..=5000).contains(&sip.t1_ms) {
             e.push(err("sip.t1_ms", "must be between 50 and 5000"));
         }
+        listeners
     }
 
-    fn validate_limits(&self, e: &mut Vec<ConfigError>) {
+    fn validate_limits(&self, e: &mut Vec<ConfigError>) -> Vec<IpNet> {
         let l = &self.limits;
         for (key, v) in [
             ("limits.requests_per_sec", u64::from(l.requests_per_sec)),
@@ -535,11 +624,14 @@ impl Config {
                 e.push(err(key, "must be at least 1"));
             }
         }
+        let mut exempt = Vec::new();
         for (i, s) in l.exempt_sources.iter().enumerate() {
-            if let Err(why) = crate::limits::IpNet::parse(s) {
-                e.push(err(format!("limits.exempt_sources[{i}]"), why.to_string()));
+            match IpNet::parse(s) {
+                Ok(net) => exempt.push(net),
+                Err(why) => e.push(err(format!("limits.exempt_sources[{i}]"), why.to_string())),
             }
         }
+        exempt
     }
 
     fn validate_codes(&self, e: &mut Vec<ConfigError>) {
@@ -716,7 +808,8 @@ impl Config {
         extensions
     }
 
-    fn validate_api_users(&self, agents: &HashSet<&str>, e: &mut Vec<ConfigError>) {
+    fn validate_api_users(&self, agents: &HashSet<&str>, e: &mut Vec<ConfigError>) -> Vec<ApiUser> {
+        let mut users = Vec::new();
         let mut names = HashMap::new();
         for (i, u) in self.api_users.iter().enumerate() {
             let key = |k: &str| format!("api_users[{i}].{k}");
@@ -728,24 +821,46 @@ impl Config {
             if u.token.len() < 8 {
                 e.push(err(key("token"), "must be at least 8 characters"));
             }
-            match (u.role.as_str(), &u.extension) {
-                ("admin", None) => {}
-                ("admin", Some(_)) => e.push(err(
-                    key("extension"),
-                    "only an \"agent\" API user has an extension",
-                )),
-                ("agent", Some(x)) if agents.contains(x.as_str()) => {}
-                ("agent", Some(x)) => e.push(err(key("extension"), format!("unknown agent {x:?}"))),
-                ("agent", None) => e.push(err(
-                    key("extension"),
-                    "an \"agent\" API user needs an extension",
-                )),
-                (r, _) => e.push(err(
-                    key("role"),
-                    format!("{r:?} must be \"admin\" or \"agent\""),
-                )),
+            let role = match (u.role.as_str(), &u.extension) {
+                ("admin", None) => Some(ApiRole::Admin),
+                ("admin", Some(_)) => {
+                    e.push(err(
+                        key("extension"),
+                        "only an \"agent\" API user has an extension",
+                    ));
+                    None
+                }
+                ("agent", Some(x)) if agents.contains(x.as_str()) => {
+                    Some(ApiRole::Agent(x.clone()))
+                }
+                ("agent", Some(x)) => {
+                    e.push(err(key("extension"), format!("unknown agent {x:?}")));
+                    None
+                }
+                ("agent", None) => {
+                    e.push(err(
+                        key("extension"),
+                        "an \"agent\" API user needs an extension",
+                    ));
+                    None
+                }
+                (r, _) => {
+                    e.push(err(
+                        key("role"),
+                        format!("{r:?} must be \"admin\" or \"agent\""),
+                    ));
+                    None
+                }
+            };
+            if let Some(role) = role {
+                users.push(ApiUser {
+                    name: u.name.clone(),
+                    token: u.token.clone(),
+                    role,
+                });
             }
         }
+        users
     }
 }
 
@@ -832,6 +947,43 @@ role = "admin"
         assert!(!c.queues[1].auto_ready);
         assert_eq!(c.codes.login, "*38");
         assert_eq!(c.sip.max_message_bytes, 65536);
+    }
+
+    #[test]
+    fn validation_keeps_what_it_parsed() {
+        let c = Config::from_toml(GOOD).unwrap();
+        let s = c.settings();
+        assert_eq!(s.listeners, c.listeners());
+        assert_eq!(s.http_listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(
+            s.algorithms,
+            [DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
+        );
+        assert!(s.exempt_sources.is_empty());
+        assert_eq!(
+            s.api_users,
+            [ApiUser {
+                name: "admin".into(),
+                token: "change-me-please".into(),
+                role: ApiRole::Admin,
+            }]
+        );
+        let text = format!(
+            "{}\n[[api_users]]\nname = \"alice\"\ntoken = \"alice-token\"\nrole = \"agent\"\n\
+             extension = \"1001\"\n[limits]\nexempt_sources = [\"10.0.0.0/8\"]\n",
+            GOOD.replace(
+                "required = false",
+                "required = false\nalgorithms = [\"MD5\"]"
+            )
+        );
+        let c = Config::from_toml(&text).unwrap();
+        let s = c.settings();
+        assert_eq!(s.algorithms, [DigestAlgorithm::Md5]);
+        assert_eq!(s.api_users[1].role, ApiRole::Agent("1001".into()));
+        assert_eq!(s.exempt_sources, [IpNet::parse("10.0.0.0/8").unwrap()]);
+        // Only deserialized, not validated: nothing parsed.
+        let raw: Config = toml::from_str(GOOD).unwrap();
+        assert_eq!(raw.settings(), &Settings::default());
     }
 
     #[test]

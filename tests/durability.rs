@@ -418,7 +418,7 @@ fn wrap_up_resumes_with_its_remaining_time_after_restart() {
     {
         let (store, _) = Store::open(dir.path(), true).unwrap();
         let mut e = Engine::new(model());
-        let agent = || "1001".to_string();
+        let agent = || facd::engine::AgentId::from("1001");
         e.apply(
             t0,
             Command::Login {

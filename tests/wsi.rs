@@ -338,7 +338,7 @@ fn crowded_config() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_lags_alone_and_gets_a_snapshot() {
     let s = TestServer::start(&crowded_config()).await;
-    let agents: Vec<String> = (0..40).map(|i| format!("2{i:03}")).collect();
+    let agents: Vec<facd::engine::AgentId> = (0..40).map(|i| format!("2{i:03}").into()).collect();
     for a in &agents {
         s.core
             .apply(

@@ -25,8 +25,8 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::engine::Rejection;
+use crate::config::{ApiRole, Config};
+use crate::engine::{ReasonName, Rejection};
 use crate::events::{CoreHandle, HandleError};
 use crate::sip::auth::{digest, Algorithm, Secret};
 use crate::uas::ApplyError;
@@ -73,23 +73,22 @@ pub struct ApiConfig {
     /// Every queue number, in configuration order.
     pub(crate) queues: Vec<String>,
     /// Configured not-ready reason names (upper-case).
-    pub(crate) reasons: Vec<String>,
+    pub(crate) reasons: Vec<ReasonName>,
 }
 
 impl ApiConfig {
     /// Takes the API users, agent secrets, queues and reasons.
     pub fn from_config(cfg: &Config) -> Self {
         let users = cfg
+            .settings()
             .api_users
             .iter()
             .map(|u| ApiUser {
                 name: u.name.clone(),
                 token: u.token.clone(),
-                principal: match (&*u.role, &u.extension) {
-                    ("agent", Some(ext)) => Principal::Agent(ext.clone()),
-                    // check-config refuses an agent user without an
-                    // extension; treat anything else as configured.
-                    _ => Principal::Admin,
+                principal: match &u.role {
+                    ApiRole::Agent(ext) => Principal::Agent(ext.clone()),
+                    ApiRole::Admin => Principal::Admin,
                 },
             })
             .collect();
@@ -111,7 +110,7 @@ impl ApiConfig {
             agents,
             realm: cfg.sip.domain.clone(),
             queues: cfg.queues.iter().map(|q| q.number.clone()).collect(),
-            reasons: cfg.reasons.iter().map(|r| r.name.clone()).collect(),
+            reasons: cfg.reasons.iter().map(|r| r.name.as_str().into()).collect(),
         }
     }
 

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Body, Caller, Principal, Shared};
 use crate::engine::{
-    AgentState, Applied, CallKind, Cause, Command, Millis, QueueStatus, QueueView, ReasonRef,
-    Target,
+    AgentId, AgentState, Applied, CallKind, Cause, Command, Millis, QueueId, QueueStatus,
+    QueueView, ReasonName, ReasonRef, Target,
 };
 
 /// Longest call id accepted (SIP Call-IDs are rarely over 100 bytes).
@@ -84,12 +84,12 @@ fn secs(ms: Millis) -> String {
 /// One agent's state in one queue.
 #[derive(Debug, Serialize)]
 pub(crate) struct QueueAgent {
-    extension_number: String,
+    extension_number: AgentId,
     display_name: String,
-    queue_number: String,
+    queue_number: QueueId,
     status: AgentState,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
+    reason: Option<ReasonName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<AgentState>,
     /// When the state was entered, Unix seconds.
@@ -97,7 +97,7 @@ pub(crate) struct QueueAgent {
 }
 
 impl QueueAgent {
-    fn new(ext: String, name: String, v: QueueView) -> Self {
+    fn new(ext: AgentId, name: String, v: QueueView) -> Self {
         Self {
             extension_number: ext,
             display_name: name,
@@ -196,10 +196,10 @@ pub(crate) struct Changed {
 
 #[derive(Debug, Serialize)]
 struct QueueState {
-    queue_number: String,
+    queue_number: QueueId,
     status: AgentState,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
+    reason: Option<ReasonName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<AgentState>,
 }
@@ -233,9 +233,9 @@ impl Changed {
 /// The command for a requested status (SPEC §6).
 fn status_command(
     status: &str,
-    agent: String,
-    queue: String,
-    reasons: &[String],
+    agent: AgentId,
+    queue: QueueId,
+    reasons: &[ReasonName],
 ) -> Result<Command, ApiError> {
     let target = Target::Queue(queue);
     Ok(match status {
@@ -285,7 +285,12 @@ pub(crate) async fn set_status(
     queue_number(&queue)?;
     extension(&agent)?;
     allowed(&caller, &agent)?;
-    let cmd = status_command(body.status.trim(), agent.clone(), queue, &st.config.reasons)?;
+    let cmd = status_command(
+        body.status.trim(),
+        agent.as_str().into(),
+        queue.into(),
+        &st.config.reasons,
+    )?;
     let applied = st.core.apply(cmd, Cause::Api).await??;
     Ok(Json(Changed::new(agent, None, applied)))
 }
@@ -293,17 +298,17 @@ pub(crate) async fn set_status(
 /// `GET /agents/{agent}`.
 #[derive(Debug, Serialize)]
 pub(crate) struct AgentAnswer {
-    extension_number: String,
+    extension_number: AgentId,
     display_name: String,
     queues: Vec<AgentQueue>,
 }
 
 #[derive(Debug, Serialize)]
 struct AgentQueue {
-    queue_number: String,
+    queue_number: QueueId,
     status: AgentState,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
+    reason: Option<ReasonName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<AgentState>,
     since: String,
@@ -371,7 +376,7 @@ pub(crate) async fn call_start(
     let kind = match (body.kind, body.queue) {
         (Kind::Acd, Some(q)) => {
             queue_number(&q)?;
-            CallKind::Acd { queue: q }
+            CallKind::Acd { queue: q.into() }
         }
         (Kind::Acd, None) => {
             return Err(ApiError::BadRequest(
@@ -387,7 +392,7 @@ pub(crate) async fn call_start(
     };
     allowed(&caller, &agent)?;
     let cmd = Command::CallStart {
-        agent: agent.clone(),
+        agent: agent.as_str().into(),
         call_id: body.call_id.clone(),
         kind,
     };
@@ -406,7 +411,7 @@ pub(crate) async fn call_end(
     call_id(&id)?;
     allowed(&caller, &agent)?;
     let cmd = Command::CallEnd {
-        agent: agent.clone(),
+        agent: agent.as_str().into(),
         call_id: id.clone(),
     };
     let applied = st.core.apply(cmd, Cause::Call).await??;
@@ -416,7 +421,7 @@ pub(crate) async fn call_end(
 /// One READY agent.
 #[derive(Debug, Serialize)]
 pub(crate) struct ReadyAgent {
-    extension_number: String,
+    extension_number: AgentId,
     display_name: String,
     /// READY since, Unix seconds.
     since: String,
@@ -436,7 +441,7 @@ pub(crate) async fn ready_agents(
         .core
         .query(move |e| {
             let order = e.ready_agents(&q)?;
-            let members: std::collections::HashMap<String, (String, Millis)> = e
+            let members: std::collections::HashMap<AgentId, (String, Millis)> = e
                 .queue_agents(&q)?
                 .into_iter()
                 .map(|(ext, name, v)| (ext, (name, v.since)))

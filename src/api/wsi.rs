@@ -190,7 +190,11 @@ impl Wsi {
             return;
         }
         for ev in batch {
-            if let Some(ids) = subs.by_queue.get(&ev.queue).filter(|s| !s.is_empty()) {
+            if let Some(ids) = subs
+                .by_queue
+                .get(ev.queue.as_str())
+                .filter(|s| !s.is_empty())
+            {
                 let msg = queue_message(&ev.queue, &[(&ev.agent, ev.to, ev.at)]);
                 for &id in ids {
                     subs.deliver(id, &msg);
@@ -209,7 +213,7 @@ impl Wsi {
             {
                 j += 1;
             }
-            let by = subs.by_ext.get(&ev.agent).filter(|s| !s.is_empty());
+            let by = subs.by_ext.get(ev.agent.as_str()).filter(|s| !s.is_empty());
             if by.is_some() || !subs.all_exts.is_empty() {
                 let status: Vec<(&str, AgentState)> = batch[i..j]
                     .iter()
@@ -317,7 +321,8 @@ fn snapshot(
             }
         }
     }
-    for ext in exts.iter().chain(everyone.iter()) {
+    let everyone = everyone.iter().map(|x| x.as_str());
+    for ext in exts.iter().map(|x| x.as_str()).chain(everyone) {
         if let Some(view) = e.agent(ext) {
             let status: Vec<(&str, AgentState)> = view
                 .queues
@@ -707,7 +712,7 @@ impl Session {
                     Principal::Admin => None,
                     Principal::Agent(me) => Some(
                         e.agent(me)
-                            .map(|v| v.queues.into_iter().map(|q| q.queue).collect())
+                            .map(|v| v.queues.iter().map(|q| q.queue.to_string()).collect())
                             .unwrap_or_default(),
                     ),
                 };

@@ -3,13 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::id::{AgentId, QueueId, ReasonName};
+
 /// Which queues a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     /// Every queue the agent belongs to.
     All,
     /// One queue, by number.
-    Queue(String),
+    Queue(QueueId),
 }
 
 /// A not-ready reason as dialled (`*37*1`) or named (REST `"BREAK"`).
@@ -18,7 +20,7 @@ pub enum ReasonRef {
     /// The configured code.
     Code(u32),
     /// The configured name.
-    Name(String),
+    Name(ReasonName),
 }
 
 /// The kind of a call the PBX reports.
@@ -27,7 +29,7 @@ pub enum CallKind {
     /// An ACD call delivered from `queue`.
     Acd {
         /// The queue number.
-        queue: String,
+        queue: QueueId,
     },
     /// Any other call.
     Other,
@@ -39,28 +41,28 @@ pub enum Command {
     /// `*38`: log in.
     Login {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// Queues.
         target: Target,
     },
     /// `*39`: log out.
     Logout {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// Queues.
         target: Target,
     },
     /// `*36`: ready.
     Ready {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// Queues.
         target: Target,
     },
     /// `*37`: not ready, optionally with a reason.
     NotReady {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// Queues.
         target: Target,
         /// The reason.
@@ -69,14 +71,14 @@ pub enum Command {
     /// Manual after-call work (API).
     WrapUp {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// Queues.
         target: Target,
     },
     /// A call started (reported by the PBX/ACD).
     CallStart {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// The PBX's call id.
         call_id: String,
         /// ACD or other.
@@ -85,7 +87,7 @@ pub enum Command {
     /// A call ended.
     CallEnd {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// The PBX's call id.
         call_id: String,
     },
@@ -93,7 +95,7 @@ pub enum Command {
 
 impl Command {
     /// The agent the command is about.
-    pub fn agent(&self) -> &str {
+    pub fn agent(&self) -> &AgentId {
         match self {
             Self::Login { agent, .. }
             | Self::Logout { agent, .. }

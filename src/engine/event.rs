@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::id::{AgentId, QueueId, ReasonName};
 use super::state::{AgentState, Millis};
 
 /// What caused a change (SPEC §5).
@@ -38,16 +39,16 @@ impl Cause {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Extension.
-    pub agent: String,
+    pub agent: AgentId,
     /// Queue number.
-    pub queue: String,
+    pub queue: QueueId,
     /// The state before.
     pub from: AgentState,
     /// The state after (equal to `from` when only the pending change moved).
     pub to: AgentState,
     /// The not-ready reason after, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<ReasonName>,
     /// The pending state after, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<AgentState>,
@@ -61,11 +62,11 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueStatus {
     /// Queue number.
-    pub queue: String,
+    pub queue: QueueId,
     /// State now.
     pub state: AgentState,
     /// Not-ready reason.
-    pub reason: Option<String>,
+    pub reason: Option<ReasonName>,
     /// Pending state.
     pub pending: Option<AgentState>,
 }

@@ -6,6 +6,9 @@
 //! [`Engine::handle_timeout`]), and every command applies completely or not
 //! at all (it is worked out on a copy of the agent's cells, then committed).
 //! Every mutation is also recorded as a [`Change`] for the durable store.
+//! Agents, queues and reasons are named by shared ids ([`AgentId`],
+//! [`QueueId`], [`ReasonName`]): events, records and views carry clones of
+//! the ones in the engine's tables, so none of them copies a string.
 //!
 //! Choices where SPEC §2 is silent:
 //! - An agent who becomes READY while on a call (logging in, or going ready
@@ -23,6 +26,7 @@
 
 mod command;
 mod event;
+mod id;
 mod state;
 
 use std::collections::{BTreeSet, HashMap};
@@ -31,13 +35,14 @@ use serde::{Deserialize, Serialize};
 
 pub use command::{CallKind, Command, ReasonRef, Rejection, Target};
 pub use event::{Applied, Cause, Event, QueueStatus};
+pub use id::{AgentId, QueueId, ReasonName};
 pub use state::{AgentState, Cell, Millis, UnknownState, Wanted};
 
 /// A queue from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueDef {
     /// 1–10 digits.
-    pub number: String,
+    pub number: QueueId,
     /// Display name.
     pub name: String,
     /// Login (and call end) puts the agent in READY, else NOT_READY.
@@ -52,11 +57,11 @@ pub struct QueueDef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentDef {
     /// The extension (the SIP user).
-    pub extension: String,
+    pub extension: AgentId,
     /// Display name.
     pub name: String,
     /// Queue numbers it belongs to.
-    pub queues: Vec<String>,
+    pub queues: Vec<QueueId>,
 }
 
 /// A not-ready reason from the configuration.
@@ -65,7 +70,7 @@ pub struct ReasonDef {
     /// What is dialled after `*37…*`.
     pub code: u32,
     /// The name shown and accepted by the API.
-    pub name: String,
+    pub name: ReasonName,
 }
 
 /// The configured world the engine runs on.
@@ -94,16 +99,16 @@ pub enum Change {
     /// An agent × queue cell.
     Cell {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// Queue number.
-        queue: String,
+        queue: QueueId,
         /// Its whole record.
         cell: Cell,
     },
     /// The calls an agent is on.
     Calls {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// Every call in progress.
         calls: Vec<Call>,
     },
@@ -114,22 +119,22 @@ pub enum Change {
 pub enum RestoreSkip {
     /// The agent is no longer configured.
     #[error("agent {0} is no longer configured")]
-    UnknownAgent(String),
+    UnknownAgent(AgentId),
     /// The queue is no longer configured.
     #[error("queue {queue} is no longer configured (agent {agent})")]
     UnknownQueue {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// Queue number.
-        queue: String,
+        queue: QueueId,
     },
     /// The agent is no longer a member of the queue.
     #[error("agent {agent} is no longer a member of queue {queue}")]
     NotAMember {
         /// Extension.
-        agent: String,
+        agent: AgentId,
         /// Queue number.
-        queue: String,
+        queue: QueueId,
     },
 }
 
@@ -137,11 +142,11 @@ pub enum RestoreSkip {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueView {
     /// Queue number.
-    pub queue: String,
+    pub queue: QueueId,
     /// State.
     pub state: AgentState,
     /// Not-ready reason.
-    pub reason: Option<String>,
+    pub reason: Option<ReasonName>,
     /// Pending state.
     pub pending: Option<AgentState>,
     /// Since when.
@@ -152,7 +157,7 @@ pub struct QueueView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgentView {
     /// Extension.
-    pub extension: String,
+    pub extension: AgentId,
     /// Display name.
     pub name: String,
     /// One entry per queue, in configuration order.
@@ -173,11 +178,11 @@ const CALLS: u32 = u32::MAX;
 /// The engine. See the module documentation.
 pub struct Engine {
     queues: Vec<QueueDef>,
-    queue_ix: HashMap<String, usize>,
+    queue_ix: HashMap<QueueId, usize>,
     /// (agent, slot) of each queue's members.
     members: Vec<Vec<(usize, usize)>>,
     agents: Vec<Agent>,
-    agent_ix: HashMap<String, usize>,
+    agent_ix: HashMap<AgentId, usize>,
     reasons: Vec<ReasonDef>,
     /// Wrap-up deadlines: (when, agent, slot).
     timers: BTreeSet<(Millis, usize, usize)>,
@@ -190,7 +195,7 @@ impl Engine {
     /// Memberships naming unknown queues are ignored (config validation
     /// refuses them before this point).
     pub fn new(model: Model) -> Self {
-        let queue_ix: HashMap<String, usize> = model
+        let queue_ix: HashMap<QueueId, usize> = model
             .queues
             .iter()
             .enumerate()
@@ -204,7 +209,7 @@ impl Engine {
             let slots: Vec<usize> = def
                 .queues
                 .iter()
-                .filter_map(|q| queue_ix.get(q).copied())
+                .filter_map(|q| queue_ix.get(q.as_str()).copied())
                 .collect();
             for (slot, &qi) in slots.iter().enumerate() {
                 members[qi].push((ai, slot));
@@ -446,7 +451,7 @@ impl Engine {
     }
 
     /// Every member of `queue` with its state there.
-    pub fn queue_agents(&self, queue: &str) -> Option<Vec<(String, String, QueueView)>> {
+    pub fn queue_agents(&self, queue: &str) -> Option<Vec<(AgentId, String, QueueView)>> {
         let qi = *self.queue_ix.get(queue)?;
         Some(
             self.members[qi]
@@ -464,16 +469,16 @@ impl Engine {
     }
 
     /// The READY agents of `queue`, longest idle (READY longest) first.
-    pub fn ready_agents(&self, queue: &str) -> Option<Vec<String>> {
+    pub fn ready_agents(&self, queue: &str) -> Option<Vec<AgentId>> {
         let qi = *self.queue_ix.get(queue)?;
-        let mut ready: Vec<(Millis, &str)> = self.members[qi]
+        let mut ready: Vec<(Millis, &AgentId)> = self.members[qi]
             .iter()
             .map(|&(ai, s)| (&self.agents[ai], s))
             .filter(|(a, s)| a.cells[*s].state == AgentState::Ready)
-            .map(|(a, s)| (a.cells[s].since, a.def.extension.as_str()))
+            .map(|(a, s)| (a.cells[s].since, &a.def.extension))
             .collect();
         ready.sort();
-        Some(ready.into_iter().map(|(_, e)| e.to_string()).collect())
+        Some(ready.into_iter().map(|(_, e)| e.clone()).collect())
     }
 
     /// The records changed since the last call, for the journal.
@@ -605,7 +610,7 @@ impl Engine {
         }
     }
 
-    fn reason(&self, r: &ReasonRef) -> Option<String> {
+    fn reason(&self, r: &ReasonRef) -> Option<ReasonName> {
         self.reasons
             .iter()
             .find(|d| match r {

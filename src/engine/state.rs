@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::id::ReasonName;
+
 /// Unix time in milliseconds, passed in by the caller.
 pub type Millis = u64;
 
@@ -83,7 +85,7 @@ pub struct Wanted {
     /// READY, NOT_READY, LOGGED_OUT or WRAP_UP.
     pub state: AgentState,
     /// The not-ready reason name.
-    pub reason: Option<String>,
+    pub reason: Option<ReasonName>,
 }
 
 impl Wanted {
@@ -101,7 +103,7 @@ pub struct Cell {
     /// The state now.
     pub state: AgentState,
     /// The not-ready reason, when NOT_READY.
-    pub reason: Option<String>,
+    pub reason: Option<ReasonName>,
     /// A change requested during a call, applied when it ends (ECMA-269 §22.1.5).
     pub pending: Option<Wanted>,
     /// When the state was entered.

@@ -53,7 +53,7 @@ fn model(auto_ready: bool, wrap_up_secs: u64) -> Model {
 fn q(n: &str) -> Target {
     Target::Queue(n.into())
 }
-fn a(x: &str) -> String {
+fn a(x: &str) -> AgentId {
     x.into()
 }
 fn login(agent: &str, t: Target) -> Command {
@@ -90,25 +90,31 @@ fn wrap_up(agent: &str, t: Target) -> Command {
 fn acd(agent: &str, id: &str, queue: &str) -> Command {
     Command::CallStart {
         agent: a(agent),
-        call_id: a(id),
-        kind: CallKind::Acd { queue: a(queue) },
+        call_id: id.into(),
+        kind: CallKind::Acd {
+            queue: queue.into(),
+        },
     }
 }
 fn other(agent: &str, id: &str) -> Command {
     Command::CallStart {
         agent: a(agent),
-        call_id: a(id),
+        call_id: id.into(),
         kind: CallKind::Other,
     }
 }
 fn end(agent: &str, id: &str) -> Command {
     Command::CallEnd {
         agent: a(agent),
-        call_id: a(id),
+        call_id: id.into(),
     }
 }
 
-fn state(e: &Engine, agent: &str, queue: &str) -> (AgentState, Option<AgentState>, Option<String>) {
+fn state(
+    e: &Engine,
+    agent: &str,
+    queue: &str,
+) -> (AgentState, Option<AgentState>, Option<ReasonName>) {
     let v = e.agent(agent).unwrap();
     let qv = v.queues.iter().find(|x| x.queue == queue).unwrap();
     (qv.state, qv.pending, qv.reason.clone())

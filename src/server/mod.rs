@@ -19,10 +19,10 @@ use tracing::{debug, info, warn};
 
 use crate::api::wsi::Wsi;
 use crate::api::{ApiConfig, AppState};
-use crate::config::{Config, ListenProto};
+use crate::config::{Config, DigestAlgorithm, ListenProto};
 use crate::engine::{Applied, Engine};
 use crate::events::{CoreHandle, CoreRequest, Hub};
-use crate::limits::{AuthGuard, AuthLimits, IpNet, RateLimits};
+use crate::limits::{AuthGuard, AuthLimits, RateLimits};
 use crate::media;
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
 use crate::sip::star_code::StarCodeParser;
@@ -161,11 +161,10 @@ impl Server {
                 rtp.push(Arc::new(sock));
             }
         }
-        let http_addr: SocketAddr = config
-            .http
-            .listen
-            .parse()
-            .map_err(|_| ServerError::HttpAddress(config.http.listen.clone()))?;
+        let http_addr = config
+            .settings()
+            .http_listen
+            .ok_or_else(|| ServerError::HttpAddress(config.http.listen.clone()))?;
         let http = transport::bind_tcp(http_addr).map_err(|source| ServerError::Bind {
             proto: "http",
             addr: http_addr,
@@ -247,11 +246,7 @@ impl Server {
                     log_interval: transport::LOG_INTERVAL,
                 },
                 cfg.limits.tcp_connections_per_ip,
-                cfg.limits
-                    .exempt_sources
-                    .iter()
-                    .filter_map(|s| IpNet::parse(s).ok())
-                    .collect(),
+                cfg.settings().exempt_sources.clone(),
             )),
         };
         let rtp_addr = |v6: bool| {
@@ -287,15 +282,12 @@ impl Server {
         let identity = self.secrets.take().map(|secrets| Identity {
             authenticator: Authenticator::new(&cfg.sip.domain, rand::random(), 300),
             algorithms: cfg
-                .auth
+                .settings()
                 .algorithms
                 .iter()
-                .map(|a| {
-                    if a == "MD5" {
-                        Algorithm::Md5
-                    } else {
-                        Algorithm::Sha256
-                    }
+                .map(|a| match a {
+                    DigestAlgorithm::Md5 => Algorithm::Md5,
+                    DigestAlgorithm::Sha256 => Algorithm::Sha256,
                 })
                 .collect(),
             guard: AuthGuard::new(AuthLimits {

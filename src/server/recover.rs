@@ -77,7 +77,7 @@ pub fn model(cfg: &Config) -> Model {
             .queues
             .iter()
             .map(|q| QueueDef {
-                number: q.number.clone(),
+                number: q.number.as_str().into(),
                 name: q.name.clone(),
                 auto_ready: q.auto_ready,
                 wrap_up_secs: q.wrap_up_secs,
@@ -88,9 +88,9 @@ pub fn model(cfg: &Config) -> Model {
             .agents
             .iter()
             .map(|a| AgentDef {
-                extension: a.extension.clone(),
+                extension: a.extension.as_str().into(),
                 name: a.name.clone(),
-                queues: a.queues.clone(),
+                queues: a.queues.iter().map(|q| q.as_str().into()).collect(),
             })
             .collect(),
         reasons: cfg
@@ -98,7 +98,7 @@ pub fn model(cfg: &Config) -> Model {
             .iter()
             .map(|r| ReasonDef {
                 code: r.code,
-                name: r.name.clone(),
+                name: r.name.as_str().into(),
             })
             .collect(),
     }

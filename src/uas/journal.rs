@@ -149,7 +149,7 @@ impl<F: Clone, W> Uas<F, W> {
         cause: Cause,
         ok: impl FnOnce(&mut Self, &Applied, Bytes) -> Reply<F, W>,
     ) {
-        let agent = cmd.agent().to_string();
+        let agent = cmd.agent().clone();
         let undo = self.undo_record(&agent);
         let call_id = String::from_utf8_lossy(rq.req.call_id());
         match self.engine.apply(now.wall, cmd, cause) {

@@ -7,15 +7,18 @@
 use bytes::Bytes;
 
 use super::dialog::{DialogId, DialogKey};
-use crate::engine::{AgentState, Applied, Command, Engine, ReasonRef, Rejection, Target};
+use crate::engine::{AgentId, AgentState, Applied, Command, Engine, ReasonRef, Rejection, Target};
 use crate::sip::feature_sync::{self, PhoneState, Requested, SetAgentState};
 use crate::sip::message::Request;
 use crate::sip::star_code::{Action, StarCode};
 
 /// The engine command a star code dialled by `agent` asks for (SPEC §3).
 pub(super) fn star_code_command(code: &StarCode, agent: &str) -> Command {
-    let agent = agent.to_string();
-    let target = code.queue.clone().map_or(Target::All, Target::Queue);
+    let agent = AgentId::from(agent);
+    let target = code
+        .queue
+        .as_deref()
+        .map_or(Target::All, |q| Target::Queue(q.into()));
     match code.action {
         Action::Ready => Command::Ready { agent, target },
         Action::NotReady => Command::NotReady {
@@ -31,7 +34,7 @@ pub(super) fn star_code_command(code: &StarCode, agent: &str) -> Command {
 /// The engine command a `SetAgentState` from `agent`'s phone asks for,
 /// over all the agent's queues (SPEC §5).
 pub(super) fn set_agent_state_command(set: &SetAgentState, agent: &str) -> Command {
-    let agent = agent.to_string();
+    let agent = AgentId::from(agent);
     let target = Target::All;
     match set.requested {
         Requested::LoggedOn => Command::Login { agent, target },
