@@ -12,6 +12,22 @@
 #   QUICK=1 benches/sipp-load.sh              # smoke run: one low rate, 3 s
 #   SERVERS="kamailio trivial" MEM=0 benches/sipp-load.sh   # anchors only
 #   MEM=only benches/sipp-load.sh             # only start-up time and memory
+#   WORKLOAD=noop benches/sipp-load.sh        # the old load: most calls change nothing
+#
+# Workloads (WORKLOAD, default "changes"):
+#   changes  every call changes the state of the agent who dials it: each of
+#            1000 agents (1000..1999, in queue 8000 and two of 8001..8004, all
+#            queues auto_ready) dials in turn *388000 (login 8000), *378000*1
+#            (not ready there, reason 1), *368000 (ready), *398000 (logout),
+#            *38 (login everywhere), *37*2 (not ready everywhere, reason 2),
+#            *36 (ready everywhere), *39 (logout everywhere): 8000 rows, the
+#            agents interleaved, so an agent's next code comes 1000 calls
+#            later; each run is rounded up to whole rounds of 8000 calls so
+#            every agent ends logged out and the next run starts clean.
+#            Journaled, evented; the headline.
+#   noop     the CSV of sip-fixtures/sipp/load_agents.csv after a login pass:
+#            every agent dials the same code every call, so after the first
+#            round nothing changes (nothing journaled or published).
 #
 # Output: target/sipp-load/summary.txt (machine-readable), report.txt (the
 # printed tables), runs/<server>-<rate>/ (SIPp logs of every run).
@@ -50,10 +66,12 @@ if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
 fi
 if [ "$MEM" = only ]; then RATES=""; fi
 
+WORKLOAD=${WORKLOAD:-changes}       # changes (every call a real state change) or noop (see above)
 SCEN=$ROOT/sip-fixtures/sipp/fac_load.xml
 [ -f "$SCEN" ] || SCEN=$ANCHORS/fac_uac.xml
 CSV=$ROOT/sip-fixtures/sipp/load_agents.csv
 [ -f "$CSV" ] || CSV=$ANCHORS/agents.csv
+case "$WORKLOAD" in changes|noop) ;; *) echo "sipp-load: WORKLOAD must be changes or noop" >&2; exit 2 ;; esac
 
 die() { echo "sipp-load: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
@@ -193,6 +211,8 @@ def facdconf(path, port, http_port, datadir, agents, per, sync, confirm_ms):
          '[limits]\nexempt_sources = ["127.0.0.1"]\n',
          f'[storage]\ndir = "{datadir}"\nsync = {sync}\nbackend = "{os.environ.get("FACD_BACKEND", "journal")}"\n',
          f'[http]\nlisten = "127.0.0.1:{http_port}"\n']
+    o.append('[[reasons]]\ncode = 1\nname = "BREAK"\n')
+    o.append('[[reasons]]\ncode = 2\nname = "LUNCH"\n')
     for q in range(8000, 8005):
         o.append(f'[[queues]]\nnumber = "{q}"\nname = "Bench {q}"\nauto_ready = true\nwrap_up_secs = 0\n')
     for i in range(agents):
@@ -204,6 +224,16 @@ def facdconf(path, port, http_port, datadir, agents, per, sync, confirm_ms):
         ql = ", ".join(f'"{q}"' for q in qs)
         o.append(f'[[agents]]\nextension = "{ext}"\nname = "Agent {ext}"\nqueues = [{ql}]\n')
     open(path, "w").write("\n".join(o))
+
+CHANGE_CODES = ["*388000", "*378000*1", "*368000", "*398000", "*38", "*37*2", "*36", "*39"]
+
+def changescsv(path, first, n):
+    """The changes workload: every row changes its agent's state (queues auto_ready)."""
+    with open(path, "w") as f:
+        f.write("SEQUENTIAL\n")
+        for code in CHANGE_CODES:
+            for a in range(int(first), int(first) + int(n)):
+                f.write(f"{a};{code}\n")
 
 def logincsv(path, first, n):
     with open(path, "w") as f:
@@ -602,11 +632,11 @@ vm() { awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/
 {
   echo "facd SIP load benchmark  $(date -u +%FT%TZ)  host $(hostname)  $(nproc --all) CPUs  load avg $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')  sipp $(sipp -v 2>&1 | grep -o 'v[0-9][^ -]*' | head -1)  kamailio $(kamailio -v 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1)"
-  echo "scenario $SCEN  csv $CSV  rates: $RATES  duration ${DUR}s  SIPp on CPU $SIPP_CPU, servers on CPU $SERVER_CPU  facd storage.sync=$FACD_SYNC storage.backend=$FACD_BACKEND"
+  echo "workload $WORKLOAD  scenario $SCEN  csv $CSV  rates: $RATES  duration ${DUR}s  SIPp on CPU $SIPP_CPU, servers on CPU $SERVER_CPU  facd storage.sync=$FACD_SYNC storage.backend=$FACD_BACKEND"
 } | tee "$REPORT"
 {
   echo "# facd sipp-load summary: one record per line, 'kind key=value ...'"
-  echo "meta date=$(date -u +%FT%TZ) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo na) cpus=$(nproc --all) loadavg=$(cut -d' ' -f1 /proc/loadavg) dur=$DUR rates=${RATES// /,} sipp_cpu=$SIPP_CPU server_cpu=$SERVER_CPU facd_sync=$FACD_SYNC facd_backend=$FACD_BACKEND"
+  echo "meta workload=$WORKLOAD date=$(date -u +%FT%TZ) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo na) cpus=$(nproc --all) loadavg=$(cut -d' ' -f1 /proc/loadavg) dur=$DUR rates=${RATES// /,} sipp_cpu=$SIPP_CPU server_cpu=$SERVER_CPU facd_sync=$FACD_SYNC facd_backend=$FACD_BACKEND"
 } >"$SUMMARY"
 
 # ---------------------------------------------------------------- load runs
@@ -619,12 +649,21 @@ if [ -n "$RATES" ]; then
     fi
   done
   [ ${#UP[@]} -gt 0 ] || die "no server answers"
-  for s in "${UP[@]}"; do [ "$s" = facd ] && login_pass facd; done
+  ROWS=1
+  if [ "$WORKLOAD" = changes ]; then
+    CSV=$OUT/tmp/changes.csv
+    python3 "$H" changescsv "$CSV" 1000 1000
+    ROWS=$(( $(wc -l <"$CSV") - 1 ))
+  else
+    for s in "${UP[@]}"; do [ "$s" = facd ] && login_pass facd; done
+  fi
   sleep "$GAP"
   # Servers interleaved per rate, so that background noise hits them alike.
   for rate in $RATES; do
+    # Whole rounds of the CSV (changes: every agent ends where it started).
+    calls=$(( (rate * DUR + ROWS - 1) / ROWS * ROWS ))
     for s in "${UP[@]}"; do
-      measure "$s" "$rate" $((rate * DUR)) "$CSV" "$s-$rate"
+      measure "$s" "$rate" "$calls" "$CSV" "$s-$rate"
       sleep "$GAP"
     done
     python3 "$H" table "$SUMMARY" "$rate" | tee -a "$REPORT"
@@ -654,8 +693,15 @@ if [ "$MEM" != 0 ] && [[ " $SERVERS " == *" facd "* || "$MEM" = only ]]; then
     if [ "${su:-fail}" != fail ] && [ -n "${mpid:-}" ] && alive "$mpid"; then
       rss0=$(vm "$mpid" VmRSS); hwm0=$(vm "$mpid" VmHWM)
       PID[facd-mem]=$mpid; PORT[facd-mem]=$port
-      login_pass facd-mem
-      measure facd-mem "$MEM_RATE" $((MEM_RATE * MEM_DUR)) "$CSV" "facd-mem-$MEM_RATE" || true
+      if [ "$WORKLOAD" = changes ]; then
+        MCSV=$OUT/tmp/changes.csv
+        python3 "$H" changescsv "$MCSV" 1000 1000
+        mcalls=$(( (MEM_RATE * MEM_DUR + 7999) / 8000 * 8000 ))
+      else
+        login_pass facd-mem
+        MCSV=$CSV; mcalls=$((MEM_RATE * MEM_DUR))
+      fi
+      measure facd-mem "$MEM_RATE" "$mcalls" "$MCSV" "facd-mem-$MEM_RATE" || true
       rss1=$(vm "$mpid" VmRSS); hwm1=$(vm "$mpid" VmHWM)
       ml=$(grep "^run server=facd-mem " "$SUMMARY" | tail -1)
       echo "mem agents=$MEM_AGENTS queues_per_agent=$MEM_QUEUES startup_s=$su rss_start_mb=$rss0 hwm_start_mb=$hwm0 load_rate=$MEM_RATE load_dur=$MEM_DUR rss_after_load_mb=$rss1 hwm_after_load_mb=$hwm1" >>"$SUMMARY"
