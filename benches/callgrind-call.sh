@@ -3,9 +3,10 @@
 # with callgrind (exact, unaffected by other load on the machine).
 #
 # Workload "changes": every call changes the state of the agent who dials it
-# (each agent in turn dials *388000, *368000, *378000*1, *398000: login,
-# ready, not ready with a reason, logout in queue 8000), durability on. facd runs under
-# callgrind twice, for CALLS_A and CALLS_B calls of SIPp's fac_load scenario
+# (each agent in turn dials *388000, *378000*1, *368000, *398000 in queue
+# 8000, auto_ready: login to READY, not ready with a reason, ready, logout),
+# durability on. Each run ends its log with the number of journal appends,
+# which must equal the calls. facd runs under callgrind twice, for CALLS_A and CALLS_B calls of SIPp's fac_load scenario
 # over UDP at RATE calls/s; per call = (total B - total A) / (CALLS_B - CALLS_A),
 # which removes start-up and shutdown.
 #
@@ -33,7 +34,7 @@ port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_
 {
   echo SEQUENTIAL
   for a in $(seq 1000 1249); do
-    for c in '*388000' '*368000' '*378000*1' '*398000'; do echo "$a;$c"; done
+    for c in '*388000' '*378000*1' '*368000' '*398000'; do echo "$a;$c"; done
   done
 } >"$OUT/changes.csv"
 
@@ -61,6 +62,7 @@ name = "BREAK"
 [[queues]]
 number = "8000"
 name = "Sales"
+auto_ready = true
 TOML
     for a in $(seq 1000 1249); do printf '[[agents]]\nextension = "%s"\nname = "Agent %s"\nqueues = ["8000"]\n' "$a" "$a"; done
   } >"$dir/facd.toml"
@@ -81,7 +83,7 @@ TOML
   kill -TERM $pid; wait $pid || true
   python3 - "$dir/cg.out" "$dir/stat.csv" <<'PY'
 import sys, csv
-names, total, allocs, cur_cfn = {}, 0, 0, None
+names, total, allocs, appends, cur_cfn = {}, 0, 0, 0, None
 ALLOC = {"malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc"}
 def name(v):
     v = v.strip()
@@ -99,20 +101,25 @@ for line in open(sys.argv[1], errors="replace"):
     elif line.startswith("calls=") and cur_cfn is not None:
         if cur_cfn in ALLOC:
             allocs += int(line[6:].split()[0])
+        elif cur_cfn == "facd::store::Store::append":
+            appends += int(line[6:].split()[0])
         cur_cfn = None
     elif line.startswith(("summary:", "totals:")):
         total = max(total, int(line.split()[1]))
 rows = list(csv.reader(open(sys.argv[2]), delimiter=";"))
 h = rows[0]; last = rows[-1]
 ok = int(last[h.index("SuccessfulCall(C)")]); failed = int(last[h.index("FailedCall(C)")])
-print(total, allocs, ok, failed)
+print(total, allocs, ok, failed, appends)
 PY
 }
-read -r ia aa oka fa < <(run "$CALLS_A")
-read -r ib ab okb fb < <(run "$CALLS_B")
-echo "run A: $oka calls ok, $fa failed, $ia instructions, $aa allocations"
-echo "run B: $okb calls ok, $fb failed, $ib instructions, $ab allocations"
+read -r ia aa oka fa ja < <(run "$CALLS_A")
+read -r ib ab okb fb jb < <(run "$CALLS_B")
+echo "run A: $oka calls ok, $fa failed, $ja journal appends, $ia instructions, $aa allocations"
+echo "run B: $okb calls ok, $fb failed, $jb journal appends, $ib instructions, $ab allocations"
 [ "$fa" = 0 ] && [ "$fb" = 0 ] || echo "callgrind-call: warning: failed calls" >&2
+# Every call of the workload is a change: one journal append each (group
+# commit batches appends in the store, not here).
+[ "$ja" = "$oka" ] && [ "$jb" = "$okb" ] || echo "callgrind-call: warning: not every call was a journaled change" >&2
 n=$((okb - oka))
 echo "instructions_per_call $(( (ib - ia) / n ))"
 echo "allocations_per_call $(python3 -c "print(round(($ab - $aa) / $n, 1))")"
