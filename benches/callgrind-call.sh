@@ -8,7 +8,8 @@
 # durability on. Each run ends its log with the number of journal appends,
 # which must equal the calls. facd runs under callgrind twice, for CALLS_A and CALLS_B calls of SIPp's fac_load scenario
 # over UDP at RATE calls/s; per call = (total B - total A) / (CALLS_B - CALLS_A),
-# which removes start-up and shutdown.
+# which removes start-up and shutdown. Each run idles IDLE s (default 40)
+# after its calls, so that the transactions' timers expire within it.
 #
 #   benches/callgrind-call.sh                  # builds target/release/facd
 #   FACD_BIN=path benches/callgrind-call.sh    # measures another build
@@ -20,6 +21,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CALLS_A=${CALLS_A:-200}
 CALLS_B=${CALLS_B:-1000}
 RATE=${RATE:-100}
+IDLE=${IDLE:-40}   # seconds idle after the calls, so every transaction's Timer J/K expires inside the run
 OUT=${OUT:-$ROOT/target/callgrind-call}
 command -v valgrind >/dev/null || { echo "callgrind-call: valgrind is needed" >&2; exit 1; }
 command -v sipp >/dev/null || { echo "callgrind-call: sipp is needed (apt-get install sip-tester)" >&2; exit 1; }
@@ -80,6 +82,7 @@ TOML
     "127.0.0.1:$sip" >/dev/null 2>&1 || true
   # sipp -bg returns at once: wait for it to finish its calls.
   while pgrep -f "sipp -sf $ROOT/sip-fixtures/sipp/fac_load.xml.*127.0.0.1:$sip" >/dev/null; do sleep 0.5; done
+  sleep "$IDLE"
   kill -TERM $pid; wait $pid || true
   python3 - "$dir/cg.out" "$dir/stat.csv" <<'PY'
 import sys, csv
