@@ -561,3 +561,68 @@ fn baresip_dials_a_star_code_over_tls_and_the_agent_logs_in() {
         "facd did not hang up over TLS:\n{trace}"
     );
 }
+
+#[test]
+fn tls_settings_are_checked_with_their_keys() {
+    let config = |listen: &str, sip: &str, http: &str| {
+        let text = common::base_config(sip)
+            .replace(
+                r#"listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]"#,
+                &format!("listen = {listen}"),
+            )
+            .replace(
+                "[http]\nlisten = \"127.0.0.1:0\"\n",
+                &format!("[http]\nlisten = \"127.0.0.1:0\"\n{http}\n"),
+            );
+        match facd::config::Config::from_toml(&text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = config(r#"["tls:127.0.0.1:0", "wss:127.0.0.1:0"]"#, "", "");
+    assert!(
+        e.contains("sip.tls_cert") && e.contains("needs sip.tls_cert and sip.tls_key"),
+        "{e}"
+    );
+    let e = config(
+        r#"["ws:127.0.0.1:0"]"#,
+        "tls_cert = \"/nonexistent.pem\"",
+        "",
+    );
+    assert!(e.contains("sip.tls_key") && e.contains("is missing"), "{e}");
+    assert!(e.contains("cannot read \"/nonexistent.pem\""), "{e}");
+    let e = config(
+        r#"["udp:127.0.0.1:0"]"#,
+        "",
+        "tls_key = \"/nonexistent.key\"",
+    );
+    assert!(
+        e.contains("http.tls_cert") && e.contains("is missing"),
+        "{e}"
+    );
+    let e = config(r#"["quic:127.0.0.1:0"]"#, "", "");
+    assert!(e.contains("udp, tcp, tls, ws or wss"), "{e}");
+    // A file that is not PEM is refused at start, naming its key.
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let text = format!(
+        "{}\n[storage]\ndir = {:?}\n",
+        common::base_config(&format!("tls_cert = {junk:?}\ntls_key = {junk:?}")).replace(
+            r#"listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]"#,
+            r#"listen = ["tls:127.0.0.1:0"]"#
+        ),
+        dir.path().join("data").display().to_string()
+    );
+    let cfg = facd::config::Config::from_toml(&text).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(facd::server::Server::bind(cfg))
+        .err()
+        .expect("a junk certificate was accepted")
+        .to_string();
+    assert!(
+        err.contains("sip.tls_cert") && err.contains("no CERTIFICATE"),
+        "{err}"
+    );
+}
