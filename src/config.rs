@@ -127,6 +127,15 @@ pub struct SipConfig {
     pub udp_recv_buffer_bytes: usize,
     /// RFC 3261 T1 in milliseconds (default 500).
     pub t1_ms: u64,
+    /// PEM certificate chain for `tls:` and `wss:` listeners (and the
+    /// client certificate facd shows when it opens a TLS connection).
+    pub tls_cert: Option<String>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<String>,
+    /// PEM CA certificates: when set, TLS clients must present a
+    /// certificate issued by one of them, and the phones facd connects to
+    /// are verified against them.
+    pub tls_client_ca: Option<String>,
 }
 
 impl Default for SipConfig {
@@ -141,6 +150,9 @@ impl Default for SipConfig {
             tcp_message_secs: 10,
             udp_recv_buffer_bytes: 4 << 20,
             t1_ms: 500,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -301,12 +313,19 @@ impl Default for StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: String,
+    /// PEM certificate chain: when set (with `tls_key`), `listen` serves
+    /// HTTPS and WSS only.
+    pub tls_cert: Option<String>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -368,6 +387,25 @@ pub struct Listen {
 pub enum ListenProto {
     Udp,
     Tcp,
+    /// SIP over TLS (RFC 3261 §26).
+    Tls,
+    /// SIP over WebSocket (RFC 7118).
+    Ws,
+    /// SIP over secure WebSocket (RFC 7118).
+    Wss,
+}
+
+impl ListenProto {
+    /// As written in `[sip] listen`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
+        }
+    }
 }
 
 /// One configuration problem: the key that is wrong and what is wrong with it.
@@ -504,6 +542,13 @@ impl Config {
         if self.storage.dir.as_os_str().is_empty() {
             e.push(err("storage.dir", "must not be empty"));
         }
+        tls_pair(
+            "http",
+            &self.http.tls_cert,
+            &self.http.tls_key,
+            None,
+            &mut e,
+        );
         let http_listen = self.http.listen.parse::<SocketAddr>().ok();
         if http_listen.is_none() {
             e.push(err(
@@ -604,6 +649,30 @@ impl Config {
         }
         if !(50..=5000).contains(&sip.t1_ms) {
             e.push(err("sip.t1_ms", "must be between 50 and 5000"));
+        }
+        let secure = listeners
+            .iter()
+            .any(|l| matches!(l.proto, ListenProto::Tls | ListenProto::Wss));
+        tls_pair(
+            "sip",
+            &sip.tls_cert,
+            &sip.tls_key,
+            secure.then_some("a tls: or wss: listener"),
+            e,
+        );
+        if let Some(ca) = &sip.tls_client_ca {
+            if sip.tls_cert.is_none() {
+                e.push(err(
+                    "sip.tls_client_ca",
+                    "needs sip.tls_cert and sip.tls_key",
+                ));
+            }
+            if let Err(why) = std::fs::metadata(ca) {
+                e.push(err(
+                    "sip.tls_client_ca",
+                    format!("cannot read {ca:?}: {why}"),
+                ));
+            }
         }
         listeners
     }
@@ -883,7 +952,41 @@ pub fn is_queue_number(s: &str) -> bool {
     (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Parses `"udp:127.0.0.1:5060"` / `"tcp:[::1]:5060"`.
+/// `<section>.tls_cert` and `tls_key` come together, name readable files,
+/// and are there when `needed_by` says something needs them.
+fn tls_pair(
+    section: &str,
+    cert: &Option<String>,
+    key: &Option<String>,
+    needed_by: Option<&str>,
+    e: &mut Vec<ConfigError>,
+) {
+    match (cert, key) {
+        (None, None) => {
+            if let Some(what) = needed_by {
+                e.push(err(
+                    format!("{section}.tls_cert"),
+                    format!("{what} needs {section}.tls_cert and {section}.tls_key"),
+                ));
+            }
+        }
+        (Some(_), None) => e.push(err(format!("{section}.tls_key"), "is missing")),
+        (None, Some(_)) => e.push(err(format!("{section}.tls_cert"), "is missing")),
+        (Some(_), Some(_)) => {}
+    }
+    for (name, path) in [("tls_cert", cert), ("tls_key", key)] {
+        if let Some(path) = path {
+            if let Err(why) = std::fs::metadata(path) {
+                e.push(err(
+                    format!("{section}.{name}"),
+                    format!("cannot read {path:?}: {why}"),
+                ));
+            }
+        }
+    }
+}
+
+/// Parses `"udp:127.0.0.1:5060"` / `"tcp:[::1]:5060"` / `"tls:…"`, `"ws:…"`, `"wss:…"`.
 pub fn parse_listen(s: &str) -> Result<Listen, String> {
     let (proto, addr) = s
         .split_once(':')
@@ -891,7 +994,14 @@ pub fn parse_listen(s: &str) -> Result<Listen, String> {
     let proto = match proto.to_ascii_lowercase().as_str() {
         "udp" => ListenProto::Udp,
         "tcp" => ListenProto::Tcp,
-        other => return Err(format!("unknown transport {other:?} in {s:?} (udp or tcp)")),
+        "tls" => ListenProto::Tls,
+        "ws" => ListenProto::Ws,
+        "wss" => ListenProto::Wss,
+        other => {
+            return Err(format!(
+                "unknown transport {other:?} in {s:?} (udp, tcp, tls, ws or wss)"
+            ))
+        }
     };
     let addr = addr.parse::<SocketAddr>().map_err(|_| {
         format!("{addr:?} in {s:?} is not an address:port (IPv6 in brackets: \"[::1]:5060\")")

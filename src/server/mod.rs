@@ -30,10 +30,11 @@ use crate::store::{Store, StoreError};
 use crate::transaction::TimerConfig;
 use crate::transport::{self, Flows, Inbound, Link, SourceLimits, Stats, TransportConfig};
 use crate::uas::subscription::ExpiryBounds;
-use crate::uas::{ApplyError, Identity, JournalOrder, Now, Uas, UasConfig};
+use crate::uas::{ApplyError, Identity, JournalOrder, Now, Transport, Uas, UasConfig};
 
 mod clock;
 mod recover;
+mod tls;
 
 use recover::{agent_secrets, recover};
 pub use recover::{codes, model};
@@ -66,6 +67,9 @@ pub enum ServerError {
     /// `http.listen` is not an address (check-config refuses it first).
     #[error("http.listen: {0:?} is not an address")]
     HttpAddress(String),
+    /// A certificate, key or CA file could not be loaded.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::transport::tls::TlsError),
     /// A listener could not be bound.
     #[error("cannot listen on {proto}:{addr}: {source}")]
     Bind {
@@ -88,6 +92,11 @@ pub struct Server {
     store: Store,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
+    /// `tls:`, `ws:` and `wss:` listeners.
+    streams: Vec<(Transport, TcpListener)>,
+    /// `[sip] tls_cert` etc., `[http] tls_cert` etc.
+    sip_tls: Option<Arc<transport::TlsContext>>,
+    http_tls: Option<Arc<transport::TlsContext>>,
     rtp: Vec<Arc<UdpSocket>>,
     stats: Arc<Stats>,
     handle: CoreHandle,
@@ -145,6 +154,23 @@ impl Server {
             })?;
             tcp.push(listener);
         }
+        let sip_tls = tls::sip_context(&config)?;
+        let http_tls = tls::http_context(&config)?;
+        let mut streams = Vec::new();
+        for l in &listeners {
+            let transport = match l.proto {
+                ListenProto::Udp | ListenProto::Tcp => continue,
+                ListenProto::Tls => Transport::Tls,
+                ListenProto::Ws => Transport::Ws,
+                ListenProto::Wss => Transport::Wss,
+            };
+            let listener = transport::bind_tcp(l.addr).map_err(|source| ServerError::Bind {
+                proto: l.proto.as_str(),
+                addr: l.addr,
+                source,
+            })?;
+            streams.push((transport, listener));
+        }
         // One RTP socket per address family, on the first listener address of
         // that family: SDP answers name it, the confirmation tone is sent
         // from it, and what callers send to it is swallowed.
@@ -178,6 +204,9 @@ impl Server {
             store,
             udp,
             tcp,
+            streams,
+            sip_tls,
+            http_tls,
             rtp,
             stats: Arc::new(Stats::default()),
             handle,
@@ -199,7 +228,7 @@ impl Server {
         self.wsi.clone()
     }
 
-    /// The bound SIP listeners as `("udp" | "tcp", address)`.
+    /// The bound SIP listeners as `("udp" | "tcp" | "tls" | "ws" | "wss", address)`.
     pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
         let udp = self
             .udp
@@ -211,12 +240,31 @@ impl Server {
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .map(|a| ("tcp", a));
-        udp.chain(tcp).collect()
+        let streams = self.streams.iter().filter_map(|(t, s)| {
+            let proto = match t {
+                Transport::Tls => "tls",
+                Transport::Ws => "ws",
+                _ => "wss",
+            };
+            s.local_addr().ok().map(|a| (proto, a))
+        });
+        udp.chain(tcp).chain(streams).collect()
     }
 
     /// A handle on the core task (commands and queries), for the API.
     pub fn core_handle(&self) -> CoreHandle {
         self.handle.clone()
+    }
+
+    /// The SIP and HTTP certificates in use, if configured (their
+    /// `failed` counts handshakes that did not finish).
+    pub fn tls_contexts(
+        &self,
+    ) -> (
+        Option<Arc<transport::TlsContext>>,
+        Option<Arc<transport::TlsContext>>,
+    ) {
+        (self.sip_tls.clone(), self.http_tls.clone())
     }
 
     /// The transports' counters (messages, malformed, rate-limited, refused).
@@ -248,6 +296,7 @@ impl Server {
                 cfg.limits.tcp_connections_per_ip,
                 cfg.settings().exempt_sources.clone(),
             )),
+            tls: self.sip_tls.clone(),
         };
         let rtp_addr = |v6: bool| {
             self.rtp
@@ -337,6 +386,18 @@ impl Server {
                 stop_accept.clone(),
             ));
         }
+        for (transport, listener) in self.streams {
+            tasks.spawn(transport::run_stream(
+                listener,
+                connector.clone(),
+                stop_accept.clone(),
+                transport,
+            ));
+        }
+        let contexts: Vec<_> = self.sip_tls.iter().chain(&self.http_tls).cloned().collect();
+        if !contexts.is_empty() {
+            tasks.spawn(tls::reload_on_hangup(contexts, stop_all.clone()));
+        }
         let mut flows = Flows::new(connector);
         for sock in &self.rtp {
             tasks.spawn(rtp_sink(sock.clone(), stop_all.clone()));
@@ -361,6 +422,7 @@ impl Server {
         }));
         tasks.spawn(serve_http(
             self.http,
+            self.http_tls.clone(),
             app,
             stop_accept.clone(),
             stop_all.clone(),
@@ -478,23 +540,43 @@ impl Server {
     }
 }
 
-/// Serves the REST API and `/wsi` until facd stops accepting, then lets the
-/// requests in flight finish (at most [`HTTP_DRAIN_LIMIT`] after `stop_all`).
+/// Serves the REST API and `/wsi` (over HTTPS only when `tls` is set)
+/// until facd stops accepting, then lets the requests in flight finish (at
+/// most [`HTTP_DRAIN_LIMIT`] after `stop_all`).
 async fn serve_http(
     listener: TcpListener,
+    tls: Option<Arc<transport::TlsContext>>,
     app: axum::Router,
     stop_accept: CancellationToken,
     stop_all: CancellationToken,
 ) {
     use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
+    use futures_util::future::{BoxFuture, FutureExt};
+    use std::future::IntoFuture;
+    fn tune(tcp: &tokio::net::TcpStream) {
         // Events are small and latency matters: no Nagle delay. A fixed
         // send buffer bounds what the kernel holds for a client that stops
         // reading (autotuning would let it grow to tcp_wmem's maximum).
         let _ = tcp.set_nodelay(true);
-        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(HTTP_SEND_BUFFER);
-    });
-    let serve = axum::serve(listener, app).with_graceful_shutdown(stop_accept.cancelled_owned());
+        let _ = socket2::SockRef::from(tcp).set_send_buffer_size(HTTP_SEND_BUFFER);
+    }
+    let graceful = stop_accept.clone().cancelled_owned();
+    let serve: BoxFuture<'static, std::io::Result<()>> = match tls {
+        None => axum::serve(listener.tap_io(|tcp| tune(tcp)), app)
+            .with_graceful_shutdown(graceful)
+            .into_future()
+            .boxed(),
+        Some(ctx) => match tls::HttpsListener::new(listener, ctx, stop_accept, tune) {
+            Ok(l) => axum::serve(l, app)
+                .with_graceful_shutdown(graceful)
+                .into_future()
+                .boxed(),
+            Err(e) => {
+                warn!(error = %e, "https listener failed");
+                return;
+            }
+        },
+    };
     tokio::select! {
         r = serve => if let Err(e) = r { warn!(error = %e, "http server failed") },
         () = async {

@@ -252,9 +252,13 @@ pub enum NoRoute {
     /// which facd does not do.
     #[error("{0:?} is a host name; facd resolves no names (RFC 3263)")]
     Hostname(String),
-    /// A `sips:` URI needs TLS, which facd does not speak yet.
+    /// A `sips:` URI needs TLS, and the dialog came over plain TCP.
     #[error("a sips: URI needs TLS")]
     Tls,
+    /// The dialog came over a WebSocket, whose client accepts no
+    /// connections (RFC 7118 §5), and that WebSocket has closed.
+    #[error("the dialog's WebSocket has closed; a WebSocket client accepts no connections (RFC 7118 §5)")]
+    WebSocket,
     /// Not a SIP URI with a usable address (port 0, 0.0.0.0, multicast, …).
     #[error("{0:?} has no usable address")]
     Invalid(String),
@@ -267,15 +271,27 @@ pub enum NoRoute {
 /// are accepted (IPv4, or IPv6 in brackets), so facd never connects
 /// anywhere the request did not name.
 pub fn next_hop(route_set: &[Bytes], remote_target: &[u8]) -> Result<SocketAddr, NoRoute> {
+    hop(route_set, remote_target, false)
+}
+
+/// [`next_hop`] for a dialog over TLS (RFC 3261 §26.2.2): `sips:` and
+/// `sip:` URIs alike, port 5061 when the URI has none (§19.1.2).
+pub fn next_hop_tls(route_set: &[Bytes], remote_target: &[u8]) -> Result<SocketAddr, NoRoute> {
+    hop(route_set, remote_target, true)
+}
+
+fn hop(route_set: &[Bytes], remote_target: &[u8], tls: bool) -> Result<SocketAddr, NoRoute> {
     let uri = match route_set.first() {
         Some(route) => angle_uri(route),
         None => remote_target.trim_ascii(),
     };
     let text = || String::from_utf8_lossy(uri).into_owned();
-    if strip_prefix_ci(uri, b"sips:").is_some() {
-        return Err(NoRoute::Tls);
-    }
-    let Some(rest) = strip_prefix_ci(uri, b"sip:") else {
+    let rest = match (strip_prefix_ci(uri, b"sips:"), tls) {
+        (Some(_), false) => return Err(NoRoute::Tls),
+        (Some(rest), true) => Some(rest),
+        (None, _) => strip_prefix_ci(uri, b"sip:"),
+    };
+    let Some(rest) = rest else {
         return Err(NoRoute::Invalid(text()));
     };
     // Headers (`?…`) may hold an '@'; the user part cannot (RFC 3261 §25.1).
@@ -302,6 +318,7 @@ pub fn next_hop(route_set: &[Bytes], remote_target: &[u8]) -> Result<SocketAddr,
         }
     };
     let port = match port {
+        b"" if tls => 5061,
         b"" => 5060,
         p => p
             .strip_prefix(b":")
@@ -480,6 +497,22 @@ mod tests {
                 "sip:1001@127.0.0.1:5062"
             ),
             addr("192.0.2.1:5090")
+        );
+    }
+
+    #[test]
+    fn next_hop_tls_takes_sips_and_defaults_to_5061() {
+        let hop = |target: &str| next_hop_tls(&[], target.as_bytes());
+        let addr = |s: &str| Ok(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(hop("sips:1001@127.0.0.1"), addr("127.0.0.1:5061"));
+        assert_eq!(
+            hop("sip:1001@127.0.0.1;transport=tls"),
+            addr("127.0.0.1:5061")
+        );
+        assert_eq!(hop("SIPS:1001@[::1]:5071"), addr("[::1]:5071"));
+        assert_eq!(
+            hop("sips:1001@phone.example.com"),
+            Err(NoRoute::Hostname("phone.example.com".into()))
         );
     }
 

@@ -1,7 +1,9 @@
 //! Sends what the UAS hands out ([`Transmit`]): over UDP from the socket
-//! the request came to; over TCP on the connection it came on; and an
+//! the request came to; over TCP, TLS or a WebSocket on the connection it
+//! came on; and an
 //! in-dialog request whose connection has closed (SPEC §4) on a connection
-//! facd opens to the dialog's next hop (RFC 3261 §18.1.1), which later
+//! facd opens to the dialog's next hop (RFC 3261 §18.1.1; TLS again for a
+//! TLS dialog, none for a WebSocket one, RFC 7118 §5), which later
 //! requests of dialogs born on the same connection and going to the same
 //! hop then reuse.
 
@@ -83,7 +85,9 @@ impl Flows {
                 self.connector.unsent(bytes, None, why.to_string());
             }
             Ok(to) => {
-                let new = self.connector.dial(*to, hop.local_ip, &call_id());
+                let new = self
+                    .connector
+                    .dial(*to, hop.local_ip, &call_id(), conn.transport);
                 debug!(old = conn.id, conn = new.id, peer = %to, call_id = %call_id(), "tcp connection of the dialog closed: opening a new one to its remote target");
                 if let Err(e) = new.try_send(bytes) {
                     debug!(conn = new.id, error = %e, "tcp send dropped");

@@ -1,4 +1,5 @@
-//! UDP and TCP transports (RFC 3261 §18): sockets, readers and writers,
+//! UDP, TCP, TLS (RFC 3261 §18, §26) and WebSocket (RFC 7118)
+//! transports: sockets, readers and writers,
 //! the shell side of SIP. It owns no protocol state: readers hand whole
 //! parsed messages ([`Inbound`]) to the UAS loop, and [`Flows`] sends what
 //! the UAS hands out.
@@ -13,7 +14,9 @@
 mod admission;
 mod flows;
 mod tcp;
+pub mod tls;
 mod udp;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +33,8 @@ use crate::uas::Transport;
 
 pub use admission::{SourceLimits, LOG_INTERVAL, RATE_SOURCES};
 pub use flows::Flows;
-pub use tcp::{dial_timeout, run_tcp, Connector, TcpConn, Unsent};
+pub use tcp::{dial_timeout, run_stream, run_tcp, Connector, TcpConn, Unsent};
+pub use tls::{TlsContext, TlsFiles};
 pub use udp::run_udp;
 
 /// The socket or connection a message came on: the UAS's opaque flow.
@@ -38,7 +42,8 @@ pub use udp::run_udp;
 pub enum Link {
     /// A UDP socket; answers are sent from the port the request came to.
     Udp(Arc<UdpSocket>),
-    /// A TCP connection; answers go back over it (RFC 3261 §18.2.2).
+    /// A TCP, TLS or WebSocket connection; answers go back over it (RFC
+    /// 3261 §18.2.2, RFC 7118 §5).
     Tcp(TcpConn),
 }
 
@@ -48,11 +53,11 @@ pub type Peer = crate::uas::Peer<Link>;
 pub type Inbound = crate::uas::Inbound<Link>;
 
 impl Link {
-    /// UDP or TCP.
+    /// UDP, TCP, TLS, WS or WSS.
     pub fn transport(&self) -> Transport {
         match self {
             Self::Udp(_) => Transport::Udp,
-            Self::Tcp(_) => Transport::Tcp,
+            Self::Tcp(conn) => conn.transport,
         }
     }
 
@@ -112,6 +117,9 @@ pub struct Stats {
     pub tcp_dialed: AtomicU64,
     /// Such connections that could not be opened.
     pub tcp_dial_failed: AtomicU64,
+    /// WebSocket upgrades refused or failed (no `sip` subprotocol, not a
+    /// WebSocket request, unfinished in time).
+    pub ws_refused: AtomicU64,
 }
 
 /// Settings the readers need.
@@ -129,6 +137,9 @@ pub struct TransportConfig {
     pub udp_recv_buffer: usize,
     /// Per-source request rate and TCP connection cap.
     pub limits: Arc<SourceLimits>,
+    /// Certificates for `tls:` and `wss:` listeners and for TLS
+    /// connections facd opens; None without `sip.tls_cert`.
+    pub tls: Option<Arc<TlsContext>>,
 }
 
 /// Binds a UDP socket with a large receive buffer (on these machines smaller

@@ -2,7 +2,9 @@
 //! in-dialog requests, under one connection cap and the per-IP cap; each
 //! has a reader that frames (RFC 3261 §18.3), parses and feeds the UAS
 //! loop, a writer fed by a bounded queue, and the idle and slow-message
-//! timeouts.
+//! timeouts. TLS connections (RFC 3261 §26.2) are the same after their
+//! handshake ([`super::tls`]); WebSocket ones are read frame by frame
+//! ([`super::ws`]) under the same caps.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -20,15 +22,18 @@ use super::admission::ConnSlot;
 use super::{answer_malformed, peer, Inbound, Link, Stats, TransportConfig, LOG_INTERVAL};
 use crate::sip::framing::{Frame, StreamDecoder};
 use crate::sip::message::parse_message;
+use crate::uas::Transport;
 
 /// Messages queued for one TCP connection before new ones are dropped.
 const CONN_QUEUE: usize = 256;
 
-/// The write side of one TCP connection.
+/// The write side of one TCP connection (plain, TLS or WebSocket).
 #[derive(Clone, Debug)]
 pub struct TcpConn {
     /// A process-unique connection number, for logs.
     pub id: u64,
+    /// TCP, TLS, WS or WSS.
+    pub transport: Transport,
     shared: Arc<ConnShared>,
 }
 
@@ -59,9 +64,10 @@ impl std::fmt::Display for SendError {
 }
 
 impl TcpConn {
-    fn new(id: u64, tx: mpsc::Sender<Bytes>) -> Self {
+    pub(super) fn new(id: u64, tx: mpsc::Sender<Bytes>, transport: Transport) -> Self {
         Self {
             id,
+            transport,
             shared: Arc::new(ConnShared {
                 tx,
                 open: AtomicBool::new(true),
@@ -74,7 +80,7 @@ impl TcpConn {
         self.shared.open.load(Ordering::Acquire) && !self.shared.tx.is_closed()
     }
 
-    fn close(&self) {
+    pub(super) fn close(&self) {
         self.shared.open.store(false, Ordering::Release);
     }
 
@@ -117,11 +123,11 @@ pub struct Connector {
     /// The core's input. Held for as long as any connection or dialog
     /// may need it, so the core's channel stays open through a drain even
     /// on a TCP-only server with no connection left.
-    core: mpsc::Sender<Inbound>,
+    pub(super) core: mpsc::Sender<Inbound>,
     unsent: mpsc::UnboundedSender<Unsent>,
     pub(super) stats: Arc<Stats>,
     /// Ends every connection (shutdown).
-    stop: CancellationToken,
+    pub(super) stop: CancellationToken,
     /// `sip.max_tcp_connections`, over all listeners and dialled connections.
     pub(super) cap: Arc<Semaphore>,
     next_id: AtomicU64,
@@ -156,31 +162,33 @@ impl Connector {
 
     /// Starts a connection to `to` from `local_ip` (port chosen by the OS)
     /// and returns its write side at once: what is sent before the connect
-    /// completes waits in its queue; if the connect fails, every request
-    /// queued is handed back as [`Unsent`].
+    /// (and, over TLS, the handshake) completes waits in its queue; if it
+    /// fails, every request queued is handed back as [`Unsent`].
     pub(super) fn dial(
         self: &Arc<Self>,
         to: SocketAddr,
         local_ip: IpAddr,
         call_id: &str,
+        transport: Transport,
     ) -> TcpConn {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel::<Bytes>(CONN_QUEUE);
-        let conn = TcpConn::new(id, tx);
+        let conn = TcpConn::new(id, tx, transport);
         let (this, conn2, call_id) = (self.clone(), conn.clone(), call_id.to_string());
         tokio::spawn(async move {
             let opened = tokio::select! {
-                r = this.connect(to, local_ip) => r,
+                r = this.connect(to, local_ip, transport) => r,
                 () = this.stop.cancelled() => Err("shutting down".to_string()),
             };
             match opened {
                 Ok((stream, permit, slot)) => {
                     this.stats.tcp_dialed.fetch_add(1, Ordering::Relaxed);
                     let local = stream
+                        .tcp()
                         .local_addr()
                         .map_or_else(|e| e.to_string(), |a| a.to_string());
-                    info!(conn = id, peer = %to, %local, %call_id, "tcp connection opened to the remote target (the dialog's connection had closed)");
-                    this.serve(stream, to, conn2, rx).await;
+                    info!(conn = id, peer = %to, %local, %call_id, transport = transport.as_str(), "tcp connection opened to the remote target (the dialog's connection had closed)");
+                    this.serve_tcp(stream, to, conn2, rx).await;
                     drop(slot);
                     drop(permit);
                 }
@@ -199,12 +207,22 @@ impl Connector {
         conn
     }
 
-    /// Connects under the caps, within the dial timeout.
+    /// Connects under the caps, within the dial timeout; over TLS, runs
+    /// the client handshake too (within the same timeout), verifying the
+    /// peer ([`super::tls::TlsContext::connector`]).
     async fn connect(
         &self,
         to: SocketAddr,
         local_ip: IpAddr,
-    ) -> Result<(TcpStream, tokio::sync::OwnedSemaphorePermit, ConnSlot), String> {
+        transport: Transport,
+    ) -> Result<(Stream, tokio::sync::OwnedSemaphorePermit, ConnSlot), String> {
+        let tls = match transport {
+            Transport::Tls => {
+                let ctx = self.cfg.tls.as_ref().ok_or("no sip.tls_cert configured")?;
+                Some(ctx.connector(to.ip())?)
+            }
+            _ => None,
+        };
         let permit = self.cap.clone().try_acquire_owned().map_err(|_| {
             self.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
             format!(
@@ -228,33 +246,105 @@ impl Connector {
             sock.bind(SocketAddr::new(local_ip, 0))
                 .map_err(|e| format!("bind {local_ip}: {e}"))?;
         }
-        let stream = tokio::time::timeout(self.dial_timeout, sock.connect(to))
+        let deadline = tokio::time::Instant::now() + self.dial_timeout;
+        let timed_out = || format!("connect timed out after {:?}", self.dial_timeout);
+        let stream = tokio::time::timeout_at(deadline, sock.connect(to))
             .await
-            .map_err(|_| format!("connect timed out after {:?}", self.dial_timeout))?
+            .map_err(|_| timed_out())?
             .map_err(|e| format!("connect: {e}"))?;
+        let stream = match tls {
+            None => Stream::Plain(stream),
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout_at(deadline, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| format!("tls handshake: {e}"))?;
+                Stream::Tls(Box::new(tls))
+            }
+        };
         Ok((stream, permit, slot))
     }
 
-    /// Serves an accepted connection.
-    async fn accepted(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
+    /// Serves an accepted connection: over TLS and WSS after the server
+    /// handshake (within `sip.tcp_message_secs`, a handshake that never
+    /// finishes is closed), over WS and WSS after the WebSocket upgrade.
+    async fn accepted(self: Arc<Self>, stream: TcpStream, addr: SocketAddr, transport: Transport) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel::<Bytes>(CONN_QUEUE);
-        let conn = TcpConn::new(id, tx);
-        self.serve(stream, addr, conn, rx).await;
+        let conn = TcpConn::new(id, tx, transport);
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let tls = match (transport, &self.cfg.tls) {
+            (Transport::Tcp, _) => {
+                return self.serve_tcp(Stream::Plain(stream), addr, conn, rx).await;
+            }
+            (Transport::Ws, _) => {
+                return super::ws::serve(&self, stream, addr, local, conn, rx).await
+            }
+            (_, Some(ctx)) => ctx.clone(),
+            // Server::bind refuses tls: and wss: listeners without certificates.
+            (_, None) => return,
+        };
+        let handshake = tls.accept(stream, addr, transport.as_str(), self.cfg.tcp_message);
+        let done = tokio::select! {
+            s = handshake => s,
+            () = self.stop.cancelled() => None,
+        };
+        let Some(tls) = done else { return };
+        if transport == Transport::Wss {
+            super::ws::serve(&self, tls, addr, local, conn, rx).await;
+        } else {
+            let (rd, wr) = tokio::io::split(tls);
+            self.serve(rd, wr, addr, local, conn, rx).await;
+        }
     }
 
-    /// Reads, frames and parses messages for the core and writes what is
-    /// queued on `conn`, until the peer closes, a timeout or shutdown.
-    async fn serve(
+    /// Serves a connection opened or accepted, plain or TLS.
+    async fn serve_tcp(
         &self,
-        stream: TcpStream,
+        stream: Stream,
         addr: SocketAddr,
         conn: TcpConn,
         rx: mpsc::Receiver<Bytes>,
     ) {
-        serve_tcp(
-            stream,
+        let _ = stream.tcp().set_nodelay(true);
+        let Ok(local) = stream.tcp().local_addr() else {
+            conn.close();
+            return;
+        };
+        match stream {
+            Stream::Plain(s) => {
+                let (rd, wr) = s.into_split();
+                self.serve(rd, wr, addr, local, conn, rx).await;
+            }
+            Stream::Tls(s) => {
+                let (rd, wr) = tokio::io::split(s);
+                self.serve(rd, wr, addr, local, conn, rx).await;
+            }
+        }
+    }
+
+    /// Reads, frames and parses messages for the core and writes what is
+    /// queued on `conn`, until the peer closes, a timeout or shutdown.
+    async fn serve<R, W>(
+        &self,
+        rd: R,
+        wr: W,
+        addr: SocketAddr,
+        local: SocketAddr,
+        conn: TcpConn,
+        rx: mpsc::Receiver<Bytes>,
+    ) where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        serve_stream(
+            rd,
+            wr,
             addr,
+            local,
             conn,
             rx,
             &self.cfg,
@@ -266,12 +356,39 @@ impl Connector {
     }
 }
 
+/// A connection facd opened: plain TCP, or TLS after its handshake.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
 /// Accepts TCP connections until `stop_accept`, at most
 /// `max_tcp_connections` open at once (with those facd dialled).
 pub async fn run_tcp(
     listener: TcpListener,
     connector: Arc<Connector>,
     stop_accept: CancellationToken,
+) {
+    run_stream(listener, connector, stop_accept, Transport::Tcp).await;
+}
+
+/// Accepts connections of `transport` (TCP, TLS, WS or WSS) until
+/// `stop_accept`, under the same caps as [`run_tcp`]: a TLS or WebSocket
+/// handshake counts against them while it runs.
+pub async fn run_stream(
+    listener: TcpListener,
+    connector: Arc<Connector>,
+    stop_accept: CancellationToken,
+    transport: Transport,
 ) {
     let (cfg, stats) = (&connector.cfg, &connector.stats);
     let (mut last_log, mut refused_since_log) = (None::<Instant>, 0u64);
@@ -311,7 +428,7 @@ pub async fn run_tcp(
         };
         let connector = connector.clone();
         tokio::spawn(async move {
-            connector.accepted(stream, addr).await;
+            connector.accepted(stream, addr, transport).await;
             drop(slot);
             drop(permit);
         });
@@ -319,23 +436,22 @@ pub async fn run_tcp(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve_tcp(
-    stream: TcpStream,
+async fn serve_stream<R, W>(
+    mut rd: R,
+    mut wr: W,
     addr: SocketAddr,
+    local: SocketAddr,
     conn: TcpConn,
     mut rx: mpsc::Receiver<Bytes>,
     cfg: &TransportConfig,
     core: mpsc::Sender<Inbound>,
     stats: &Stats,
     stop: &CancellationToken,
-) {
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let id = conn.id;
-    let _ = stream.set_nodelay(true);
-    let Ok(local) = stream.local_addr() else {
-        conn.close();
-        return;
-    };
-    let (mut rd, mut wr) = stream.into_split();
     let closed = CancellationToken::new();
     let writer_closed = closed.clone();
     let writer_conn = conn.clone();
@@ -358,7 +474,7 @@ async fn serve_tcp(
         let _ = wr.shutdown().await;
     });
     let peer = peer(addr, local, Link::Tcp(conn.clone()));
-    debug!(conn = id, peer = %addr, "tcp connection open");
+    debug!(conn = id, peer = %addr, transport = conn.transport.as_str(), "tcp connection open");
     let mut buf = BytesMut::with_capacity(4096);
     let mut decoder = StreamDecoder::new();
     let mut partial_since: Option<tokio::time::Instant> = None;
@@ -366,7 +482,8 @@ async fn serve_tcp(
         // Drain every whole frame already buffered before reading more.
         loop {
             match decoder.decode(&mut buf, cfg.max_message_bytes) {
-                Ok(Some(Frame::Message(_))) if !cfg.limits.admit(addr.ip(), "TCP", stats) => {}
+                Ok(Some(Frame::Message(_)))
+                    if !cfg.limits.admit(addr.ip(), conn.transport.as_str(), stats) => {}
                 Ok(Some(Frame::Message(frame))) => match parse_message(frame) {
                     Ok(msg) => {
                         stats.messages.fetch_add(1, Ordering::Relaxed);
@@ -421,7 +538,7 @@ async fn serve_tcp(
     };
     debug!(conn = id, peer = %addr, why = %why, "tcp connection closed");
     if why.starts_with("framing") || why.starts_with("message incomplete") {
-        info!(conn = id, peer = %addr, why = %why, "tcp connection closed");
+        info!(conn = id, peer = %addr, transport = conn.transport.as_str(), why = %why, "tcp connection closed");
     }
     // Nothing new is queued from now on (in-dialog requests dial instead); let queued
     // answers (e.g. the 400 for a broken message) go out, then close.

@@ -112,15 +112,41 @@ pub enum Transport {
     Udp,
     /// Reliable: none.
     Tcp,
+    /// TCP under TLS (RFC 3261 §26.2, §18): reliable.
+    Tls,
+    /// SIP over WebSocket (RFC 7118): reliable; the peer accepts no
+    /// connection, so everything goes back over its WebSocket (§5).
+    Ws,
+    /// SIP over secure WebSocket (RFC 7118): as `Ws`, under TLS.
+    Wss,
 }
 
 impl Transport {
-    /// As written in Via and `;transport=`.
+    /// As written in Via (RFC 3261 §18.2, RFC 7118 §5: `WS`, `WSS`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Udp => "UDP",
             Self::Tcp => "TCP",
+            Self::Tls => "TLS",
+            Self::Ws => "WS",
+            Self::Wss => "WSS",
         }
+    }
+
+    /// The `transport=` URI parameter value (RFC 3261 §19.1.1, RFC 7118 §5).
+    pub fn param(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
+        }
+    }
+
+    /// True on stream transports: no retransmissions (RFC 3261 §17.1.1.2).
+    pub fn reliable(self) -> bool {
+        self != Self::Udp
     }
 }
 
@@ -131,7 +157,7 @@ pub struct Peer<F> {
     pub addr: SocketAddr,
     /// The local address it arrived on.
     pub local: SocketAddr,
-    /// UDP or TCP.
+    /// UDP, TCP, TLS, WS or WSS.
     pub transport: Transport,
     /// The shell's socket or connection it came on.
     pub flow: F,
@@ -140,7 +166,7 @@ pub struct Peer<F> {
 impl<F> Peer<F> {
     /// True on a reliable (stream) transport: no retransmissions (RFC 3261 §17).
     pub fn reliable(&self) -> bool {
-        self.transport == Transport::Tcp
+        self.transport.reliable()
     }
 }
 

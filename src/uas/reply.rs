@@ -9,7 +9,7 @@ use rand::Rng;
 
 use super::dialog::{ByeTemplate, DialogId, ToneSource};
 use super::subscription::NotifyTemplate;
-use super::{Dest, NextHop, Now, Peer, Uas};
+use super::{Dest, NextHop, Now, Peer, Transport, Uas};
 use crate::sip::build::{self, ResponseBuilder};
 use crate::sip::message::{Request, Scheme};
 use crate::sip::{sdp, SERVER};
@@ -74,7 +74,8 @@ pub(super) fn response_dest<F: Clone>(req: &Request, peer: &Peer<F>) -> Dest<F> 
 /// `peer` go: the flow that request came on (RFC 5626 style: the packet's
 /// source, never a host named in the message); over TCP, once that
 /// connection has closed, a new one to the next hop (RFC 3261 §18.1.1):
-/// the first Route, else the remote target, a literal address only.
+/// the first Route, else the remote target, a literal address only (over
+/// TLS a new TLS connection; over a WebSocket none, RFC 7118 §5).
 pub(super) fn dialog_dest<F: Clone>(
     peer: &Peer<F>,
     route_set: &[Bytes],
@@ -82,9 +83,17 @@ pub(super) fn dialog_dest<F: Clone>(
     call_id: &Bytes,
 ) -> Dest<F> {
     let next_hop = peer.reliable().then(|| {
+        let target = match peer.transport {
+            // RFC 3261 §26.2.2: a dialog over TLS is reached over TLS again.
+            Transport::Tls => build::next_hop_tls(route_set, remote_target),
+            // RFC 7118 §5: a WebSocket client accepts no connections (its
+            // Contact host is typically `*.invalid`).
+            Transport::Ws | Transport::Wss => Err(build::NoRoute::WebSocket),
+            _ => build::next_hop(route_set, remote_target),
+        };
         Arc::new(NextHop {
             local_ip: peer.local.ip(),
-            target: build::next_hop(route_set, remote_target),
+            target,
             call_id: call_id.clone(),
         })
     });
@@ -166,15 +175,14 @@ impl<F: Clone, W> Uas<F, W> {
         } else {
             sent_by(peer.local)
         };
-        let scheme = if req.uri.scheme == Scheme::Sips {
-            "sips"
-        } else {
-            "sip"
-        };
-        let transport = if peer.reliable() {
-            ";transport=tcp"
-        } else {
-            ""
+        let sips = req.uri.scheme == Scheme::Sips;
+        let scheme = if sips { "sips" } else { "sip" };
+        // RFC 5630 §3.2: a sips: URI implies TLS and takes no transport=tls;
+        // RFC 7118 §5: transport=ws / wss over a WebSocket.
+        let transport = match peer.transport {
+            Transport::Udp => "",
+            Transport::Tls if sips => "",
+            t => t.param(),
         };
         let mut c = String::with_capacity(64);
         c.push('<');
@@ -185,7 +193,10 @@ impl<F: Clone, W> Uas<F, W> {
             c.push('@');
         }
         c.push_str(&host);
-        c.push_str(transport);
+        if !transport.is_empty() {
+            c.push_str(";transport=");
+            c.push_str(transport);
+        }
         c.push('>');
         c
     }
