@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(queue_id("8000"), queue_id("8000"));
         let mut seen = HashSet::new();
         for n in (0..2000).map(|i| i.to_string()).chain(
-            ["0", "00", "08000", "9999999999", "0000000000"]
+            ["00", "000", "08000", "9999999999", "0000000000"]
                 .iter()
                 .map(|s| s.to_string()),
         ) {
