@@ -91,19 +91,30 @@ async fn subscriber(
             continue;
         }
         let ups: Vec<(String, String)> = match v["event_type"].as_str() {
-            Some("queue_agent_status") => v["updated_agents"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| {
-                    (
-                        a["agent_extension_number"].as_str().unwrap().to_string(),
-                        a["state"].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect(),
+            Some(t @ ("queue_agent_status" | "queue_status")) => v[if t == "queue_status" {
+                "agents"
+            } else {
+                "updated_agents"
+            }]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["agent_extension_number"].as_str().unwrap().to_string(),
+                    a["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect(),
             Some("extension_agent_status") => {
-                let ext = v["extension"].as_str().unwrap().to_string();
+                // PortSIP's SIP URI: sip:<extension>@<domain>.
+                let uri = v["extension"].as_str().unwrap();
+                let ext = uri
+                    .trim_start_matches("sip:")
+                    .split('@')
+                    .next()
+                    .unwrap_or(uri)
+                    .to_string();
                 v["agent_status"]
                     .as_array()
                     .unwrap()
@@ -114,7 +125,7 @@ async fn subscriber(
             }
             _ => continue,
         };
-        let is_snapshot = !snap || (v["event_type"] == "queue_agent_status" && ups.len() > 1);
+        let is_snapshot = !snap || v["event_type"] == "queue_status";
         if is_snapshot {
             if snap && started.load(std::sync::atomic::Ordering::Relaxed) {
                 seen.snapshots_mid_run += 1;
@@ -223,9 +234,24 @@ async fn main() {
             .collect(),
     );
     let client = reqwest::Client::new();
+    let queues: Value = client
+        .get(format!("http://{http}/api/call_queues"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET /api/call_queues")
+        .json()
+        .await
+        .expect("a queue list");
+    let q8000 = queues["items"]
+        .as_array()
+        .and_then(|l| l.iter().find(|q| q["extension_number"] == "8000"))
+        .and_then(|q| q["id"].as_str())
+        .expect("queue 8000")
+        .to_string();
     for a in probes.iter() {
         let r = client
-            .post(format!("http://{http}/call_queues/8000/agents/{a}"))
+            .post(format!("http://{http}/api/call_queues/{q8000}/agents/{a}"))
             .bearer_auth(&token)
             .json(&json!({"status": "LOGGED_IN"}))
             .send()

@@ -89,8 +89,10 @@ impl DigestAlgorithm {
 pub struct ApiUser {
     /// Its name (a `/wsi` login).
     pub name: String,
-    /// Its bearer token (and `/wsi` password).
-    pub token: String,
+    /// Its static bearer token (also accepted as its password), if any.
+    pub token: Option<String>,
+    /// Its password for `POST /api/login` and `/wsi`, if any.
+    pub password: Option<String>,
     /// What it may do.
     pub role: ApiRole,
 }
@@ -335,7 +337,10 @@ impl Default for HttpConfig {
 #[serde(deny_unknown_fields)]
 pub struct ApiUserConfig {
     pub name: String,
-    pub token: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
     pub role: String,
     #[serde(default)]
     pub extension: Option<String>,
@@ -887,8 +892,15 @@ impl Config {
             } else if names.insert(u.name.as_str(), i).is_some() {
                 e.push(err(key("name"), format!("duplicate API user {:?}", u.name)));
             }
-            if u.token.len() < 8 {
-                e.push(err(key("token"), "must be at least 8 characters"));
+            match (&u.token, &u.password) {
+                (None, None) => e.push(err(key("token"), "needs a token or a password (or both)")),
+                (Some(t), _) if t.len() < 8 => {
+                    e.push(err(key("token"), "must be at least 8 characters"))
+                }
+                (_, Some(p)) if p.len() < 8 => {
+                    e.push(err(key("password"), "must be at least 8 characters"))
+                }
+                _ => {}
             }
             let role = match (u.role.as_str(), &u.extension) {
                 ("admin", None) => Some(ApiRole::Admin),
@@ -925,6 +937,7 @@ impl Config {
                 users.push(ApiUser {
                     name: u.name.clone(),
                     token: u.token.clone(),
+                    password: u.password.clone(),
                     role,
                 });
             }
@@ -1074,7 +1087,8 @@ role = "admin"
             s.api_users,
             [ApiUser {
                 name: "admin".into(),
-                token: "change-me-please".into(),
+                token: Some("change-me-please".into()),
+                password: None,
                 role: ApiRole::Admin,
             }]
         );

@@ -1,8 +1,8 @@
-//! The REST API (SPEC §6) with a real HTTP client against the real server:
-//! tokens and roles, validation and JSON errors, state changes and views,
-//! call reports walking QUEUE_CALL → WRAP_UP → READY on a paused clock,
-//! READY agents longest idle first, and the OpenAPI document against the
-//! router.
+//! The REST API (SPEC §6, PortSIP's under `/api/`) with a real HTTP client
+//! against the real server: tokens, logins and roles, validation and
+//! PortSIP's error shape, state changes and views, membership, call reports
+//! walking QUEUE_CALL → WRAP_UP → READY on a paused clock, READY agents
+//! longest idle first, and the OpenAPI document against the router.
 
 mod common;
 
@@ -16,10 +16,11 @@ use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-token-1";
 const ALICE: &str = "alice-token-1";
+const ADMIN_PASSWORD: &str = "admin-password-1";
 
 fn config() -> String {
     format!(
-        "{}\n[[api_users]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n\n\
+        "{}\n[[api_users]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\npassword = \"{ADMIN_PASSWORD}\"\nrole = \"admin\"\n\n\
          [[api_users]]\nname = \"alice\"\ntoken = \"{ALICE}\"\nrole = \"agent\"\nextension = \"1001\"\n",
         base_config("")
     )
@@ -82,26 +83,61 @@ impl Api {
             .await
     }
 
+    /// The id of queue `number`, from `GET /api/call_queues`.
+    async fn qid(&self, number: &str) -> String {
+        let (st, v) = self.get("/api/call_queues", ADMIN).await;
+        assert_eq!(st, 200, "{v}");
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["extension_number"] == number)
+            .unwrap_or_else(|| panic!("no queue {number} in {v}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `/api/call_queues/{id}/agents/{agent}` of queue number `queue`.
+    async fn agent_path(&self, queue: &str, agent: &str) -> String {
+        format!("/api/call_queues/{}/agents/{agent}", self.qid(queue).await)
+    }
+
     async fn status_in(&self, queue: &str, agent: &str) -> String {
-        let (st, v) = self
-            .get(&format!("/call_queues/{queue}/agents/{agent}"), ADMIN)
-            .await;
+        let (st, v) = self.get(&self.agent_path(queue, agent).await, ADMIN).await;
         assert_eq!(st, 200, "{v}");
         v["status"].as_str().unwrap().to_string()
     }
+
+    async fn set(&self, queue: &str, agent: &str, body: Value) -> (u16, Value) {
+        self.post(&self.agent_path(queue, agent).await, ADMIN, body)
+            .await
+    }
 }
 
+/// PortSIP's error shape: `{"errors": [{"code", "message"}]}`; the message.
 fn error_of(v: &Value) -> &str {
-    v["error"]
+    let e = &v["errors"][0];
+    assert!(
+        e["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "no code in {v}"
+    );
+    e["message"]
         .as_str()
         .unwrap_or_else(|| panic!("no error message in {v}"))
+}
+
+fn code_of(v: &Value) -> &str {
+    v["errors"][0]["code"].as_str().unwrap_or_default()
 }
 
 #[tokio::test]
 async fn tokens_and_roles() {
     let s = TestServer::start(&config()).await;
     let api = Api::new(s.http);
-    let path = "/call_queues/8000/agents/1001";
+    let path = &api.agent_path("8000", "1001").await;
+    let other = &api.agent_path("8000", "1002").await;
+    let q8000 = api.qid("8000").await;
 
     // Missing or wrong token: 401 with a challenge and a JSON message.
     let resp = api
@@ -117,6 +153,7 @@ async fn tokens_and_roles() {
         .starts_with("Bearer"));
     let v: Value = resp.json().await.unwrap();
     assert_eq!(error_of(&v), "missing or wrong bearer token");
+    assert_eq!(code_of(&v), "UNAUTHORIZED");
     let (st, _) = api.get(path, "not-a-token").await;
     assert_eq!(st, 401);
     let (st, _) = api
@@ -132,30 +169,40 @@ async fn tokens_and_roles() {
     // An agent's token: its own extension only.
     let (st, v) = api.get(path, ALICE).await;
     assert_eq!((st, v["extension_number"].as_str()), (200, Some("1001")));
-    let (st, v) = api.get("/call_queues/8000/agents/1002", ALICE).await;
+    let (st, v) = api.get(other, ALICE).await;
     assert_eq!(st, 403, "{v}");
     assert!(error_of(&v).contains("own extension"), "{v}");
-    let (st, _) = api
-        .post(
-            "/call_queues/8000/agents/1002",
-            ALICE,
-            json!({"status": "LOGGED_IN"}),
-        )
-        .await;
-    assert_eq!(st, 403);
-    let (st, _) = api.get("/agents/1002", ALICE).await;
+    assert_eq!(code_of(&v), "PERMISSION_DENIED");
+    let (st, _) = api.post(other, ALICE, json!({"status": "LOGGED_IN"})).await;
     assert_eq!(st, 403);
     let (st, _) = api
         .post(
-            "/agents/1002/calls",
+            "/api/agents/1002/calls",
             ALICE,
-            json!({"call_id": "c1", "kind": "other"}),
+            json!({"call_id": "c1", "type": "OTHER"}),
         )
         .await;
     assert_eq!(st, 403);
-    let (st, _) = api.get("/call_queues/8000/agents", ALICE).await;
+    for admin_only in [
+        "/api/call_queues".to_string(),
+        format!("/api/call_queues/{q8000}"),
+        format!("/api/call_queues/{q8000}/agents"),
+        format!("/api/call_queues/{q8000}/ready_agents"),
+        "/api/users".to_string(),
+    ] {
+        let (st, _) = api.get(&admin_only, ALICE).await;
+        assert_eq!(st, 403, "{admin_only}");
+    }
+    let (st, _) = api
+        .post(
+            &format!("/api/call_queues/{q8000}/agents"),
+            ALICE,
+            json!({"items": []}),
+        )
+        .await;
     assert_eq!(st, 403);
-    let (st, _) = api.get("/call_queues/8000/ready_agents", ALICE).await;
+    // An admin has no "own" agent.
+    let (st, _) = api.get("/api/user/call_queues", ADMIN).await;
     assert_eq!(st, 403);
     // Nothing changed for 1002.
     assert_eq!(api.status_in("8000", "1002").await, "LOGGED_OUT");
@@ -163,7 +210,11 @@ async fn tokens_and_roles() {
     // Its own changes go through.
     let (st, v) = api.post(path, ALICE, json!({"status": "LOGGED_IN"})).await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v["queues"][0]["status"], "READY");
+    assert_eq!(v["status"], "READY");
+    let (st, v) = api.get("/api/user/call_queues", ALICE).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["items"][0]["id"], q8000.as_str());
+    assert_eq!(v["items"][1]["extension_number"], "8001");
     s.stop().await;
 }
 
@@ -171,7 +222,8 @@ async fn tokens_and_roles() {
 async fn validation_errors_are_json_with_a_message() {
     let s = TestServer::start(&config()).await;
     let api = Api::new(s.http);
-    let path = "/call_queues/8000/agents/1001";
+    let path = &api.agent_path("8000", "1001").await;
+    let q8000 = api.qid("8000").await;
     let raw = |body: &'static str| {
         let api = &api;
         async move {
@@ -181,7 +233,7 @@ async fn validation_errors_are_json_with_a_message() {
     };
 
     let (st, v) = raw(r#"{"status": "READY""#).await;
-    assert_eq!(st, 400);
+    assert_eq!((st, code_of(&v)), (400, "VALIDATE_FAILED"));
     assert!(error_of(&v).starts_with("invalid JSON body"), "{v}");
     let (st, v) = raw("").await;
     assert_eq!((st, error_of(&v)), (400, "a JSON body is required"));
@@ -200,142 +252,229 @@ async fn validation_errors_are_json_with_a_message() {
     let (st, v) = raw(r#"{"status": "QUEUE_CALL"}"#).await;
     assert_eq!(st, 400);
     assert!(error_of(&v).contains("call reports"), "{v}");
+    // 22.3's reason: a configured code's name, only with NOT_READY.
+    let (st, v) = raw(r#"{"status": "NOT_READY", "reason": "NAP"}"#).await;
+    assert_eq!(st, 400);
+    assert!(error_of(&v).contains("unknown reason \"NAP\""), "{v}");
+    let (st, v) = raw(r#"{"status": "READY", "reason": "BREAK"}"#).await;
+    assert_eq!(st, 400);
+    assert!(error_of(&v).contains("only for status NOT_READY"), "{v}");
     let big = format!(r#"{{"status": "{}"}}"#, "x".repeat(20_000));
     let (st, v) = api
         .call(reqwest::Method::POST, path, Some(ADMIN), Some(&big))
         .await;
     assert_eq!(st, 413, "{v}");
 
-    // Path segments.
-    let (st, v) = api.get("/call_queues/80x0/agents/1001", ADMIN).await;
-    assert_eq!(st, 400);
-    assert!(error_of(&v).contains("1 to 10 digits"), "{v}");
-    let (st, v) = api.get("/call_queues/8000/agents/10%2001", ADMIN).await;
+    // Path segments: queues are addressed by id, not number.
+    let (st, v) = api.get("/api/call_queues/8000/agents/1001", ADMIN).await;
+    assert_eq!(
+        (st, error_of(&v)),
+        (404, "no call queue has the id \"8000\"")
+    );
+    assert_eq!(code_of(&v), "NOT_FOUND");
+    let (st, v) = api
+        .get(&format!("/api/call_queues/{q8000}/agents/10%2001"), ADMIN)
+        .await;
     assert_eq!(st, 400, "{v}");
-    let (st, v) = api.get("/call_queues/9999/agents/1001", ADMIN).await;
-    assert_eq!((st, error_of(&v)), (404, "unknown queue \"9999\""));
-    let (st, v) = api.get("/call_queues/8000/agents/1003", ADMIN).await;
+    let (st, v) = api
+        .get(&format!("/api/call_queues/{q8000}/agents/1003"), ADMIN)
+        .await;
     assert_eq!(st, 404);
     assert!(error_of(&v).contains("not a member"), "{v}");
-    let (st, _) = api.get("/agents/4242", ADMIN).await;
+    let (st, _) = api
+        .get(&format!("/api/call_queues/{q8000}/agents/4242"), ADMIN)
+        .await;
+    assert_eq!(st, 404);
+    let (st, _) = api.get("/api/users/123/call_queues", ADMIN).await;
     assert_eq!(st, 404);
 
     // Refusals by the state rules keep their meaning.
     let (st, v) = api.post(path, ADMIN, json!({"status": "READY"})).await;
     assert_eq!((st, error_of(&v)), (409, "the agent is not logged in"));
+    assert_eq!(code_of(&v), "AGENT_NOT_LOGGED_IN");
     let (st, v) = api
-        .post(
-            "/call_queues/8002/agents/1001",
-            ADMIN,
-            json!({"status": "LOGGED_IN"}),
-        )
+        .set("8002", "1001", json!({"status": "LOGGED_IN"}))
         .await;
-    assert_eq!(st, 409, "{v}");
+    assert_eq!((st, code_of(&v)), (409, "AGENT_NOT_MEMBER"), "{v}");
 
     // Call reports.
     for (body, want) in [
-        (json!({"call_id": "c1", "kind": "acd"}), "needs the queue"),
         (
-            json!({"call_id": "c1", "kind": "other", "queue": "8000"}),
-            "only for \"acd\"",
+            json!({"call_id": "c1", "type": "ACD"}),
+            "needs the queue_number",
         ),
-        (json!({"call_id": "", "kind": "other"}), "call_id must be"),
-        (json!({"call_id": "c1", "kind": "phone"}), "unknown variant"),
-        (json!({"kind": "other"}), "missing field `call_id`"),
+        (
+            json!({"call_id": "c1", "type": "OTHER", "queue_number": "8000"}),
+            "only for \"ACD\"",
+        ),
+        (json!({"call_id": "", "type": "OTHER"}), "call_id must be"),
+        (json!({"call_id": "c1", "type": "PHONE"}), "unknown variant"),
+        (json!({"type": "OTHER"}), "missing field `call_id`"),
     ] {
-        let (st, v) = api.post("/agents/1001/calls", ADMIN, body.clone()).await;
+        let (st, v) = api
+            .post("/api/agents/1001/calls", ADMIN, body.clone())
+            .await;
         assert_eq!(st, 400, "{body}: {v}");
         assert!(error_of(&v).contains(want), "{body}: {v}");
     }
-    let (st, _) = api.delete("/agents/1001/calls/nope", ADMIN).await;
+    let (st, _) = api
+        .post("/api/agents/1001/calls/nope/destroy", ADMIN, json!({}))
+        .await;
     assert_eq!(st, 404);
+
+    // Membership lists.
+    let members = format!("/api/call_queues/{q8000}/agents");
+    for (body, want) in [
+        (
+            json!({"items": [{"extension_number": "4242"}]}),
+            "not a configured agent",
+        ),
+        (
+            json!({"items": [{"extension_number": "1001", "skill_level": 0}]}),
+            "skill_level must be 1 to 100",
+        ),
+        (
+            json!({"items": [{"extension_number": "1001"}, {"extension_number": "1001"}]}),
+            "listed twice",
+        ),
+        (json!({"agents": []}), "unknown field `agents`"),
+    ] {
+        let (st, v) = api.post(&members, ADMIN, body.clone()).await;
+        assert_eq!(st, 400, "{body}: {v}");
+        assert!(error_of(&v).contains(want), "{body}: {v}");
+    }
 
     // Unknown routes and methods answer JSON too.
     let (st, v) = api.get("/nope", ADMIN).await;
     assert_eq!(st, 404);
     assert!(error_of(&v).contains("openapi"), "{v}");
-    let (st, v) = api.delete("/call_queues/8000/agents", ADMIN).await;
+    let (st, v) = api.delete(&members, ADMIN).await;
     assert_eq!(st, 405, "{v}");
 
     // None of it changed anything.
     assert_eq!(api.status_in("8000", "1001").await, "LOGGED_OUT");
+    let (_, v) = api.get(&members, ADMIN).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 2, "{v}");
     s.stop().await;
 }
 
 #[tokio::test]
-async fn state_changes_are_durable_and_visible() {
+async fn state_changes_and_membership_are_durable_and_visible() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let keep = tempfile::tempdir().unwrap();
     let s = TestServer::start_with_storage(&config(), &data, keep).await;
     let api = Api::new(s.http);
     let mut events = s.hub.subscribe();
+    let q8001 = api.qid("8001").await;
 
     let (st, v) = api
-        .post(
-            "/call_queues/8001/agents/1001",
-            ADMIN,
-            json!({"status": "LOGGED_IN"}),
-        )
+        .set("8001", "1001", json!({"status": "LOGGED_IN"}))
         .await;
     assert_eq!(st, 200, "{v}");
     // 8001 has auto_ready = false.
     assert_eq!(
         v,
-        json!({"extension_number": "1001", "queues": [{"queue_number": "8001", "status": "NOT_READY"}]})
+        json!({"extension_number": "1001", "display_name": "Alice", "skill_level": 1, "status": "NOT_READY"})
     );
     let ev = events.recv().await.unwrap();
     assert_eq!((ev.to, ev.cause), (AgentState::NotReady, Cause::Api));
 
+    // 22.3: NOT_READY with a reason; 22.0–22.2: the reason as the status.
     let (st, v) = api
-        .post(
-            "/call_queues/8001/agents/1001",
-            ADMIN,
-            json!({"status": "break"}),
+        .set(
+            "8001",
+            "1001",
+            json!({"status": "NOT_READY", "reason": "break"}),
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v["queues"][0]["reason"], "BREAK");
-    // The same state again: success, no event.
-    let (st, _) = api
-        .post(
-            "/call_queues/8001/agents/1001",
-            ADMIN,
-            json!({"status": "BREAK"}),
-        )
-        .await;
+    assert_eq!(
+        (&v["status"], &v["reason"]),
+        (&json!("NOT_READY"), &json!("BREAK"))
+    );
+    let ev = events.recv().await.unwrap();
+    assert_eq!(ev.reason.as_deref(), Some("BREAK"));
+    // The same state again, as 22.0–22.2 clients send it: success.
+    let (st, _) = api.set("8001", "1001", json!({"status": "BREAK"})).await;
     assert_eq!(st, 200);
 
-    let (st, v) = api.get("/agents/1001", ALICE).await;
-    assert_eq!(st, 200);
-    assert_eq!(v["display_name"], "Alice");
-    assert_eq!(v["queues"][0]["queue_number"], "8000");
-    assert_eq!(v["queues"][0]["status"], "LOGGED_OUT");
-    assert_eq!(v["queues"][1]["status"], "NOT_READY");
-    assert_eq!(v["queues"][1]["reason"], "BREAK");
-    let since: u64 = v["queues"][1]["since"].as_str().unwrap().parse().unwrap();
-    assert!(since > 1_600_000_000, "{v}");
-
-    let (st, v) = api.get("/call_queues/8001/agents", ADMIN).await;
-    assert_eq!(st, 200);
-    assert_eq!(v["count"], 2);
-    let exts: Vec<&str> = v["items"]
+    // The agent's own view and an admin's per-user view agree.
+    let (_, users) = api.get("/api/users", ADMIN).await;
+    let alice = users["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| a["extension_number"].as_str().unwrap())
-        .collect();
-    assert_eq!(exts, ["1001", "1003"]);
+        .find(|u| u["extension_number"] == "1001")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, v) = api
+        .get(
+            &format!("/api/users/{alice}/call_queues/{q8001}/agent"),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["reason"], "BREAK");
+    let (st, v) = api
+        .get(&format!("/api/user/call_queues/{q8001}/agent"), ALICE)
+        .await;
+    assert_eq!((st, &v["reason"]), (200, &json!("BREAK")), "{v}");
+    let (st, v) = api
+        .post(
+            &format!("/api/call_queues/{q8001}/agents/status/get_many"),
+            ADMIN,
+            json!({"extension_numbers": ["1001", "1003", "1002"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["items"],
+        json!([{"extension_number": "1001", "status": "NOT_READY", "reason": "BREAK"},
+               {"extension_number": "1003", "status": "LOGGED_OUT"}])
+    );
+    let (st, v) = api.get("/api/not_ready_codes", ALICE).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["items"], json!([{"code": 1, "name": "BREAK"}]));
 
-    // Confirmed means stored: a restart on the same journal has it.
+    // Membership: 8001 becomes 1003 (skill 5) and 1002; 1001 leaves.
+    let members = format!("/api/call_queues/{q8001}/agents");
+    let (st, v) = api
+        .post(
+            &members,
+            ADMIN,
+            json!({"items": [{"extension_number": "1003", "skill_level": 5},
+                             {"extension_number": "1002"}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let expected = json!({"items": [
+        {"extension_number": "1003", "display_name": "Carol", "skill_level": 5},
+        {"extension_number": "1002", "display_name": "Bob", "skill_level": 1}]});
+    let (_, v) = api.get(&members, ADMIN).await;
+    assert_eq!(v, expected);
+    let (st, _) = api.get(&api.agent_path("8001", "1001").await, ADMIN).await;
+    assert_eq!(st, 404);
+    // A new member starts logged out and takes changes.
+    let (st, v) = api
+        .set("8001", "1002", json!({"status": "LOGGED_IN"}))
+        .await;
+    assert_eq!((st, &v["status"]), (200, &json!("NOT_READY")), "{v}");
+
+    // Confirmed means stored: a restart on the same journal has it all.
     s.stop().await;
     let s = TestServer::start_with_storage(&config(), &data, tempfile::tempdir().unwrap()).await;
     let api = Api::new(s.http);
-    let (_, v) = api.get("/call_queues/8001/agents/1001", ADMIN).await;
-    assert_eq!(
-        (v["status"].as_str(), v["reason"].as_str()),
-        (Some("NOT_READY"), Some("BREAK"))
-    );
+    assert_eq!(api.qid("8001").await, q8001, "ids survive restarts");
+    let (_, v) = api.get(&members, ADMIN).await;
+    assert_eq!(v, expected);
+    assert_eq!(api.status_in("8001", "1002").await, "NOT_READY");
+    let (_, v) = api
+        .get(&format!("/api/users/{alice}/call_queues"), ADMIN)
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
     s.stop().await;
 }
 
@@ -347,54 +486,46 @@ async fn call_report_walks_queue_call_wrap_up_ready_on_a_paused_clock() {
     let mut events = s.hub.subscribe();
     // 1002: 8000 (auto_ready, no wrap-up) and 8002 (5 s wrap-up).
     for q in ["8000", "8002"] {
-        let (st, _) = api
-            .post(
-                &format!("/call_queues/{q}/agents/1002"),
-                ADMIN,
-                json!({"status": "LOGGED_IN"}),
-            )
-            .await;
+        let (st, _) = api.set(q, "1002", json!({"status": "LOGGED_IN"})).await;
         assert_eq!(st, 200);
     }
     let (st, v) = api
         .post(
-            "/agents/1002/calls",
+            "/api/agents/1002/calls",
             ADMIN,
-            json!({"call_id": "abc@pbx", "kind": "acd", "queue": "8002"}),
+            json!({"call_id": "abc@pbx", "type": "ACD", "queue_number": "8002"}),
         )
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(
         v,
-        json!({"extension_number": "1002", "call_id": "abc@pbx", "queues": [
-            {"queue_number": "8000", "status": "OTHER_CALL"},
-            {"queue_number": "8002", "status": "QUEUE_CALL"}]})
+        json!({"extension_number": "1002", "call_id": "abc@pbx", "agent_status": [
+            {"queue_id": api.qid("8000").await, "queue_number": "8000", "status": "OTHER_CALL"},
+            {"queue_id": api.qid("8002").await, "queue_number": "8002", "status": "QUEUE_CALL"}]})
     );
     // A duplicate report is refused.
-    let (st, _) = api
-        .post(
-            "/agents/1002/calls",
-            ADMIN,
-            json!({"call_id": "abc@pbx", "kind": "other"}),
-        )
-        .await;
-    assert_eq!(st, 409);
-    // Ready during the call is pending.
     let (st, v) = api
         .post(
-            "/call_queues/8002/agents/1002",
+            "/api/agents/1002/calls",
             ADMIN,
-            json!({"status": "NOT_READY"}),
+            json!({"call_id": "abc@pbx", "type": "OTHER"}),
         )
         .await;
+    assert_eq!((st, code_of(&v)), (409, "CALL_EXISTS"));
+    // Not ready during the call is pending.
+    let (st, v) = api
+        .set("8002", "1002", json!({"status": "NOT_READY"}))
+        .await;
     assert_eq!(st, 200);
-    assert_eq!(v["queues"][0]["pending"], "NOT_READY");
+    assert_eq!(v["pending"], "NOT_READY");
 
-    let (st, v) = api.delete("/agents/1002/calls/abc@pbx", ADMIN).await;
+    let (st, v) = api
+        .post("/api/agents/1002/calls/abc@pbx/destroy", ADMIN, json!({}))
+        .await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v["queues"][1]["status"], "WRAP_UP");
-    assert_eq!(v["queues"][1]["pending"], "NOT_READY");
-    assert_eq!(v["queues"][0]["status"], "READY");
+    assert_eq!(v["agent_status"][1]["status"], "WRAP_UP");
+    assert_eq!(v["agent_status"][1]["pending"], "NOT_READY");
+    assert_eq!(v["agent_status"][0]["status"], "READY");
     let mut wrap_at = 0;
     while let Ok(ev) = events.try_recv() {
         if ev.to == AgentState::WrapUp {
@@ -431,20 +562,16 @@ async fn call_report_walks_queue_call_wrap_up_ready_on_a_paused_clock() {
     assert_eq!(api.status_in("8002", "1002").await, "NOT_READY");
 
     // No pending change this time: back to READY when the wrap-up ends.
+    api.set("8002", "1002", json!({"status": "READY"})).await;
     api.post(
-        "/call_queues/8002/agents/1002",
+        "/api/agents/1002/calls",
         ADMIN,
-        json!({"status": "READY"}),
-    )
-    .await;
-    api.post(
-        "/agents/1002/calls",
-        ADMIN,
-        json!({"call_id": "c2", "kind": "acd", "queue": "8002"}),
+        json!({"call_id": "c2", "type": "ACD", "queue_number": "8002"}),
     )
     .await;
     assert_eq!(api.status_in("8002", "1002").await, "QUEUE_CALL");
-    api.delete("/agents/1002/calls/c2", ADMIN).await;
+    api.post("/api/agents/1002/calls/c2/destroy", ADMIN, json!({}))
+        .await;
     assert_eq!(api.status_in("8002", "1002").await, "WRAP_UP");
     tokio::time::advance(Duration::from_millis(5_001)).await;
     tokio::time::timeout(Duration::from_secs(1), async {
@@ -462,13 +589,14 @@ async fn call_report_walks_queue_call_wrap_up_ready_on_a_paused_clock() {
 
     // A non-ACD call: OTHER_CALL, then back to the state before it.
     api.post(
-        "/agents/1002/calls",
+        "/api/agents/1002/calls",
         ADMIN,
-        json!({"call_id": "o1", "kind": "other"}),
+        json!({"call_id": "o1", "type": "OTHER"}),
     )
     .await;
     assert_eq!(api.status_in("8000", "1002").await, "OTHER_CALL");
-    api.delete("/agents/1002/calls/o1", ADMIN).await;
+    api.post("/api/agents/1002/calls/o1/destroy", ADMIN, json!({}))
+        .await;
     assert_eq!(api.status_in("8000", "1002").await, "READY");
     s.stop().await;
 }
@@ -479,42 +607,40 @@ async fn ready_agents_longest_idle_first() {
     let s = TestServer::start(&config()).await;
     let api = Api::new(s.http);
     for ext in ["1002", "1001"] {
-        api.post(
-            &format!("/call_queues/8000/agents/{ext}"),
-            ADMIN,
-            json!({"status": "LOGGED_IN"}),
-        )
-        .await;
+        api.set("8000", ext, json!({"status": "LOGGED_IN"})).await;
         tokio::time::advance(Duration::from_secs(1)).await;
     }
     assert_eq!(ready_list(&api).await, ["1002", "1001"]);
     // 1002 takes a break and comes back: now it has been idle the shortest.
     for status in ["NOT_READY", "READY"] {
-        api.post(
-            "/call_queues/8000/agents/1002",
-            ADMIN,
-            json!({"status": status}),
-        )
-        .await;
+        api.set("8000", "1002", json!({"status": status})).await;
         tokio::time::advance(Duration::from_secs(1)).await;
     }
     assert_eq!(ready_list(&api).await, ["1001", "1002"]);
     // On a call: not READY.
     api.post(
-        "/agents/1001/calls",
+        "/api/agents/1001/calls",
         ADMIN,
-        json!({"call_id": "x", "kind": "acd", "queue": "8000"}),
+        json!({"call_id": "x", "type": "ACD", "queue_number": "8000"}),
     )
     .await;
     assert_eq!(ready_list(&api).await, ["1002"]);
-    let (st, _) = api.get("/call_queues/9/ready_agents", ADMIN).await;
+    let (st, _) = api.get("/api/call_queues/9/ready_agents", ADMIN).await;
     assert_eq!(st, 404);
     s.stop().await;
 }
 
 async fn ready_list(api: &Api) -> Vec<String> {
-    let (st, v) = api.get("/call_queues/8000/ready_agents", ADMIN).await;
+    let q = api.qid("8000").await;
+    let (st, v) = api
+        .get(&format!("/api/call_queues/{q}/ready_agents"), ADMIN)
+        .await;
     assert_eq!(st, 200, "{v}");
+    assert!(v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["ready_since"].as_str().unwrap().ends_with('Z')));
     v["items"]
         .as_array()
         .unwrap()
@@ -551,17 +677,22 @@ async fn openapi_document_matches_the_router() {
 
     // Every documented operation is really there: without a token each one
     // answers 401 (or its own status), never 404/405.
+    let q = api.qid("8000").await;
     for (method, path) in &documented {
         let concrete = path
-            .replace("{queue}", "8000")
-            .replace("{agent}", "1001")
+            .replace("{id}", &q)
+            .replace("{queue_id}", &q)
+            .replace("{agent_number}", "1001")
             .replace("{call_id}", "c1");
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let body = (m == reqwest::Method::POST).then_some("{}");
         let (st, _) = api.call(m, &concrete, None, body).await;
-        let want = match path.as_str() {
-            "/openapi.json" => 200,
-            "/wsi" => 400,
+        let want = match (method.as_str(), path.as_str()) {
+            (_, "/openapi.json") => 200,
+            (_, "/wsi") => 400,
+            // The logins take no token: an empty body does not validate.
+            ("POST", "/api/login" | "/api/auth/sign_in" | "/api/auth/refresh_token")
+            | (_, "/api/login/oauth/token") => 400,
             _ => 401,
         };
         assert_eq!(st, want, "{method} {path}");
@@ -572,5 +703,138 @@ async fn openapi_document_matches_the_router() {
             "{method} {path}: {want} is not documented"
         );
     }
+    s.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn logins_expire_and_refresh() {
+    let _hold = HoldClock::new();
+    let s = TestServer::start(&config()).await;
+    let api = Api::new(s.http);
+    let login = |body: Value| {
+        let api = &api;
+        async move {
+            api.call(
+                reqwest::Method::POST,
+                "/api/login",
+                None,
+                Some(&body.to_string()),
+            )
+            .await
+        }
+    };
+
+    // Wrong credentials: 401 UNAUTHORIZED, the same for an unknown user.
+    for body in [
+        json!({"username": "admin", "password": "nope-nope"}),
+        json!({"username": "ghost", "password": ADMIN_PASSWORD}),
+        json!({"username": "admin", "password": ADMIN_PASSWORD, "domain": "other.test"}),
+        json!({"username": "1001", "password": "bob-secret"}),
+    ] {
+        let (st, v) = login(body.clone()).await;
+        assert_eq!((st, code_of(&v)), (401, "UNAUTHORIZED"), "{body}: {v}");
+    }
+    let (st, v) = login(json!({"username": "admin"})).await;
+    assert_eq!((st, code_of(&v)), (400, "VALIDATE_FAILED"), "{v}");
+
+    // An admin by name and password, with PortSIP's domain.
+    let (st, t) =
+        login(json!({"username": "admin", "password": ADMIN_PASSWORD, "domain": "facd.test"}))
+            .await;
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(
+        (&t["token_type"], &t["expires_in"], &t["role"]),
+        (&json!("Bearer"), &json!(1800), &json!("Admin"))
+    );
+    let access = t["access_token"].as_str().unwrap().to_string();
+    let refresh = t["refresh_token"].as_str().unwrap().to_string();
+    assert!(t["expires_at"].as_str().unwrap().ends_with('Z'));
+    let (st, _) = api.get("/api/call_queues", &access).await;
+    assert_eq!(st, 200);
+    let (st, v) = api.get("/api/login", &access).await;
+    assert_eq!((st, &v["role"]), (200, &json!("Admin")), "{v}");
+
+    // It expires after expires_in; a static token does not.
+    tokio::time::advance(Duration::from_secs(1801)).await;
+    let (st, v) = api.get("/api/call_queues", &access).await;
+    assert_eq!(st, 401);
+    assert!(error_of(&v).contains("expired"), "{v}");
+    let (st, _) = api.get("/api/call_queues", ADMIN).await;
+    assert_eq!(st, 200);
+
+    // The refresh token gives a new pair, once.
+    let refresh_body = json!({"refresh_token": refresh}).to_string();
+    let (st, t2) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/auth/refresh_token",
+            None,
+            Some(&refresh_body),
+        )
+        .await;
+    assert_eq!(st, 200, "{t2}");
+    let access2 = t2["access_token"].as_str().unwrap();
+    assert_ne!(access2, access);
+    let (st, _) = api.get("/api/call_queues", access2).await;
+    assert_eq!(st, 200);
+    let (st, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/auth/refresh_token",
+            None,
+            Some(&refresh_body),
+        )
+        .await;
+    assert_eq!(st, 401);
+
+    // PortSIP's form login; failures there are 400 UNAUTHORIZED.
+    let form = |body: &'static str| {
+        let api = &api;
+        async move {
+            let resp = api
+                .http
+                .post(format!("{}/api/login/oauth/token", api.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let st = resp.status().as_u16();
+            (st, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (st, v) = form("grant_type=password&username=1002&password=bob-secret&domain=facd.test&scope=all&client_id=x").await;
+    assert_eq!((st, &v["role"]), (200, &json!("StandardUser")), "{v}");
+    let bob = v["access_token"].as_str().unwrap().to_string();
+    let (st, v) = form("grant_type=password&username=1002&password=wrong").await;
+    assert_eq!((st, code_of(&v)), (400, "UNAUTHORIZED"), "{v}");
+
+    // An extension's login is that agent: its own queues, nothing else.
+    let (st, v) = api.get("/api/user/call_queues", &bob).await;
+    assert_eq!(st, 200, "{v}");
+    let numbers: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["extension_number"].as_str().unwrap())
+        .collect();
+    assert_eq!(numbers, ["8000", "8002"]);
+    let q = v["items"][0]["id"].as_str().unwrap().to_string();
+    let (st, v) = api
+        .post(
+            &format!("/api/user/call_queues/{q}/agent"),
+            &bob,
+            json!({"status": "LOGGED_IN"}),
+        )
+        .await;
+    assert_eq!((st, &v["status"]), (200, &json!("READY")), "{v}");
+    let (st, _) = api.get(&api.agent_path("8000", "1001").await, &bob).await;
+    assert_eq!(st, 403);
+
+    // Signing out ends the token.
+    let (st, _) = api.post("/api/auth/sign_out", &bob, json!({})).await;
+    assert_eq!(st, 200);
+    let (st, _) = api.get("/api/user/call_queues", &bob).await;
+    assert_eq!(st, 401);
     s.stop().await;
 }

@@ -77,6 +77,36 @@ async fn subscribe(ws: &mut Ws, v: Value) -> Value {
     recv(ws).await
 }
 
+/// The REST id of queue `number` (`GET /api/call_queues`).
+async fn queue_id(http: SocketAddr, number: &str) -> String {
+    let v: Value = reqwest::Client::new()
+        .get(format!("http://{http}/api/call_queues"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["extension_number"] == number)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The agents of a `queue_status` snapshot or a `queue_agent_status` delta.
+fn rows(ev: &Value) -> &Vec<Value> {
+    match ev["event_type"].as_str() {
+        Some("queue_status") => ev["agents"].as_array().unwrap(),
+        _ => ev["updated_agents"].as_array().unwrap(),
+    }
+}
+
 /// The keys of an object, sorted.
 fn keys(v: &Value) -> Vec<&str> {
     let mut k: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
@@ -99,7 +129,12 @@ async fn auth_is_required_and_checked() {
         (a["command"].as_str(), a["status"].as_i64()),
         (Some("auth"), Some(-1))
     );
-    assert_eq!(a["error"], "wrong username or password");
+    assert_eq!(
+        a["error"],
+        "username, extension_number, domain or password error"
+    );
+    // PortSIP's failure answer carries the session id too.
+    assert!(a["id"].as_str().is_some_and(|id| !id.is_empty()), "{a}");
     match ws.next().await {
         Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::Policy),
         other => panic!("expected a close, got {other:?}"),
@@ -124,6 +159,32 @@ async fn auth_is_required_and_checked() {
     assert_eq!(recv(&mut ws).await["status"], -1);
     let _ok = login(s.http, "1001", "alice-secret").await;
     let _admin = login(s.http, "admin", ADMIN).await;
+    // PortSIP 22.3's other form: extension_number, password and domain.
+    for (auth, want) in [
+        (
+            json!({"command": "auth", "extension_number": "1001", "password": "alice-secret", "domain": "facd.test"}),
+            0,
+        ),
+        (
+            json!({"command": "auth", "extension_number": "1001", "password": "alice-secret", "domain": "other.test"}),
+            -1,
+        ),
+        // An API user is not an extension.
+        (
+            json!({"command": "auth", "extension_number": "admin", "password": ADMIN}),
+            -1,
+        ),
+        (
+            json!({"command": "auth", "username": "1001", "extension_number": "1001", "password": "alice-secret"}),
+            -1,
+        ),
+    ] {
+        let mut ws = connect(s.http).await;
+        send(&mut ws, auth.clone()).await;
+        let a = recv(&mut ws).await;
+        assert_eq!(a["status"], want, "{auth}: {a}");
+        assert!(a["id"].as_str().is_some(), "{a}");
+    }
     // A plain GET is not an upgrade: a JSON 400.
     let resp = reqwest::get(format!("http://{}/wsi", s.http))
         .await
@@ -142,11 +203,28 @@ async fn star_code_over_sip_reaches_a_queue_subscriber() {
     )
     .await;
     assert_eq!(a, json!({"command": "subscribe", "status": 0}));
-    // First the current status of the queue.
+    // First the current status of the queue: PortSIP's queue_status.
     let snap = recv(&mut ws).await;
-    assert_eq!(snap["event_type"], "queue_agent_status");
+    assert_eq!(
+        keys(&snap),
+        [
+            "agents",
+            "event_type",
+            "queue_id",
+            "queue_name",
+            "queue_number",
+            "tenant_id",
+            "waiting_list"
+        ]
+    );
+    assert_eq!(snap["event_type"], "queue_status");
     assert_eq!(snap["queue_number"], "8000");
-    let members: Vec<(&str, &str)> = snap["updated_agents"]
+    assert_eq!(snap["queue_name"], "Sales");
+    assert_eq!(snap["waiting_list"], json!([]));
+    let queue_id = snap["queue_id"].as_str().unwrap().to_string();
+    let tenant_id = snap["tenant_id"].as_str().unwrap().to_string();
+    assert_eq!((queue_id.len(), tenant_id.len()), (18, 18));
+    let members: Vec<(&str, &str)> = snap["agents"]
         .as_array()
         .unwrap()
         .iter()
@@ -175,13 +253,17 @@ async fn star_code_over_sip_reaches_a_queue_subscriber() {
         keys(&ev),
         [
             "event_type",
-            "queue_number",
+            "queue_id",
             "removed_agents",
+            "tenant_id",
             "updated_agents"
         ]
     );
     assert_eq!(ev["event_type"], "queue_agent_status");
-    assert_eq!(ev["queue_number"], "8000");
+    assert_eq!(
+        (ev["queue_id"].as_str(), ev["tenant_id"].as_str()),
+        (Some(queue_id.as_str()), Some(tenant_id.as_str()))
+    );
     assert_eq!(ev["removed_agents"], json!([]));
     let agents = ev["updated_agents"].as_array().unwrap();
     assert_eq!(agents.len(), 1);
@@ -243,14 +325,16 @@ async fn rest_change_reaches_the_agents_own_extension_subscription() {
     .await;
     assert_eq!(a["status"], -1);
     assert!(a["error"].as_str().unwrap().contains("not allowed"), "{a}");
+    // Topics facd does not serve are accepted, ignored and reported.
     let a = subscribe(
         &mut ws,
-        json!({"command": "subscribe", "topics": ["calls"]}),
+        json!({"command": "subscribe", "topics": ["cdr_events", "queue_management_events"]}),
     )
     .await;
-    assert!(
-        a["error"].as_str().unwrap().contains("unknown topic"),
-        "{a}"
+    assert_eq!(
+        a,
+        json!({"command": "subscribe", "status": 0,
+               "ignored_topics": ["cdr_events", "queue_management_events"]})
     );
     // Its own extension (named or by default).
     let a = subscribe(
@@ -261,15 +345,21 @@ async fn rest_change_reaches_the_agents_own_extension_subscription() {
     assert_eq!(a["status"], 0, "{a}");
     let snap = recv(&mut ws).await;
     assert_eq!(snap["event_type"], "extension_agent_status");
-    assert_eq!(snap["extension"], "1001");
+    assert_eq!(snap["extension"], "sip:1001@facd.test");
+    let extension_id = snap["extension_id"].as_str().unwrap().to_string();
+    assert_eq!(extension_id.len(), 18);
     assert_eq!(
         snap["agent_status"],
         json!([{"queue_number": "8000", "status": "LOGGED_OUT"},
                {"queue_number": "8001", "status": "LOGGED_OUT"}])
     );
 
+    let q8001 = queue_id(s.http, "8001").await;
     let resp = reqwest::Client::new()
-        .post(format!("http://{}/call_queues/8001/agents/1001", s.http))
+        .post(format!(
+            "http://{}/api/call_queues/{q8001}/agents/1001",
+            s.http
+        ))
         .bearer_auth(ADMIN)
         .json(&json!({"status": "LOGGED_IN"}))
         .send()
@@ -279,10 +369,18 @@ async fn rest_change_reaches_the_agents_own_extension_subscription() {
     let ev = recv(&mut ws).await;
     assert_eq!(
         keys(&ev),
-        ["agent_status", "event_type", "extension", "time"]
+        [
+            "agent_status",
+            "event_type",
+            "extension",
+            "extension_id",
+            "tenant_id",
+            "time"
+        ]
     );
     assert_eq!(ev["event_type"], "extension_agent_status");
-    assert_eq!(ev["extension"], "1001");
+    assert_eq!(ev["extension"], "sip:1001@facd.test");
+    assert_eq!(ev["extension_id"], extension_id.as_str());
     assert_eq!(
         ev["agent_status"],
         json!([{"queue_number": "8001", "status": "NOT_READY"}])
@@ -355,7 +453,7 @@ async fn a_stalled_subscriber_lags_alone_and_gets_a_snapshot() {
     let sub = json!({"command": "subscribe", "topics": ["queue_events"], "queues": ["8000"]});
     let mut good = login(s.http, "admin", ADMIN).await;
     assert_eq!(subscribe(&mut good, sub.clone()).await["status"], 0);
-    assert_eq!(recv(&mut good).await["event_type"], "queue_agent_status");
+    assert_eq!(recv(&mut good).await["event_type"], "queue_status");
     // The stalled one: a tiny receive buffer, and it does not read.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(2048).unwrap();
@@ -372,7 +470,7 @@ async fn a_stalled_subscriber_lags_alone_and_gets_a_snapshot() {
     assert_eq!(recv(&mut stalled).await["status"], 0);
     assert_eq!(subscribe(&mut stalled, sub).await["status"], 0);
     let first = recv(&mut stalled).await;
-    assert_eq!(first["updated_agents"].as_array().unwrap().len(), 42);
+    assert_eq!(rows(&first).len(), 42);
 
     // 40 agents × 2 × ROUNDS changes, each one event in 8000; the good
     // subscriber reads them all as they come.
@@ -392,7 +490,8 @@ async fn a_stalled_subscriber_lags_alone_and_gets_a_snapshot() {
         while n < total {
             let ev = recv(&mut good).await;
             // A snapshot would list all 42 members; deltas list one.
-            let ups = ev["updated_agents"].as_array().unwrap();
+            assert_eq!(ev["event_type"], "queue_agent_status");
+            let ups = rows(&ev);
             assert_eq!(ups.len(), 1, "the subscriber that keeps up got a snapshot");
             last.insert(
                 ups[0]["agent_extension_number"]
@@ -450,8 +549,9 @@ async fn a_stalled_subscriber_lags_alone_and_gets_a_snapshot() {
     let mut saw_snapshot = false;
     for _ in 0..total + 10 {
         let ev = recv(&mut stalled).await;
-        let ups = ev["updated_agents"].as_array().unwrap();
-        if ups.len() == 42 {
+        let ups = rows(&ev);
+        if ev["event_type"] == "queue_status" {
+            assert_eq!(ups.len(), 42);
             saw_snapshot = true;
             for a in ups {
                 if a["agent_extension_number"] != "1001" && a["agent_extension_number"] != "1002" {
@@ -524,5 +624,44 @@ async fn pings_and_closes_a_client_that_never_answers() {
         }
     };
     assert_eq!(close.unwrap().code, CloseCode::Error);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn leaving_a_queue_is_a_removed_agent() {
+    let s = TestServer::start(&config()).await;
+    let mut ws = login(s.http, "admin", ADMIN).await;
+    let a = subscribe(
+        &mut ws,
+        json!({"command": "subscribe", "topics": ["queue_events"], "queues": ["8000"]}),
+    )
+    .await;
+    assert_eq!(a["status"], 0);
+    assert_eq!(rows(&recv(&mut ws).await).len(), 2);
+    let q = queue_id(s.http, "8000").await;
+    // 8000's agents become 1002 and 1003: 1001 is removed, 1003 added.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/call_queues/{q}/agents", s.http))
+        .bearer_auth(ADMIN)
+        .json(&json!({"items": [{"extension_number": "1002"}, {"extension_number": "1003"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut removed = Vec::new();
+    let mut updated = Vec::new();
+    for _ in 0..2 {
+        let ev = recv(&mut ws).await;
+        assert_eq!(ev["event_type"], "queue_agent_status");
+        assert_eq!(ev["queue_id"], q.as_str());
+        removed.extend(ev["removed_agents"].as_array().unwrap().clone());
+        updated.extend(ev["updated_agents"].as_array().unwrap().clone());
+    }
+    assert_eq!(removed, [json!({"agent_extension_number": "1001"})]);
+    assert_eq!(updated.len(), 1);
+    assert_eq!(
+        (&updated[0]["agent_extension_number"], &updated[0]["state"]),
+        (&json!("1003"), &json!("LOGGED_OUT"))
+    );
     s.stop().await;
 }

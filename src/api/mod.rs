@@ -1,11 +1,14 @@
-//! The HTTP side of facd (SPEC §5, §6): the axum router with the REST API,
-//! the WebSocket `/wsi` and `/openapi.json`, bearer-token authentication
-//! per `[[api_users]]`, and JSON errors.
+//! The HTTP side of facd (SPEC §5, §6): the axum router with PortSIP's REST
+//! API under `/api/`, the WebSocket `/wsi` and `/openapi.json`; bearer
+//! tokens (static ones of `[[api_users]]`, or from a login) and PortSIP's
+//! error shape `{"errors":[{"code","message"}]}`.
 //!
 //! It owns no agent state: every read and change goes to the core task
 //! through [`CoreHandle`] (`query`/`apply`), and a change is durable before
 //! its 200 leaves (SPEC §7) because `apply` resolves only then.
 
+mod auth;
+mod ids;
 mod openapi;
 mod rest;
 pub mod wsi;
@@ -26,12 +29,13 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ApiRole, Config};
-use crate::engine::{ReasonName, Rejection};
+use crate::engine::{QueueId, ReasonName, Rejection};
 use crate::events::{CoreHandle, HandleError};
 use crate::sip::auth::{digest, Algorithm, Secret};
 use crate::uas::ApplyError;
 use wsi::Wsi;
 
+pub use auth::{ACCESS_SECS, MAX_SESSIONS as MAX_LOGINS, REFRESH_SECS};
 pub use openapi::document as openapi_document;
 
 /// Largest request body accepted (bodies here are a few dozen bytes).
@@ -59,8 +63,25 @@ impl Principal {
 
 struct ApiUser {
     name: String,
-    token: String,
+    token: Option<String>,
+    password: Option<String>,
     principal: Principal,
+}
+
+/// A configured queue as the API shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueInfo {
+    /// The opaque PortSIP-style id.
+    pub(crate) id: String,
+    pub(crate) number: QueueId,
+    pub(crate) name: String,
+    pub(crate) auto_ready: bool,
+    pub(crate) wrap_up_secs: u64,
+    pub(crate) not_ready_after_other_call: bool,
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// What the API needs from the configuration, taken before the server
@@ -72,8 +93,15 @@ pub struct ApiConfig {
     realm: String,
     /// Every queue number, in configuration order.
     pub(crate) queues: Vec<String>,
-    /// Configured not-ready reason names (upper-case).
-    pub(crate) reasons: Vec<ReasonName>,
+    /// Every queue with its id, in configuration order.
+    pub(crate) queue_info: Vec<QueueInfo>,
+    queue_by_id: HashMap<String, usize>,
+    /// Configured not-ready reasons: code and name (upper-case).
+    pub(crate) reasons: Vec<(u32, ReasonName)>,
+    /// Extension ids.
+    pub(crate) ext_ids: Arc<ids::IdMap>,
+    /// The id of facd's one tenant.
+    pub(crate) tenant_id: String,
 }
 
 impl ApiConfig {
@@ -86,6 +114,7 @@ impl ApiConfig {
             .map(|u| ApiUser {
                 name: u.name.clone(),
                 token: u.token.clone(),
+                password: u.password.clone(),
                 principal: match &u.role {
                     ApiRole::Agent(ext) => Principal::Agent(ext.clone()),
                     ApiRole::Admin => Principal::Admin,
@@ -105,13 +134,49 @@ impl ApiConfig {
                 Some((a.extension.clone(), secret))
             })
             .collect();
+        let queue_info: Vec<QueueInfo> = cfg
+            .queues
+            .iter()
+            .map(|q| QueueInfo {
+                id: ids::queue_id(&q.number),
+                number: q.number.as_str().into(),
+                name: q.name.clone(),
+                auto_ready: q.auto_ready,
+                wrap_up_secs: q.wrap_up_secs,
+                not_ready_after_other_call: q.not_ready_after_other_call,
+            })
+            .collect();
         Self {
             users,
             agents,
             realm: cfg.sip.domain.clone(),
             queues: cfg.queues.iter().map(|q| q.number.clone()).collect(),
-            reasons: cfg.reasons.iter().map(|r| r.name.as_str().into()).collect(),
+            queue_by_id: queue_info
+                .iter()
+                .enumerate()
+                .map(|(i, q)| (q.id.clone(), i))
+                .collect(),
+            queue_info,
+            reasons: cfg
+                .reasons
+                .iter()
+                .map(|r| (r.code, r.name.as_str().into()))
+                .collect(),
+            ext_ids: Arc::new(ids::IdMap::new(
+                cfg.agents.iter().map(|a| a.extension.as_str()),
+            )),
+            tenant_id: ids::tenant_id(&cfg.sip.domain),
         }
+    }
+
+    /// The queue whose id is `id`.
+    pub(crate) fn queue_by_id(&self, id: &str) -> Option<&QueueInfo> {
+        self.queue_by_id.get(id).map(|&i| &self.queue_info[i])
+    }
+
+    /// The queue whose number is `number`.
+    pub(crate) fn queue_by_number(&self, number: &str) -> Option<&QueueInfo> {
+        self.queue_info.iter().find(|q| q.number == number)
     }
 
     /// The principal whose bearer token this is.
@@ -120,24 +185,31 @@ impl ApiConfig {
         // nothing about which one nearly matched.
         let mut found = None;
         for u in &self.users {
-            if bool::from(u.token.as_bytes().ct_eq(token.as_bytes())) && found.is_none() {
+            let hit = u.token.as_deref().is_some_and(|t| ct_eq(t, token));
+            if hit && found.is_none() {
                 found = Some(u.principal.clone());
             }
         }
         found
     }
 
-    /// A `/wsi` login: an API user's name and token, or an agent's
-    /// extension and SIP password (checked against its HA1 when only that
-    /// is configured).
-    pub fn login(&self, username: &str, password: &str) -> Option<Principal> {
+    /// A login (`POST /api/login`, `/wsi` auth): an API user's name and
+    /// password (or static token), or an agent's extension and SIP password
+    /// (checked against its HA1 when only that is configured). A `domain`,
+    /// when given, must be facd's SIP domain (PortSIP's tenant domain).
+    pub fn login(&self, username: &str, password: &str, domain: Option<&str>) -> Option<Principal> {
+        if domain.is_some_and(|d| !d.eq_ignore_ascii_case(&self.realm)) {
+            return None;
+        }
         if let Some(u) = self.users.iter().find(|u| u.name == username) {
-            if bool::from(u.token.as_bytes().ct_eq(password.as_bytes())) {
+            let by_password = u.password.as_deref().is_some_and(|p| ct_eq(p, password));
+            let by_token = u.token.as_deref().is_some_and(|t| ct_eq(t, password));
+            if by_password | by_token {
                 return Some(u.principal.clone());
             }
         }
         let ok = match self.agents.get(username)? {
-            Secret::Password(p) => bool::from(p.as_bytes().ct_eq(password.as_bytes())),
+            Secret::Password(p) => ct_eq(p, password),
             Secret::Ha1Md5(h) => {
                 let mine = digest::ha1(Algorithm::Md5, username, &self.realm, password);
                 bool::from(mine.as_bytes().ct_eq(h.as_bytes()))
@@ -156,18 +228,30 @@ pub(crate) struct AppState {
     pub(crate) core: CoreHandle,
     pub(crate) config: ApiConfig,
     pub(crate) wsi: Wsi,
+    /// Tokens handed out by logins.
+    pub(crate) tokens: auth::Tokens,
     /// Cancelled when facd stops accepting (WebSocket sessions close).
     pub(crate) stop: CancellationToken,
 }
 
 pub(crate) type Shared = Arc<AppState>;
 
-/// Why a request failed; the body is `{"error": "<message>"}`.
+/// Why a request failed; the body is PortSIP's
+/// `{"errors": [{"code": "<CODE>", "message": "<message>"}]}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// No bearer token, or not one of `[[api_users]]`.
+    /// No bearer token, or not a known one.
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// A login's access token that has expired.
+    #[error("the access token has expired; refresh it or log in again")]
+    Expired,
+    /// Wrong credentials or refresh token (`POST /api/login` and friends).
+    #[error("{0}")]
+    LoginFailed(String),
+    /// The same, on `/api/login/oauth/token`, which PortSIP answers 400.
+    #[error("{0}")]
+    LoginFailedForm(String),
     /// An agent's token on something that is not its own.
     #[error("{0}")]
     Forbidden(String),
@@ -204,9 +288,9 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::Expired | Self::LoginFailed(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::LoginFailedForm(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Rejected(r) => {
@@ -215,6 +299,34 @@ impl ApiError {
             Self::NotSaved => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Stopped | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadMethod => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The error `code`: PortSIP's `VALIDATE_FAILED`, `UNAUTHORIZED` and
+    /// `UNKNOWN` where they fit, otherwise facd's own in the same style
+    /// (PortSIP: clients treat unknown codes as `UNKNOWN`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized
+            | Self::Expired
+            | Self::LoginFailed(_)
+            | Self::LoginFailedForm(_) => "UNAUTHORIZED",
+            Self::Forbidden(_) => "PERMISSION_DENIED",
+            Self::BadRequest(_) | Self::TooLarge => "VALIDATE_FAILED",
+            Self::NotFound(_) | Self::NoRoute => "NOT_FOUND",
+            Self::Rejected(r) => match r {
+                Rejection::UnknownReason => "VALIDATE_FAILED",
+                Rejection::UnknownAgent | Rejection::UnknownQueue | Rejection::UnknownCall => {
+                    "NOT_FOUND"
+                }
+                Rejection::NotAMember => "AGENT_NOT_MEMBER",
+                Rejection::NotLoggedIn => "AGENT_NOT_LOGGED_IN",
+                Rejection::NotReadyInQueue => "AGENT_NOT_READY",
+                Rejection::DuplicateCall => "CALL_EXISTS",
+            },
+            Self::NotSaved => "UNKNOWN",
+            Self::Stopped | Self::Busy(_) => "SERVICE_UNAVAILABLE",
+            Self::BadMethod => "METHOD_NOT_ALLOWED",
         }
     }
 }
@@ -240,12 +352,11 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self, "api request failed");
         }
-        let mut resp = (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response();
-        if matches!(self, Self::Unauthorized) {
+        let body = serde_json::json!({
+            "errors": [{ "code": self.code(), "message": self.to_string() }]
+        });
+        let mut resp = (status, Json(body)).into_response();
+        if matches!(self, Self::Unauthorized | Self::Expired) {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"facd\""),
@@ -262,22 +373,27 @@ impl FromRequestParts<Shared> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::Unauthorized)?;
-        // The scheme is case-insensitive (RFC 7235 §2.1).
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::Unauthorized);
+        let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        if let Some(p) = state.config.by_token(token) {
+            return Ok(Self(p));
         }
         state
-            .config
-            .by_token(token.trim())
+            .tokens
+            .principal(token)?
             .map(Self)
             .ok_or(ApiError::Unauthorized)
     }
+}
+
+/// The token of `Authorization: Bearer <token>`; the scheme is
+/// case-insensitive (RFC 7235 §2.1).
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// A JSON body whose every error is a 400 (or 413) with a message.
@@ -334,34 +450,72 @@ impl Routes {
 }
 
 fn routes() -> Routes {
+    use Method as M;
     Routes::new()
-        .on(Method::GET, "/openapi.json", openapi::serve)
-        .on(Method::GET, "/wsi", wsi::upgrade)
+        .on(M::GET, "/openapi.json", openapi::serve)
+        .on(M::GET, "/wsi", wsi::upgrade)
+        .on(M::POST, "/api/login", auth::login)
+        .on(M::GET, "/api/login", auth::login_status)
+        .on(M::POST, "/api/login/oauth/token", auth::oauth_token)
+        .on(M::POST, "/api/auth/sign_in", auth::sign_in)
+        .on(M::POST, "/api/auth/refresh_token", auth::refresh)
+        .on(M::POST, "/api/auth/sign_out", auth::sign_out)
+        .on(M::GET, "/api/call_queues", rest::list_queues)
+        .on(M::GET, "/api/call_queues/{id}", rest::show_queue)
+        .on(M::GET, "/api/call_queues/{id}/agents", rest::queue_agents)
         .on(
-            Method::GET,
-            "/call_queues/{queue}/agents",
-            rest::queue_agents,
+            M::POST,
+            "/api/call_queues/{id}/agents",
+            rest::set_queue_agents,
         )
         .on(
-            Method::GET,
-            "/call_queues/{queue}/agents/{agent}",
+            M::GET,
+            "/api/call_queues/{id}/agents/{agent_number}",
             rest::queue_agent,
         )
         .on(
-            Method::POST,
-            "/call_queues/{queue}/agents/{agent}",
-            rest::set_status,
+            M::POST,
+            "/api/call_queues/{id}/agents/{agent_number}",
+            rest::set_queue_agent,
         )
         .on(
-            Method::GET,
-            "/call_queues/{queue}/ready_agents",
+            M::POST,
+            "/api/call_queues/{id}/agents/status/get_many",
+            rest::get_many,
+        )
+        .on(
+            M::GET,
+            "/api/call_queues/{id}/ready_agents",
             rest::ready_agents,
         )
-        .on(Method::GET, "/agents/{agent}", rest::agent)
-        .on(Method::POST, "/agents/{agent}/calls", rest::call_start)
+        .on(M::GET, "/api/user/call_queues", rest::user_queues)
+        .on(M::GET, "/api/user/call_queues/{id}/agent", rest::user_agent)
         .on(
-            Method::DELETE,
-            "/agents/{agent}/calls/{call_id}",
+            M::POST,
+            "/api/user/call_queues/{id}/agent",
+            rest::set_user_agent,
+        )
+        .on(M::GET, "/api/users", rest::list_users)
+        .on(M::GET, "/api/users/{id}/call_queues", rest::users_queues)
+        .on(
+            M::GET,
+            "/api/users/{id}/call_queues/{queue_id}/agent",
+            rest::users_agent,
+        )
+        .on(
+            M::POST,
+            "/api/users/{id}/call_queues/{queue_id}/agent",
+            rest::set_users_agent,
+        )
+        .on(M::GET, "/api/not_ready_codes", rest::not_ready_codes)
+        .on(
+            M::POST,
+            "/api/agents/{agent_number}/calls",
+            rest::call_start,
+        )
+        .on(
+            M::POST,
+            "/api/agents/{agent_number}/calls/{call_id}/destroy",
             rest::call_end,
         )
 }
@@ -373,6 +527,7 @@ pub fn served_routes() -> Vec<(Method, &'static str)> {
 
 /// The router with its state.
 pub(crate) fn router(state: Shared) -> Router {
+    state.wsi.set_naming(wsi::Naming::new(&state.config));
     let mut router = Router::new();
     for (path, mr) in routes().map {
         router = router.route(path, mr);

@@ -1,7 +1,11 @@
-//! The WebSocket `/wsi`, speaking PortSIP's WSI pub/sub protocol (SPEC §5):
-//! `auth`, `subscribe`/`unsubscribe` to `queue_events` and
-//! `extension_events`, the pushed `queue_agent_status` and
-//! `extension_agent_status` events, pings and a clean close.
+//! The WebSocket `/wsi`, speaking PortSIP's WSI pub/sub protocol as its
+//! 22.3 page describes it (SPEC §5): `auth` by `username` or
+//! `extension_number`, `subscribe`/`unsubscribe` to `queue_events` and
+//! `extension_events` (other PortSIP topics are accepted and ignored), the
+//! `queue_status` snapshot, the pushed `queue_agent_status` (with
+//! `queue_id`, `tenant_id`, `removed_agents` objects) and
+//! `extension_agent_status` (SIP-URI `extension`, `extension_id`,
+//! `tenant_id`), pings and a clean close.
 //!
 //! Fan-out never blocks the core nor one session on another (DESIGN §6):
 //! one dispatcher task reads the [`Hub`](crate::events::Hub), serialises each event
@@ -13,14 +17,17 @@
 //! read at all is closed after [`SEND_TIMEOUT`]. Memory per session is
 //! bounded by [`SESSION_QUEUE`] messages.
 //!
-//! Choices where SPEC §5 is silent: the auth answer's `id` is the session
-//! number; a failed auth is answered, then the socket is closed (1008); a
-//! subscription without `queues`/`extensions` means everything the caller
-//! may see; after a subscribe, facd sends the current status of what was
-//! subscribed (a snapshot, in the event shapes) before any delta; an
-//! `extension_agent_status` delta lists the queues that one change touched
-//! (a snapshot lists all); logging out is an update to `LOGGED_OUT`
-//! (`removed_agents` stays empty: memberships come from the configuration).
+//! Choices where PortSIP's page is silent: the auth answer's `id` is the
+//! session number (a failed auth's too); a failed auth is answered, then the
+//! socket is closed (1008); a subscription without `queues`/`extensions`
+//! means everything the caller may see; the subscribe answer is
+//! `{"command":"subscribe","status":0}` plus `ignored_topics` when some
+//! topics are not served by facd; after it, a `queue_status` per queue and an
+//! `extension_agent_status` per extension give the current state before any
+//! delta; an `extension_agent_status` delta lists the queues that one change
+//! touched (a snapshot lists all); logging out is an update to `LOGGED_OUT`,
+//! leaving the queue (REST membership) puts the agent in `removed_agents`;
+//! `updated_agents` entries carry facd's `reason` when NOT_READY with one.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -38,8 +45,8 @@ use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{ApiError, Principal, Shared};
-use crate::engine::{AgentState, Engine, Event, Millis};
+use super::{ids, ApiConfig, ApiError, Principal, Shared};
+use crate::engine::{AgentState, Engine, Event, Millis, ReasonName};
 
 /// Messages a session may have queued before it counts as lagging.
 pub const SESSION_QUEUE: usize = 1024;
@@ -110,6 +117,39 @@ impl Subs {
     }
 }
 
+/// The ids and names events carry (PortSIP's `tenant_id`, `queue_id`,
+/// `extension_id`, SIP-URI `extension`, `queue_name`).
+#[derive(Default)]
+pub(crate) struct Naming {
+    tenant_id: String,
+    domain: String,
+    ext_ids: Arc<ids::IdMap>,
+    /// Queue number → (id, name).
+    queues: HashMap<String, (String, String)>,
+}
+
+impl Naming {
+    pub(crate) fn new(c: &ApiConfig) -> Self {
+        Self {
+            tenant_id: c.tenant_id.clone(),
+            domain: c.realm.clone(),
+            ext_ids: c.ext_ids.clone(),
+            queues: c
+                .queue_info
+                .iter()
+                .map(|q| (q.number.to_string(), (q.id.clone(), q.name.clone())))
+                .collect(),
+        }
+    }
+
+    fn queue_id(&self, number: &str) -> String {
+        match self.queues.get(number) {
+            Some((id, _)) => id.clone(),
+            None => ids::queue_id(number),
+        }
+    }
+}
+
 /// The WSI registry and dispatcher (cloneable).
 #[derive(Clone, Default)]
 pub struct Wsi {
@@ -121,6 +161,7 @@ struct Inner {
     subs: Mutex<Subs>,
     next_id: AtomicU64,
     sessions: AtomicUsize,
+    naming: std::sync::OnceLock<Naming>,
 }
 
 /// A reserved session slot; freeing it on drop.
@@ -137,6 +178,19 @@ impl Wsi {
         // A panic while holding the lock leaves only subscription indexes,
         // which stay consistent entry by entry: keep going.
         self.inner.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the ids and names events carry (once, when the router is built).
+    pub(crate) fn set_naming(&self, n: Naming) {
+        let _ = self.inner.naming.set(n);
+    }
+
+    fn naming(&self) -> &Naming {
+        static NONE: std::sync::OnceLock<Naming> = std::sync::OnceLock::new();
+        self.inner
+            .naming
+            .get()
+            .unwrap_or_else(|| NONE.get_or_init(Naming::default))
     }
 
     /// Sessions connected now.
@@ -189,13 +243,25 @@ impl Wsi {
         if subs.sessions.is_empty() {
             return;
         }
+        let naming = self.naming();
         for ev in batch {
             if let Some(ids) = subs
                 .by_queue
                 .get(ev.queue.as_str())
                 .filter(|s| !s.is_empty())
             {
-                let msg = queue_message(&ev.queue, &[(&ev.agent, ev.to, ev.at)]);
+                let agent = AgentRow {
+                    ext: &ev.agent,
+                    state: ev.to,
+                    reason: ev.reason.as_ref(),
+                    at: ev.at,
+                };
+                let (updated, removed) = if ev.removed {
+                    (&[][..], std::slice::from_ref(&agent))
+                } else {
+                    (std::slice::from_ref(&agent), &[][..])
+                };
+                let msg = queue_message(naming, &ev.queue, updated, removed);
                 for &id in ids {
                     subs.deliver(id, &msg);
                 }
@@ -219,7 +285,7 @@ impl Wsi {
                     .iter()
                     .map(|e| (e.queue.as_str(), e.to))
                     .collect();
-                let msg = extension_message(&ev.agent, &status, ev.at);
+                let msg = extension_message(naming, &ev.agent, &status, ev.at);
                 for &id in by.into_iter().flatten().chain(subs.all_exts.iter()) {
                     subs.deliver(id, &msg);
                 }
@@ -229,12 +295,33 @@ impl Wsi {
     }
 }
 
+/// One agent in a queue message.
+struct AgentRow<'a> {
+    ext: &'a str,
+    state: AgentState,
+    reason: Option<&'a ReasonName>,
+    at: Millis,
+}
+
 #[derive(Serialize)]
 struct QueueAgentStatus<'a> {
     event_type: &'static str,
-    queue_number: &'a str,
+    queue_id: String,
+    tenant_id: &'a str,
     updated_agents: Vec<UpdatedAgent<'a>>,
-    removed_agents: [&'a str; 0],
+    removed_agents: Vec<RemovedAgent<'a>>,
+}
+
+#[derive(Serialize)]
+struct QueueStatus<'a> {
+    event_type: &'static str,
+    tenant_id: &'a str,
+    queue_id: String,
+    queue_number: &'a str,
+    queue_name: &'a str,
+    /// facd has no callers waiting (it is not the ACD): always empty.
+    waiting_list: [(); 0],
+    agents: Vec<UpdatedAgent<'a>>,
 }
 
 #[derive(Serialize)]
@@ -242,12 +329,21 @@ struct UpdatedAgent<'a> {
     state: AgentState,
     agent_extension_number: &'a str,
     timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a ReasonName>,
+}
+
+#[derive(Serialize)]
+struct RemovedAgent<'a> {
+    agent_extension_number: &'a str,
 }
 
 #[derive(Serialize)]
 struct ExtensionAgentStatus<'a> {
     event_type: &'static str,
-    extension: &'a str,
+    extension: String,
+    extension_id: &'a str,
+    tenant_id: &'a str,
     agent_status: Vec<AgentStatus<'a>>,
     time: String,
 }
@@ -263,28 +359,64 @@ fn json(v: &impl Serialize) -> Utf8Bytes {
     serde_json::to_string(v).unwrap_or_default().into()
 }
 
-/// `queue_agent_status` (SPEC §5), timestamps in Unix seconds as strings.
-fn queue_message(queue: &str, agents: &[(&str, AgentState, Millis)]) -> Utf8Bytes {
+fn updated<'a>(rows: &'a [AgentRow<'a>]) -> Vec<UpdatedAgent<'a>> {
+    rows.iter()
+        .map(|r| UpdatedAgent {
+            state: r.state,
+            agent_extension_number: r.ext,
+            timestamp: (r.at / 1000).to_string(),
+            reason: r.reason,
+        })
+        .collect()
+}
+
+/// `queue_agent_status`, timestamps in Unix seconds as strings.
+fn queue_message(
+    n: &Naming,
+    queue: &str,
+    rows: &[AgentRow<'_>],
+    removed: &[AgentRow<'_>],
+) -> Utf8Bytes {
     json(&QueueAgentStatus {
         event_type: "queue_agent_status",
-        queue_number: queue,
-        updated_agents: agents
+        queue_id: n.queue_id(queue),
+        tenant_id: &n.tenant_id,
+        updated_agents: updated(rows),
+        removed_agents: removed
             .iter()
-            .map(|&(ext, state, at)| UpdatedAgent {
-                state,
-                agent_extension_number: ext,
-                timestamp: (at / 1000).to_string(),
+            .map(|r| RemovedAgent {
+                agent_extension_number: r.ext,
             })
             .collect(),
-        removed_agents: [],
     })
 }
 
-/// `extension_agent_status` (SPEC §5).
-fn extension_message(ext: &str, status: &[(&str, AgentState)], at: Millis) -> Utf8Bytes {
+/// `queue_status`: the snapshot sent after a subscribe.
+fn queue_snapshot(n: &Naming, queue: &str, rows: &[AgentRow<'_>]) -> Utf8Bytes {
+    let name = n.queues.get(queue).map_or("", |(_, name)| name.as_str());
+    json(&QueueStatus {
+        event_type: "queue_status",
+        tenant_id: &n.tenant_id,
+        queue_id: n.queue_id(queue),
+        queue_number: queue,
+        queue_name: name,
+        waiting_list: [],
+        agents: updated(rows),
+    })
+}
+
+/// `extension_agent_status`.
+fn extension_message(
+    n: &Naming,
+    ext: &str,
+    status: &[(&str, AgentState)],
+    at: Millis,
+) -> Utf8Bytes {
     json(&ExtensionAgentStatus {
         event_type: "extension_agent_status",
-        extension: ext,
+        extension: format!("sip:{ext}@{}", n.domain),
+        extension_id: n.ext_ids.id(ext).unwrap_or(""),
+        tenant_id: &n.tenant_id,
         agent_status: status
             .iter()
             .map(|&(q, s)| AgentStatus {
@@ -298,6 +430,7 @@ fn extension_message(ext: &str, status: &[(&str, AgentState)], at: Millis) -> Ut
 
 /// The current status of what a session subscribed to, as events.
 fn snapshot(
+    n: &Naming,
     e: &Engine,
     queues: &[String],
     exts: &[String],
@@ -306,11 +439,16 @@ fn snapshot(
     let mut out = Vec::new();
     for q in queues {
         if let Some(members) = e.queue_agents(q) {
-            let agents: Vec<(&str, AgentState, Millis)> = members
+            let rows: Vec<AgentRow<'_>> = members
                 .iter()
-                .map(|(ext, _, v)| (ext.as_str(), v.state, v.since))
+                .map(|(ext, _, v)| AgentRow {
+                    ext,
+                    state: v.state,
+                    reason: v.reason.as_ref(),
+                    at: v.since,
+                })
                 .collect();
-            out.push(queue_message(q, &agents));
+            out.push(queue_snapshot(n, q, &rows));
         }
     }
     let mut everyone = BTreeSet::new();
@@ -330,7 +468,7 @@ fn snapshot(
                 .map(|v| (v.queue.as_str(), v.state))
                 .collect();
             let at = view.queues.iter().map(|v| v.since).max().unwrap_or(0);
-            out.push(extension_message(ext, &status, at));
+            out.push(extension_message(n, ext, &status, at));
         }
     }
     out
@@ -376,7 +514,11 @@ struct ClientCommand {
     #[serde(default)]
     username: Option<String>,
     #[serde(default)]
+    extension_number: Option<String>,
+    #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
     #[serde(default)]
     topics: Option<Vec<String>>,
     #[serde(default)]
@@ -393,6 +535,9 @@ struct Answer<'a> {
     status: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Topics of PortSIP's that facd does not serve (accepted, ignored).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    ignored_topics: Vec<String>,
 }
 
 fn answer(command: &str, result: Result<(), String>) -> Message {
@@ -405,6 +550,7 @@ fn answer(command: &str, result: Result<(), String>) -> Message {
         id: None,
         status,
         error,
+        ignored_topics: Vec::new(),
     }))
 }
 
@@ -420,6 +566,8 @@ struct Selection {
     queues: Vec<String>,
     exts: Vec<String>,
     all_exts: bool,
+    /// Topics named that facd does not serve.
+    ignored: Vec<String>,
 }
 
 struct Session {
@@ -440,10 +588,10 @@ struct Gone;
 impl Session {
     async fn run(st: Shared, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
-        let Some(principal) = authenticate(&st, &mut sink, &mut stream).await else {
+        let id = st.wsi.inner.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(principal) = authenticate(&st, id, &mut sink, &mut stream).await else {
             return;
         };
-        let id = st.wsi.inner.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let lagged = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Notify::new());
@@ -474,6 +622,7 @@ impl Session {
             id: Some(id.to_string()),
             status: 0,
             error: None,
+            ignored_topics: Vec::new(),
         }));
         if s.send(ok).await.is_ok() {
             let _ = s.serve().await;
@@ -613,16 +762,26 @@ impl Session {
             queues,
             exts,
             all_exts: all,
+            ignored: Vec::new(),
         })
         .await
     }
 
     async fn send_snapshot(&mut self, sel: Selection) -> Result<(), Gone> {
         let all_queues = sel.all_exts.then(|| self.st.config.queues.clone());
+        let wsi = self.st.wsi.clone();
         let msgs = self
             .st
             .core
-            .query(move |e| snapshot(e, &sel.queues, &sel.exts, all_queues.as_deref()))
+            .query(move |e| {
+                snapshot(
+                    wsi.naming(),
+                    e,
+                    &sel.queues,
+                    &sel.exts,
+                    all_queues.as_deref(),
+                )
+            })
             .await
             .map_err(|_| Gone)?;
         for m in msgs {
@@ -646,9 +805,16 @@ impl Session {
                     .await
             }
             "subscribe" => match self.select(&cmd).await {
-                Ok(sel) => {
+                Ok(mut sel) => {
                     self.subscribe(&sel);
-                    self.send(answer("subscribe", Ok(()))).await?;
+                    let ok = Message::Text(json(&Answer {
+                        command: "subscribe",
+                        id: None,
+                        status: 0,
+                        error: None,
+                        ignored_topics: std::mem::take(&mut sel.ignored),
+                    }));
+                    self.send(ok).await?;
                     self.send_snapshot(sel).await
                 }
                 Err(e) => self.send(answer("subscribe", Err(e))).await,
@@ -672,22 +838,21 @@ impl Session {
         }
     }
 
-    /// Resolves and checks a (un)subscribe: topics known, names known, and
-    /// an agent only its own extension and queues (SPEC §5).
+    /// Resolves and checks a (un)subscribe: names known, and an agent only
+    /// its own extension and queues (SPEC §5). Topics other than
+    /// `queue_events` and `extension_events` (PortSIP's `cdr_events`,
+    /// `queue_management_events`, …) are ignored and reported.
     async fn select(&self, cmd: &ClientCommand) -> Result<Selection, String> {
         let topics = cmd
             .topics
             .as_deref()
             .filter(|t| !t.is_empty())
             .ok_or("topics is required: [\"queue_events\"] and/or [\"extension_events\"]")?;
-        if let Some(t) = topics
+        let ignored: Vec<String> = topics
             .iter()
-            .find(|t| *t != QUEUE_EVENTS && *t != EXTENSION_EVENTS)
-        {
-            return Err(format!(
-                "unknown topic {t:?}: expected queue_events or extension_events"
-            ));
-        }
+            .filter(|t| *t != QUEUE_EVENTS && *t != EXTENSION_EVENTS)
+            .cloned()
+            .collect();
         let want_queues = topics.iter().any(|t| t == QUEUE_EVENTS);
         let want_exts = topics.iter().any(|t| t == EXTENSION_EVENTS);
         if cmd.queues.is_some() && !want_queues {
@@ -707,6 +872,7 @@ impl Session {
                     queues: Vec::new(),
                     exts: Vec::new(),
                     all_exts: false,
+                    ignored,
                 };
                 let own_queues: Option<Vec<String>> = match &principal {
                     Principal::Admin => None,
@@ -811,10 +977,13 @@ impl Session {
     }
 }
 
-/// The first message must be `auth`; answers a failure and closes (1008,
-/// RFC 6455 §7.4.1 policy violation).
+/// The first message must be `auth` (PortSIP 22.3: `username` or
+/// `extension_number`, `password`, optional `domain`); answers a failure
+/// (with the session `id`, as PortSIP does) and closes (1008, RFC 6455
+/// §7.4.1 policy violation).
 async fn authenticate(
     st: &Shared,
+    id: u64,
     sink: &mut SplitSink<WebSocket, Message>,
     stream: &mut SplitStream<WebSocket>,
 ) -> Option<Principal> {
@@ -836,20 +1005,39 @@ async fn authenticate(
             Ok(c) if c.command != "auth" => {
                 "authenticate first: {\"command\":\"auth\",\"username\":…,\"password\":…}".into()
             }
-            Ok(c) => match (c.username, c.password) {
-                (Some(u), Some(p)) => match st.config.login(&u, &p) {
-                    Some(who) => return Some(who),
-                    None => {
-                        info!(username = %u, "wsi login refused");
-                        "wrong username or password".into()
+            Ok(c) => {
+                let domain = c.domain.as_deref();
+                let who = match (&c.username, &c.extension_number, &c.password) {
+                    (Some(u), None, Some(p)) => Ok(st.config.login(u, p, domain)),
+                    // By extension: only an agent's SIP password.
+                    (None, Some(x), Some(p)) => Ok(st
+                        .config
+                        .login(x, p, domain)
+                        .filter(|w| *w == Principal::Agent(x.clone()))),
+                    (Some(_), Some(_), _) => Err("send username or extension_number, not both"),
+                    _ => Err("auth needs username (or extension_number) and password"),
+                };
+                match who {
+                    Ok(Some(who)) => return Some(who),
+                    Ok(None) => {
+                        let name = c.username.or(c.extension_number).unwrap_or_default();
+                        info!(username = %name, "wsi login refused");
+                        "username, extension_number, domain or password error".into()
                     }
-                },
-                _ => "auth needs username and password".into(),
-            },
+                    Err(e) => e.into(),
+                }
+            }
         },
     };
+    let failed = Message::Text(json(&Answer {
+        command: "auth",
+        id: Some(id.to_string()),
+        status: -1,
+        error: Some(refusal),
+        ignored_topics: Vec::new(),
+    }));
     let _ = tokio::time::timeout(SEND_TIMEOUT, async {
-        sink.send(answer("auth", Err(refusal))).await?;
+        sink.send(failed).await?;
         sink.send(close(1008, "authentication failed")).await
     })
     .await;

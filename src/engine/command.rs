@@ -91,6 +91,24 @@ pub enum Command {
         /// The PBX's call id.
         call_id: String,
     },
+    /// Membership (REST): make the agent a member of `queue` (it starts
+    /// LOGGED_OUT there), or change its skill level if it already is one.
+    Join {
+        /// Extension.
+        agent: AgentId,
+        /// The queue number.
+        queue: QueueId,
+        /// 1–100 (PortSIP's `skill_level`).
+        skill_level: u32,
+    },
+    /// Membership (REST): the agent leaves `queue` (its state there is
+    /// dropped, whatever it was).
+    Leave {
+        /// Extension.
+        agent: AgentId,
+        /// The queue number.
+        queue: QueueId,
+    },
 }
 
 impl Command {
@@ -103,7 +121,9 @@ impl Command {
             | Self::NotReady { agent, .. }
             | Self::WrapUp { agent, .. }
             | Self::CallStart { agent, .. }
-            | Self::CallEnd { agent, .. } => agent,
+            | Self::CallEnd { agent, .. }
+            | Self::Join { agent, .. }
+            | Self::Leave { agent, .. } => agent,
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct Event {
     pub cause: Cause,
     /// When.
     pub at: Millis,
+    /// The agent left the queue (membership, REST): `to` is LOGGED_OUT and
+    /// the agent is no longer listed there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 /// The state of one targeted queue after a command.

@@ -23,6 +23,12 @@
 //!   it, and login cancels a pending logout. Pending ready/not ready waits
 //!   out the wrap-up after an ACD call; a pending logout skips it.
 //! - A change of only the pending state or the not-ready reason is an event.
+//! - Membership changes (REST `Join`/`Leave`) are durable like states: an
+//!   agent's whole membership list is one [`Change::Membership`] record, and
+//!   once changed it replaces the configured list at every restart. Joining
+//!   starts LOGGED_OUT (an event LOGGED_OUT → LOGGED_OUT); leaving drops the
+//!   agent's state there (an event to LOGGED_OUT with `removed`), even during
+//!   a call from that queue (the call's end then touches only other queues).
 
 mod command;
 mod event;
@@ -112,7 +118,27 @@ pub enum Change {
         /// Every call in progress.
         calls: Vec<Call>,
     },
+    /// An agent's queues, after a membership change (REST). Comes before
+    /// the cells of those queues in a record.
+    Membership {
+        /// Extension.
+        agent: AgentId,
+        /// Every queue it belongs to, in order.
+        queues: Vec<Member>,
+    },
 }
+
+/// One membership of an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Queue number.
+    pub queue: QueueId,
+    /// 1–100.
+    pub skill_level: u32,
+}
+
+/// The skill level of a configured membership (PortSIP's default).
+pub const DEFAULT_SKILL: u32 = 1;
 
 /// Why a stored record was not restored (the configuration changed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,6 +177,8 @@ pub struct QueueView {
     pub pending: Option<AgentState>,
     /// Since when.
     pub since: Millis,
+    /// The agent's skill level in the queue.
+    pub skill_level: u32,
 }
 
 /// An agent and its state in each of its queues.
@@ -168,12 +196,18 @@ struct Agent {
     def: AgentDef,
     /// Queue index of each membership.
     slots: Vec<usize>,
+    /// Skill level of each membership.
+    skills: Vec<u32>,
     cells: Vec<Cell>,
     calls: Vec<Call>,
+    /// The membership was changed at run time (it is exported and journaled).
+    custom: bool,
 }
 
 /// `dirty` slot number that stands for an agent's calls.
 const CALLS: u32 = u32::MAX;
+/// `dirty` slot number that stands for an agent's membership list.
+const MEMBERSHIP: u32 = u32::MAX - 1;
 
 /// The engine. See the module documentation.
 pub struct Engine {
@@ -221,9 +255,11 @@ impl Engine {
             };
             agents.push(Agent {
                 cells: vec![Cell::logged_out(0); slots.len()],
+                skills: vec![DEFAULT_SKILL; slots.len()],
                 slots,
                 calls: Vec::new(),
                 def,
+                custom: false,
             });
         }
         Self {
@@ -243,12 +279,27 @@ impl Engine {
         self.agent_ix.contains_key(ext)
     }
 
+    /// The configured queues, in configuration order.
+    pub fn queue_defs(&self) -> &[QueueDef] {
+        &self.queues
+    }
+
+    /// Every agent's extension and display name, in configuration order.
+    pub fn agent_names(&self) -> impl Iterator<Item = (&AgentId, &str)> + '_ {
+        self.agents
+            .iter()
+            .map(|a| (&a.def.extension, a.def.name.as_str()))
+    }
+
     /// Applies `cmd` completely, or refuses it and changes nothing.
     pub fn apply(&mut self, now: Millis, cmd: Command, cause: Cause) -> Result<Applied, Rejection> {
         let ai = *self
             .agent_ix
             .get(cmd.agent())
             .ok_or(Rejection::UnknownAgent)?;
+        if let Command::Join { .. } | Command::Leave { .. } = &cmd {
+            return self.apply_membership(ai, now, cmd, cause);
+        }
         let agent = &self.agents[ai];
         let mut cells = agent.cells.clone();
         let mut calls = agent.calls.clone();
@@ -260,6 +311,7 @@ impl Engine {
             | Command::NotReady { target, .. }
             | Command::WrapUp { target, .. } => self.slots(ai, target)?,
             Command::CallStart { .. } | Command::CallEnd { .. } => (0..cells.len()).collect(),
+            Command::Join { .. } | Command::Leave { .. } => return Err(Rejection::UnknownAgent),
         };
         match &cmd {
             Command::Login { .. } => {
@@ -389,6 +441,7 @@ impl Engine {
                     }
                 }
             }
+            Command::Join { .. } | Command::Leave { .. } => {}
         }
         let events = self.commit(ai, cells, calls, now, cause);
         let agent = &self.agents[ai];
@@ -484,10 +537,27 @@ impl Engine {
     /// The records changed since the last call, for the journal.
     pub fn take_changes(&mut self) -> Vec<Change> {
         let dirty = std::mem::take(&mut self.dirty);
-        dirty
+        // A membership list comes before the cells it creates.
+        let (members, rest): (Vec<_>, Vec<_>) =
+            dirty.into_iter().partition(|&(_, s)| s == MEMBERSHIP);
+        members
             .into_iter()
+            .chain(rest)
             .map(|(ai, s)| self.record(ai, s))
             .collect()
+    }
+
+    /// The records that undo `cmd` if its journal write fails: the agent's
+    /// records, and its membership list when `cmd` changes it.
+    pub fn undo_record(&self, cmd: &Command) -> Vec<Change> {
+        let mut out = Vec::new();
+        if let (Command::Join { .. } | Command::Leave { .. }, Some(&ai)) =
+            (cmd, self.agent_ix.get(cmd.agent()))
+        {
+            out.push(self.record(ai, MEMBERSHIP));
+        }
+        out.extend(self.export_agent(cmd.agent()));
+        out
     }
 
     /// Everything that differs from the initial state, as changes (a snapshot).
@@ -511,13 +581,17 @@ impl Engine {
 
     fn export_index(&self, ai: usize) -> Vec<Change> {
         let a = &self.agents[ai];
-        let mut out: Vec<Change> = a
-            .cells
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c != Cell::logged_out(0))
-            .map(|(s, _)| self.record(ai, s as u32))
-            .collect();
+        let mut out: Vec<Change> = Vec::new();
+        if a.custom {
+            out.push(self.record(ai, MEMBERSHIP));
+        }
+        out.extend(
+            a.cells
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c != Cell::logged_out(0))
+                .map(|(s, _)| self.record(ai, s as u32)),
+        );
         if !a.calls.is_empty() {
             out.push(self.record(ai, CALLS));
         }
@@ -557,6 +631,148 @@ impl Engine {
                 self.agents[ai].calls = calls;
                 Ok(())
             }
+            Change::Membership { agent, queues } => {
+                let ai = *self
+                    .agent_ix
+                    .get(&agent)
+                    .ok_or_else(|| RestoreSkip::UnknownAgent(agent.clone()))?;
+                let mut unknown = None;
+                let mut new = Vec::with_capacity(queues.len());
+                for m in queues {
+                    match self.queue_ix.get(&m.queue) {
+                        Some(&qi) if !new.iter().any(|&(x, _)| x == qi) => {
+                            new.push((qi, m.skill_level))
+                        }
+                        Some(_) => {}
+                        None => unknown = Some(m.queue),
+                    }
+                }
+                self.set_membership(ai, new, 0);
+                match unknown {
+                    Some(queue) => Err(RestoreSkip::UnknownQueue { agent, queue }),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// `Join` / `Leave`: one agent's membership of one queue.
+    fn apply_membership(
+        &mut self,
+        ai: usize,
+        now: Millis,
+        cmd: Command,
+        cause: Cause,
+    ) -> Result<Applied, Rejection> {
+        let (queue, skill) = match &cmd {
+            Command::Join {
+                queue, skill_level, ..
+            } => (queue, Some(*skill_level)),
+            Command::Leave { queue, .. } => (queue, None),
+            _ => return Err(Rejection::UnknownAgent),
+        };
+        let qi = *self.queue_ix.get(queue).ok_or(Rejection::UnknownQueue)?;
+        let a = &self.agents[ai];
+        let at = a.slots.iter().position(|&x| x == qi);
+        let mut new: Vec<(usize, u32)> = a
+            .slots
+            .iter()
+            .copied()
+            .zip(a.skills.iter().copied())
+            .collect();
+        let mut events = Vec::new();
+        let number = self.queues[qi].number.clone();
+        let event = |from: AgentState, removed: bool| Event {
+            agent: a.def.extension.clone(),
+            queue: number.clone(),
+            from,
+            to: AgentState::LoggedOut,
+            reason: None,
+            pending: None,
+            cause,
+            at: now,
+            removed,
+        };
+        match (skill, at) {
+            (Some(skill), Some(s)) if new[s].1 == skill => {}
+            (Some(skill), Some(s)) => new[s].1 = skill,
+            (Some(skill), None) => {
+                new.push((qi, skill));
+                events.push(event(AgentState::LoggedOut, false));
+            }
+            (None, Some(s)) => {
+                events.push(event(a.cells[s].state, true));
+                new.remove(s);
+            }
+            (None, None) => return Err(Rejection::NotAMember),
+        }
+        let changed =
+            new.len() != a.slots.len() || new.iter().zip(&a.skills).any(|(n, k)| n.1 != *k);
+        let mut affected = Vec::new();
+        if changed {
+            self.set_membership(ai, new, now);
+            self.dirty.insert((ai, MEMBERSHIP));
+            // A new member's cell is recorded too (its `since`).
+            if let (Some(s), None) = (self.agents[ai].slots.iter().position(|&x| x == qi), at) {
+                self.dirty.insert((ai, s as u32));
+            }
+        }
+        let a = &self.agents[ai];
+        match a.slots.iter().position(|&x| x == qi) {
+            Some(s) => affected.push(QueueStatus {
+                queue: number,
+                state: a.cells[s].state,
+                reason: a.cells[s].reason.clone(),
+                pending: a.cells[s].pending.as_ref().map(|p| p.state),
+            }),
+            None => affected.push(QueueStatus {
+                queue: number,
+                state: AgentState::LoggedOut,
+                reason: None,
+                pending: None,
+            }),
+        }
+        Ok(Applied { events, affected })
+    }
+
+    /// Replaces agent `ai`'s memberships by `new` (queue index, skill),
+    /// keeping the cells of the queues it stays in (new ones start
+    /// LOGGED_OUT at `now`), and the queue member lists and timers in step.
+    fn set_membership(&mut self, ai: usize, new: Vec<(usize, u32)>, now: Millis) {
+        let a = &mut self.agents[ai];
+        let old_slots = std::mem::take(&mut a.slots);
+        let old_cells = std::mem::take(&mut a.cells);
+        a.skills.clear();
+        a.custom = true;
+        for (s, c) in old_cells.iter().enumerate() {
+            if let Some(t) = c.wrap_up_until {
+                self.timers.remove(&(t, ai, s));
+            }
+        }
+        for &qi in &old_slots {
+            if !new.iter().any(|&(x, _)| x == qi) {
+                self.members[qi].retain(|&(x, _)| x != ai);
+            }
+        }
+        // Dirty slot numbers of this agent no longer mean the same cells.
+        self.dirty
+            .retain(|&(x, s)| x != ai || s == CALLS || s == MEMBERSHIP);
+        for (s, &(qi, skill)) in new.iter().enumerate() {
+            let cell = match old_slots.iter().position(|&x| x == qi) {
+                Some(i) => old_cells[i].clone(),
+                None => Cell::logged_out(now),
+            };
+            if let Some(t) = cell.wrap_up_until {
+                self.timers.insert((t, ai, s));
+            }
+            match self.members[qi].iter_mut().find(|(x, _)| *x == ai) {
+                Some(entry) => entry.1 = s,
+                None => self.members[qi].push((ai, s)),
+            }
+            let a = &mut self.agents[ai];
+            a.slots.push(qi);
+            a.skills.push(skill);
+            a.cells.push(cell);
         }
     }
 
@@ -566,6 +782,19 @@ impl Engine {
             Change::Calls {
                 agent: a.def.extension.clone(),
                 calls: a.calls.clone(),
+            }
+        } else if s == MEMBERSHIP {
+            Change::Membership {
+                agent: a.def.extension.clone(),
+                queues: a
+                    .slots
+                    .iter()
+                    .zip(&a.skills)
+                    .map(|(&qi, &skill_level)| Member {
+                        queue: self.queues[qi].number.clone(),
+                        skill_level,
+                    })
+                    .collect(),
             }
         } else {
             let s = s as usize;
@@ -586,6 +815,7 @@ impl Engine {
             reason: c.reason.clone(),
             pending: c.pending.as_ref().map(|p| p.state),
             since: c.since,
+            skill_level: a.skills[s],
         }
     }
 
@@ -679,6 +909,7 @@ impl Engine {
                 pending: new.pending.as_ref().map(|p| p.state),
                 cause,
                 at: now,
+                removed: false,
             });
         }
         if self.agents[ai].calls != calls {

@@ -664,3 +664,155 @@ fn cause_names_match_their_serialised_form() {
         );
     }
 }
+
+fn join(agent: &str, queue: &str, skill_level: u32) -> Command {
+    Command::Join {
+        agent: a(agent),
+        queue: queue.into(),
+        skill_level,
+    }
+}
+
+fn leave(agent: &str, queue: &str) -> Command {
+    Command::Leave {
+        agent: a(agent),
+        queue: queue.into(),
+    }
+}
+
+fn queues_of(e: &Engine, agent: &str) -> Vec<(String, AgentState, u32)> {
+    e.agent(agent)
+        .unwrap()
+        .queues
+        .into_iter()
+        .map(|v| (v.queue.to_string(), v.state, v.skill_level))
+        .collect()
+}
+
+#[test]
+fn join_and_leave_change_membership_with_events() {
+    let mut e = Engine::new(model(true, 30));
+    let ap = e.apply(T0, join("1001", "8002", 5), Cause::Api).unwrap();
+    assert_eq!(ap.events.len(), 1);
+    assert_eq!((ap.events[0].from, ap.events[0].to), (LoggedOut, LoggedOut));
+    assert!(!ap.events[0].removed);
+    assert_eq!(
+        queues_of(&e, "1001"),
+        [("8000".into(), LoggedOut, 1), ("8002".into(), LoggedOut, 5)]
+    );
+    // Joining again with the same skill changes nothing; another skill is
+    // a change without an event.
+    let ap = e.apply(T0, join("1001", "8002", 5), Cause::Api).unwrap();
+    assert!(ap.events.is_empty() && e.take_changes().len() == 2);
+    let ap = e.apply(T0, join("1001", "8002", 7), Cause::Api).unwrap();
+    assert!(ap.events.is_empty());
+    assert!(matches!(&e.take_changes()[..], [Change::Membership { .. }]));
+    // The new membership takes commands like a configured one.
+    e.apply(T0, login("1001", Target::All), Cause::Fac).unwrap();
+    let ids: Vec<_> = e
+        .queue_agents("8002")
+        .unwrap()
+        .into_iter()
+        .map(|(x, _, v)| (x.to_string(), v.state))
+        .collect();
+    assert_eq!(ids, [("1002".into(), LoggedOut), ("1001".into(), Ready)]);
+    // Leaving 8000 during wrap-up drops the state and its timer.
+    e.apply(T0, acd("1001", "c1", "8000"), Cause::Call).unwrap();
+    e.apply(T0 + 1, end("1001", "c1"), Cause::Call).unwrap();
+    assert_eq!(e.next_deadline(), Some(T0 + 1 + 30_000));
+    let ap = e.apply(T0 + 2, leave("1001", "8000"), Cause::Api).unwrap();
+    assert_eq!(ap.events.len(), 1);
+    assert!(ap.events[0].removed && ap.events[0].from == WrapUp);
+    assert_eq!(e.next_deadline(), None);
+    assert_eq!(queues_of(&e, "1001"), [("8002".into(), Ready, 7)]);
+    assert!(e
+        .queue_agents("8000")
+        .unwrap()
+        .iter()
+        .all(|(x, _, _)| x != "1001"));
+    // Refusals.
+    assert_eq!(
+        e.apply(T0, leave("1001", "8000"), Cause::Api),
+        Err(Rejection::NotAMember)
+    );
+    assert_eq!(
+        e.apply(T0, join("1001", "9", 1), Cause::Api),
+        Err(Rejection::UnknownQueue)
+    );
+    assert_eq!(
+        e.apply(T0, join("77", "8000", 1), Cause::Api),
+        Err(Rejection::UnknownAgent)
+    );
+}
+
+#[test]
+fn membership_survives_journal_and_snapshot_replay() {
+    let mut e = Engine::new(model(true, 30));
+    let mut journal = Vec::new();
+    for cmd in [
+        join("1001", "8001", 3),
+        login("1001", Target::All),
+        leave("1002", "8000"),
+        acd("1001", "c1", "8000"),
+        end("1001", "c1"),
+    ] {
+        e.apply(T0, cmd, Cause::Api).unwrap();
+        journal.push(e.take_changes());
+    }
+    let from_journal = {
+        let mut r = Engine::new(model(true, 30));
+        for rec in journal.clone() {
+            for c in rec {
+                r.restore(c).unwrap();
+            }
+        }
+        r
+    };
+    let from_snapshot = {
+        let mut r = Engine::new(model(true, 30));
+        for c in e.export() {
+            r.restore(c).unwrap();
+        }
+        r
+    };
+    for r in [&from_journal, &from_snapshot] {
+        for x in ["1001", "1002"] {
+            assert_eq!(r.agent(x), e.agent(x), "agent {x}");
+        }
+        assert_eq!(r.next_deadline(), e.next_deadline());
+        assert_eq!(r.export(), e.export());
+    }
+    // A membership naming a queue no longer configured keeps the rest.
+    let mut r = Engine::new(model(true, 30));
+    let skipped = r.restore(Change::Membership {
+        agent: a("1001"),
+        queues: vec![
+            Member {
+                queue: "8001".into(),
+                skill_level: 2,
+            },
+            Member {
+                queue: "9".into(),
+                skill_level: 2,
+            },
+        ],
+    });
+    assert!(matches!(skipped, Err(RestoreSkip::UnknownQueue { .. })));
+    assert_eq!(queues_of(&r, "1001"), [("8001".into(), LoggedOut, 2)]);
+}
+
+#[test]
+fn undo_record_reverts_a_membership_change() {
+    let mut e = Engine::new(model(true, 0));
+    e.apply(T0, login("1002", Target::All), Cause::Fac).unwrap();
+    let _ = e.take_changes();
+    let before = e.agent("1002");
+    for cmd in [leave("1002", "8001"), join("1002", "8001", 9)] {
+        let undo = e.undo_record(&cmd);
+        e.apply(T0 + 5, cmd, Cause::Api).unwrap();
+        for c in undo {
+            e.restore(c).unwrap();
+        }
+        assert_eq!(e.agent("1002"), before);
+    }
+}

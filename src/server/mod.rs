@@ -418,6 +418,7 @@ impl Server {
             core: self.handle.clone(),
             config: self.api,
             wsi: self.wsi.clone(),
+            tokens: Default::default(),
             stop: stop_accept.clone(),
         }));
         tasks.spawn(serve_http(

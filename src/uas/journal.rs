@@ -107,7 +107,7 @@ impl<F: Clone, W> Uas<F, W> {
     /// [`Uas::poll_finished`] once durable, or at once when refused. The
     /// events are published like any other.
     pub fn apply_command(&mut self, now: Now, cmd: Command, cause: Cause, waiter: W) {
-        let undo = self.undo_record(cmd.agent());
+        let undo = self.undo_record(&cmd);
         match self.engine.apply(now.wall, cmd, cause) {
             Err(r) => self
                 .finished
@@ -128,9 +128,9 @@ impl<F: Clone, W> Uas<F, W> {
 
     /// The agent's records before a change, when a failed write may have
     /// to undo it.
-    fn undo_record(&self, agent: &str) -> Vec<Change> {
+    fn undo_record(&self, cmd: &Command) -> Vec<Change> {
         if self.journal.enabled {
-            self.engine.export_agent(agent)
+            self.engine.undo_record(cmd)
         } else {
             Vec::new()
         }
@@ -150,7 +150,7 @@ impl<F: Clone, W> Uas<F, W> {
         ok: impl FnOnce(&mut Self, &Applied, Bytes) -> Reply<F, W>,
     ) {
         let agent = cmd.agent().clone();
-        let undo = self.undo_record(&agent);
+        let undo = self.undo_record(&cmd);
         let call_id = String::from_utf8_lossy(rq.req.call_id());
         match self.engine.apply(now.wall, cmd, cause) {
             Err(rejection) => {
