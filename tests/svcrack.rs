@@ -63,6 +63,9 @@ password = "{PASSWORD}"
 queues = ["8000"]
 [storage]
 dir = {:?}
+[http]
+# Any free port: the default 127.0.0.1:8080 collides with other tests and servers.
+listen = "127.0.0.1:0"
 "#,
             dir.join("data").display().to_string()
         ),

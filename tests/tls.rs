@@ -510,10 +510,7 @@ fn baresip_dials_a_star_code_over_tls_and_the_agent_logs_in() {
             + &std::fs::read_to_string(&phone.key).unwrap(),
     )
     .unwrap();
-    let local = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let local = free_pair_of_ports();
     std::fs::write(
         bs.join("config"),
         format!(
@@ -625,4 +622,31 @@ fn tls_settings_are_checked_with_their_keys() {
         err.contains("sip.tls_cert") && err.contains("no CERTIFICATE"),
         "{err}"
     );
+}
+
+/// A loopback address whose port and the port after it are free for UDP
+/// and TCP: baresip listens on `sip_listen` for UDP and TCP and on the next
+/// port for TLS, so a free port whose neighbour another test holds makes
+/// it fail with "Address already in use".
+fn free_pair_of_ports() -> std::net::SocketAddr {
+    for _ in 0..200 {
+        let Ok(first) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = first.local_addr() else {
+            continue;
+        };
+        let Some(next) = addr.port().checked_add(1) else {
+            continue;
+        };
+        let held = (
+            std::net::TcpListener::bind(("127.0.0.1", next)),
+            std::net::UdpSocket::bind(addr),
+            std::net::UdpSocket::bind(("127.0.0.1", next)),
+        );
+        if let (Ok(_), Ok(_), Ok(_)) = held {
+            return addr;
+        }
+    }
+    panic!("no two free neighbouring ports on 127.0.0.1");
 }
