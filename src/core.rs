@@ -26,7 +26,7 @@ use crate::limits::{AuthGuard, Banned};
 use crate::media::{MediaOrder, ToneTarget};
 use crate::sip::auth::{Authenticator, Secret, Verdict};
 use crate::sip::build::{self, ResponseBuilder};
-use crate::sip::feature_sync::{self, PhoneState};
+use crate::sip::feature_sync::{self, FeatureRequest, LegacyPhoneState, RequestedState};
 use crate::sip::message::{parse_message, Message, Method, Request, Response, Scheme};
 use crate::sip::sdp;
 use crate::sip::star_code::{Action, StarCode, StarCodeParser};
@@ -397,13 +397,13 @@ impl Core {
             .agent(agent)
             .map(|v| v.queues)
             .unwrap_or_default();
-        let state = PhoneState::from_queues(queues.iter().map(|q| q.state));
+        let state = legacy_phone_state(queues.iter().map(|q| q.state));
         let reason = queues
             .iter()
             .filter(|q| q.state == crate::engine::AgentState::NotReady)
             .find_map(|q| q.reason.as_deref())
             .and_then(|r| self.engine.reason_code(r));
-        Bytes::from(feature_sync::agent_state_event(agent, state, reason))
+        Bytes::from(feature_sync::legacy_agent_state_event(agent, state, reason))
     }
 
     /// Journals the engine's pending changes; `reply` is answered and
@@ -1028,8 +1028,19 @@ impl Core {
         let set = if req.body.is_empty() {
             None
         } else {
-            match feature_sync::parse_set_agent_state(req.body()) {
-                Ok(set) => Some(set),
+            match feature_sync::parse_request(req.body()) {
+                Ok(FeatureRequest::SetAgentState { state, reason }) => Some((state, reason)),
+                Ok(_) => {
+                    return self.reply(
+                        now,
+                        id,
+                        req,
+                        peer,
+                        400,
+                        "Bad Request - Only SetAgentState Is Supported",
+                        |b| b,
+                    );
+                }
                 Err(e) => {
                     info!(%agent, error = %e, "SUBSCRIBE body refused");
                     return self.reply(
@@ -1053,7 +1064,7 @@ impl Core {
             id,
             req,
             peer,
-            set.command(&agent),
+            set_agent_state_command(&agent, set.0, set.1),
             Cause::FeatureSync,
             |_, _, fail| Reply::Subscribe { id, answer, fail },
         );
@@ -1649,6 +1660,49 @@ fn sent_by(addr: SocketAddr) -> String {
     s.push_str(if addr.is_ipv6() { "]:" } else { ":" });
     s.push_str(itoa::Buffer::new().format(addr.port()));
     s
+}
+
+/// Issue 14 adapter until the UAS owns the SIP ↔ engine translation: the
+/// legacy `AgentStateEvent` state (busy on a call, which no phone reads).
+fn legacy_phone_state(
+    states: impl IntoIterator<Item = crate::engine::AgentState>,
+) -> LegacyPhoneState {
+    use crate::engine::AgentState as S;
+    let (mut busy, mut wrap, mut ready, mut logged_in) = (false, false, false, false);
+    for s in states {
+        match s {
+            S::QueueCall | S::OtherCall => busy = true,
+            S::WrapUp => wrap = true,
+            S::Ready => ready = true,
+            S::NotReady => logged_in = true,
+            S::LoggedOut => {}
+        }
+    }
+    match (busy, wrap, ready, logged_in) {
+        (true, ..) => LegacyPhoneState::Busy,
+        (_, true, ..) => LegacyPhoneState::WorkingAfterCall,
+        (_, _, true, _) => LegacyPhoneState::Ready,
+        (.., true) => LegacyPhoneState::NotReady,
+        _ => LegacyPhoneState::Null,
+    }
+}
+
+/// Issue 14 adapter: a `SetAgentState` as an engine command over all the
+/// agent's queues.
+fn set_agent_state_command(agent: &str, state: RequestedState, reason: Option<u32>) -> Command {
+    let agent = agent.to_string();
+    let target = Target::All;
+    match state {
+        RequestedState::LoggedOn => Command::Login { agent, target },
+        RequestedState::LoggedOff => Command::Logout { agent, target },
+        RequestedState::Ready => Command::Ready { agent, target },
+        RequestedState::NotReady => Command::NotReady {
+            agent,
+            target,
+            reason: reason.map(ReasonRef::Code),
+        },
+        RequestedState::WorkingAfterCall => Command::WrapUp { agent, target },
+    }
 }
 
 #[cfg(test)]
