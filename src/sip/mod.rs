@@ -1,13 +1,16 @@
 //! The SIP wire layer: framing, our own nom parser over `bytes::Bytes`,
 //! response building, digest authentication, star codes, SDP, and the
-//! `as-feature-event` bodies of phone feature keys. No rsip:
+//! bodies of the event packages phone keys subscribe to (feature keys,
+//! dialog, presence). No rsip:
 //! see `message.rs` for why.
 
 pub mod agent_view;
 pub mod auth;
 pub mod build;
+pub mod dialog_info;
 pub mod feature_sync;
 pub mod framing;
 pub mod message;
+pub mod pidf;
 pub mod sdp;
 pub mod star_code;
