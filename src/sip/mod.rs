@@ -1,11 +1,12 @@
 //! The SIP wire layer: framing, our own nom parser over `bytes::Bytes`,
 //! response building, digest authentication, star codes, SDP, and the
 //! bodies of the event packages phone keys subscribe to (feature keys,
-//! dialog, presence). No rsip:
+//! dialog, presence) with the lamp logic behind them. No rsip:
 //! see `message.rs` for why.
 
 pub mod agent_view;
 pub mod auth;
+pub mod blf;
 pub mod build;
 pub mod dialog_info;
 pub mod feature_sync;
