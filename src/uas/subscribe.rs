@@ -148,7 +148,8 @@ impl<F: Clone, W> Uas<F, W> {
                 // Our dialog from before a restart (subscriptions are not
                 // persisted): taken up again with a full NOTIFY, so the
                 // phone need not notice (issue 14).
-                info!(%agent, event = kind.event(), "subscription re-established from a refresh");
+                let call_id = String::from_utf8_lossy(req.call_id());
+                info!(%agent, %call_id, event = kind.event(), "subscription re-established from a refresh");
             }
         }
         let request = if req.body.is_empty() {
