@@ -818,3 +818,93 @@ async fn a_new_subscription_beyond_the_per_agent_cap_ends_the_oldest() {
     );
     s.stop().await;
 }
+
+/// A phone that does not take multipart (its Accept names only the
+/// feature-key type, as the AudioCodes SDK's does) gets one NOTIFY per
+/// feature; its DND key makes the agent NOT_READY with the configured
+/// reason and back; its forwarding key is told "off".
+async fn dnd_and_forwarding(tcp: bool) {
+    let cfg = format!("{}\n[feature_keys]\ndnd_reason = \"BREAK\"\n", config(""));
+    let s = TestServer::start(&cfg).await;
+    dial(&s, "*38", "1001", &format!("dnd-login-{tcp}")).await;
+    let mut p = Phone::new(&s, tcp, "1001", &format!("dnd-{tcp}")).await;
+    p.accept = true;
+    assert_eq!(p.subscribe(Some(600), None).await.status(), 200);
+    let mut roots = Vec::new();
+    for _ in 0..5 {
+        let n = p.next().await;
+        assert_eq!(n.header("Content-Type").as_deref(), Some(CT));
+        roots.push(agent_state(&n));
+    }
+    assert_eq!(
+        roots,
+        [
+            "AgentReadyEvent",
+            "DoNotDisturbEvent",
+            "ForwardingEvent",
+            "ForwardingEvent",
+            "ForwardingEvent"
+        ]
+    );
+    let dnd = |on: bool| {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><SetDoNotDisturb {NS}><doNotDisturbOn>{on}</doNotDisturbOn></SetDoNotDisturb>"
+        )
+    };
+    let ok = p.subscribe(Some(600), Some(&dnd(true))).await;
+    assert_eq!(ok.status(), 200, "{}", ok.raw);
+    let n = p.next().await;
+    assert_eq!(agent_state(&n), "DoNotDisturbEvent");
+    assert!(n.body().contains("<doNotDisturbOn>true</doNotDisturbOn>"));
+    let n = p.next().await;
+    assert_eq!(agent_state(&n), "AgentNotReadyEvent");
+    assert!(n.body().contains(">1</pri:AgentNotReadyReasonValue>"));
+    let view = s.core.query(|e| e.agent("1001").unwrap()).await.unwrap();
+    assert!(view
+        .queues
+        .iter()
+        .all(|q| q.state == AgentState::NotReady && q.reason.as_deref() == Some("BREAK")));
+    p.subscribe(Some(600), Some(&dnd(false))).await;
+    assert!(p.next().await.body().contains("<doNotDisturbOn>false<"));
+    assert_eq!(agent_state(&p.next().await), "AgentReadyEvent");
+    let fwd = format!(
+        "<SetForwarding {NS}><forwardingType>forwardNoAns</forwardingType><activateForward>true</activateForward><forwardDN>2000</forwardDN><ringCount>3</ringCount></SetForwarding>"
+    );
+    assert_eq!(p.subscribe(Some(600), Some(&fwd)).await.status(), 200);
+    let n = p.next().await;
+    assert_eq!(agent_state(&n), "ForwardingEvent");
+    assert!(n
+        .body()
+        .contains("<forwardingType>forwardNoAns</forwardingType>"));
+    assert!(n.body().contains("<forwardStatus>false</forwardStatus>"));
+
+    // A BLF key on *388000 over the same transport: lit while logged in.
+    p.new_dialog(&format!("blf-{tcp}"));
+    let m = p.subscribe_to("*388000", "dialog", Some(600), None);
+    assert_eq!(p.request(&m).await.status(), 200);
+    let n = p.next().await;
+    assert_eq!(n.header("Event").as_deref(), Some("dialog"));
+    assert!(
+        n.body().contains("<state>confirmed</state>"),
+        "{}",
+        n.body()
+    );
+    dial(&s, "*398000", "1001", &format!("blf-logout-{tcp}")).await;
+    let n = p.next().await;
+    assert!(
+        n.body().contains("<state>terminated</state>"),
+        "{}",
+        n.body()
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dnd_forwarding_and_a_blf_key_udp() {
+    dnd_and_forwarding(false).await;
+}
+
+#[tokio::test]
+async fn dnd_forwarding_and_a_blf_key_tcp() {
+    dnd_and_forwarding(true).await;
+}
