@@ -362,3 +362,77 @@ fn sipp_feature_key_phone_over_udp() {
 fn sipp_feature_key_phone_over_tcp() {
     feature_key_phone(true);
 }
+
+/// A BLF key on `*388000` (blf_phone.xml) with `event` (dialog or
+/// presence) while a second SIPp run logs the agent in and out: dark, lit,
+/// dark, and the end.
+fn blf_phone(tcp: bool, event: &str) {
+    if !sipp_ready() {
+        return;
+    }
+    let facd = Facd::start(&config());
+    let log = facd.dir.path().join(format!(
+        "blf_phone.xml-{}.log",
+        if tcp { "tcp" } else { "udp" }
+    ));
+    // Waits until the phone's log has `n` NOTIFY lines.
+    let notifies = |n: usize| {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(20)
+            && std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("NOTIFY ")
+                .count()
+                < n
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let row = format!("1001;*388000;{event}");
+    std::thread::scope(|scope| {
+        let phone = scope.spawn(|| sipp(&facd, "blf_phone.xml", &[row.as_str()], tcp, &[]));
+        notifies(1);
+        let (code, _) = sipp(&facd, "fac_call.xml", &["1001;*388000"], false, &[]);
+        assert_eq!(code, 0, "*388000 failed");
+        notifies(2);
+        let (code, _) = sipp(&facd, "fac_call.xml", &["1001;*398000"], false, &[]);
+        assert_eq!(code, 0, "*398000 failed");
+        let (code, lines) = phone.join().unwrap();
+        assert_eq!(code, 0, "the BLF scenario failed: {lines:?}");
+        let (elem, dark, lit) = if event == "dialog" {
+            ("state", "terminated", "confirmed")
+        } else {
+            ("basic", "open", "closed")
+        };
+        assert_eq!(
+            lines,
+            [
+                "200".to_string(),
+                format!("NOTIFY {event} {elem} {dark} active"),
+                format!("NOTIFY {event} {elem} {lit} active"),
+                format!("NOTIFY {event} {elem} {dark} active"),
+                format!("NOTIFY {event} {elem} {dark} terminated"),
+            ]
+        );
+    });
+}
+
+#[test]
+fn sipp_blf_dialog_over_udp() {
+    blf_phone(false, "dialog");
+}
+
+#[test]
+fn sipp_blf_dialog_over_tcp() {
+    blf_phone(true, "dialog");
+}
+
+#[test]
+fn sipp_blf_presence_over_udp() {
+    blf_phone(false, "presence");
+}
+
+#[test]
+fn sipp_blf_presence_over_tcp() {
+    blf_phone(true, "presence");
+}
