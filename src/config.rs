@@ -36,6 +36,8 @@ pub struct Config {
     #[serde(default)]
     pub subscribe: SubscribeConfig,
     #[serde(default)]
+    pub feature_keys: FeatureKeysConfig,
+    #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
     pub api_users: Vec<ApiUserConfig>,
@@ -179,7 +181,7 @@ impl Default for AuthConfig {
     }
 }
 
-/// `[codes]`: the star codes (SPEC §3).
+/// `[codes]`: the star codes (SPEC §3) and the toggle codes (issue 14).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CodesConfig {
@@ -187,6 +189,10 @@ pub struct CodesConfig {
     pub not_ready: String,
     pub login: String,
     pub logout: String,
+    /// Logs in where logged out, else out (`*45[queue]`); BLF lit while logged in.
+    pub toggle_login: String,
+    /// READY ↔ NOT_READY (`*46[queue]`); BLF lit while READY.
+    pub toggle_ready: String,
 }
 
 impl Default for CodesConfig {
@@ -196,8 +202,19 @@ impl Default for CodesConfig {
             not_ready: "*37".into(),
             login: "*38".into(),
             logout: "*39".into(),
+            toggle_login: "*45".into(),
+            toggle_ready: "*46".into(),
         }
     }
+}
+
+/// `[feature_keys]`: phone keys beyond the ACD key (issue 14).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeatureKeysConfig {
+    /// The `[[reasons]]` name a phone's DND key sets (NOT_READY with it in
+    /// every queue); unset: DND keys are refused `403`.
+    pub dnd_reason: Option<String>,
 }
 
 /// `[[reasons]]`: a not-ready reason.
@@ -272,7 +289,9 @@ impl Default for SubscribeConfig {
             max_expires: 3600,
             default_expires: 3600,
             max_subscriptions: 100_000,
-            max_per_agent: 4,
+            // 40 BLF keys and the feature-key subscription of one phone,
+            // with room for a rebooted phone's stale dialogs.
+            max_per_agent: 48,
         }
     }
 }
@@ -517,6 +536,14 @@ impl Config {
         let listeners = self.validate_sip(&mut e);
         self.validate_codes(&mut e);
         self.validate_reasons(&mut e);
+        if let Some(dnd) = &self.feature_keys.dnd_reason {
+            if !self.reasons.iter().any(|r| &r.name == dnd) {
+                e.push(err(
+                    "feature_keys.dnd_reason",
+                    format!("{dnd:?} is not a configured [[reasons]] name"),
+                ));
+            }
+        }
         let queues = self.validate_queues(&mut e);
         let agents = self.validate_agents(&queues, &mut e);
         let api_users = self.validate_api_users(&agents, &mut e);
@@ -715,6 +742,8 @@ impl Config {
             ("codes.not_ready", &c.not_ready),
             ("codes.login", &c.login),
             ("codes.logout", &c.logout),
+            ("codes.toggle_login", &c.toggle_login),
+            ("codes.toggle_ready", &c.toggle_ready),
         ];
         for (key, code) in codes {
             if code.is_empty() || code.len() > 8 {
@@ -1154,6 +1183,18 @@ role = "admin"
                 GOOD.replace("[auth]", "[codes]\nlogin = \"*36\"\n[auth]"),
                 "codes.login",
             ),
+            (
+                GOOD.replace("[auth]", "[codes]\ntoggle_ready = \"*3\"\n[auth]"),
+                "codes.toggle_ready",
+            ),
+            (
+                GOOD.replace("[auth]", "[codes]\ntoggle_login = \"*389\"\n[auth]"),
+                "codes.login",
+            ),
+            (
+                GOOD.replace("[auth]", "[feature_keys]\ndnd_reason = \"NAP\"\n[auth]"),
+                "feature_keys.dnd_reason",
+            ),
             (GOOD.replace("code = 1", "code = 10000"), "reasons[0].code"),
             (
                 GOOD.replace("role = \"admin\"", "role = \"root\""),
@@ -1185,6 +1226,19 @@ role = "admin"
             .replace("number = \"8001\"", "number = \"\"")
             .replace("name = \"BREAK\"", "name = \"break\"");
         assert!(keys(&text).len() >= 2);
+    }
+
+    #[test]
+    fn dnd_reason_names_a_configured_reason() {
+        let with = GOOD.replace("[auth]", "[feature_keys]\ndnd_reason = \"BREAK\"\n[auth]");
+        assert!(keys(&with).is_empty(), "{:?}", keys(&with));
+        let c = Config::from_toml(&with).unwrap();
+        assert_eq!(c.feature_keys.dnd_reason.as_deref(), Some("BREAK"));
+        assert_eq!(c.codes.toggle_login, "*45");
+        assert_eq!(
+            c.subscribe.max_per_agent, 48,
+            "40 BLF keys + feature keys fit"
+        );
     }
 
     #[test]

@@ -34,7 +34,10 @@ async fn options_register_unknown_and_unsupported() {
         "INVITE, ACK, BYE, CANCEL, OPTIONS, SUBSCRIBE"
     );
     assert_eq!(r.header("Accept").unwrap(), "application/sdp");
-    assert_eq!(r.header("Allow-Events").unwrap(), "as-feature-event");
+    assert_eq!(
+        r.header("Allow-Events").unwrap(),
+        "as-feature-event, dialog, presence"
+    );
     assert_eq!(r.headers("Supported").len(), 1);
     assert!(r.to_tag().is_some());
     assert_eq!(r.header("CSeq").unwrap(), "1 OPTIONS");
@@ -52,11 +55,14 @@ async fn options_register_unknown_and_unsupported() {
         c.send(&request(m, p, &format!("z9hG4bK-{m}"), "")).await;
         assert_eq!(c.recv().await.status(), 405, "{m}");
     }
-    // SUBSCRIBE without an Event (RFC 6665 §4.2.1.1): the package we have.
+    // SUBSCRIBE without an Event (RFC 6665 §4.2.1.1): the packages we have.
     c.send(&request("SUBSCRIBE", p, "z9hG4bK-sub", "")).await;
     let r = c.recv().await;
     assert_eq!((r.status(), r.reason()), (489, "Bad Event"));
-    assert_eq!(r.header("Allow-Events").unwrap(), "as-feature-event");
+    assert_eq!(
+        r.header("Allow-Events").unwrap(),
+        "as-feature-event, dialog, presence"
+    );
 
     c.send(&request("FROBNICATE", p, "z9hG4bK-u1", "")).await;
     let r = c.recv().await;

@@ -310,42 +310,43 @@ fn sipp_digest_authentication() {
     assert_ne!(code, 0);
 }
 
-/// A desk phone's ACD key (feature_key_phone.xml) while a second SIPp run
-/// dials `*36` for the same agent: the phone sees the state it starts in,
-/// the change, its own SetAgentState, and the end of the subscription.
+/// A Yealink-style desk phone's ACD key (feature_key_phone.xml): the full
+/// state, the login handshake (AgentLoggedOnEvent, the state the login
+/// produced, the phone's initial state), a `*37*1` dialled by a second SIPp
+/// run, and the end of the subscription.
 fn feature_key_phone(tcp: bool) {
     if !sipp_ready() {
         return;
     }
     let facd = Facd::start(&config());
-    let (code, _) = sipp(&facd, "fac_call.xml", &["1003;*38"], false, &[]);
-    assert_eq!(code, 0, "login failed");
     let log = facd.dir.path().join(format!(
         "feature_key_phone.xml-{}.log",
         if tcp { "tcp" } else { "udp" }
     ));
     std::thread::scope(|scope| {
         let phone = scope.spawn(|| sipp(&facd, "feature_key_phone.xml", &["1003"], tcp, &[]));
-        // The star code must come after the phone's first NOTIFY.
+        // The star code must come after the phone logged in and went ready.
         let started = std::time::Instant::now();
         while started.elapsed() < Duration::from_secs(20)
             && !std::fs::read_to_string(&log)
                 .unwrap_or_default()
-                .contains("NOTIFY ")
+                .contains("NOTIFY AgentReadyEvent")
         {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let (code, _) = sipp(&facd, "fac_call.xml", &["1003;*36"], false, &[]);
-        assert_eq!(code, 0, "*36 failed");
+        let (code, _) = sipp(&facd, "fac_call.xml", &["1003;*37*1"], false, &[]);
+        assert_eq!(code, 0, "*37*1 failed");
         let (code, lines) = phone.join().unwrap();
         assert_eq!(code, 0, "the phone scenario failed: {lines:?}");
         assert_eq!(
             lines,
             [
                 "200 Expires 600",
-                "NOTIFY agentNotReady active;expires=600 ecma-323/csta/ed3",
-                "NOTIFY <agentState>agentReady</agentState>",
-                "NOTIFY <agentState>agentNotReady</agentState> reason 1",
+                "NOTIFY AgentLoggedOffEvent multipart/mixed DoNotDisturbEvent active;expires=600",
+                "NOTIFY AgentLoggedOnEvent",
+                "NOTIFY AgentNotReadyEvent",
+                "NOTIFY AgentReadyEvent",
+                "NOTIFY AgentNotReadyEvent reason 1",
                 "NOTIFY terminated;reason=timeout",
             ]
         );
@@ -360,4 +361,78 @@ fn sipp_feature_key_phone_over_udp() {
 #[test]
 fn sipp_feature_key_phone_over_tcp() {
     feature_key_phone(true);
+}
+
+/// A BLF key on `*388000` (blf_phone.xml) with `event` (dialog or
+/// presence) while a second SIPp run logs the agent in and out: dark, lit,
+/// dark, and the end.
+fn blf_phone(tcp: bool, event: &str) {
+    if !sipp_ready() {
+        return;
+    }
+    let facd = Facd::start(&config());
+    let log = facd.dir.path().join(format!(
+        "blf_phone.xml-{}.log",
+        if tcp { "tcp" } else { "udp" }
+    ));
+    // Waits until the phone's log has `n` NOTIFY lines.
+    let notifies = |n: usize| {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(20)
+            && std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("NOTIFY ")
+                .count()
+                < n
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let row = format!("1001;*388000;{event}");
+    std::thread::scope(|scope| {
+        let phone = scope.spawn(|| sipp(&facd, "blf_phone.xml", &[row.as_str()], tcp, &[]));
+        notifies(1);
+        let (code, _) = sipp(&facd, "fac_call.xml", &["1001;*388000"], false, &[]);
+        assert_eq!(code, 0, "*388000 failed");
+        notifies(2);
+        let (code, _) = sipp(&facd, "fac_call.xml", &["1001;*398000"], false, &[]);
+        assert_eq!(code, 0, "*398000 failed");
+        let (code, lines) = phone.join().unwrap();
+        assert_eq!(code, 0, "the BLF scenario failed: {lines:?}");
+        let (elem, dark, lit) = if event == "dialog" {
+            ("state", "terminated", "confirmed")
+        } else {
+            ("basic", "open", "closed")
+        };
+        assert_eq!(
+            lines,
+            [
+                "200".to_string(),
+                format!("NOTIFY {event} {elem} {dark} active"),
+                format!("NOTIFY {event} {elem} {lit} active"),
+                format!("NOTIFY {event} {elem} {dark} active"),
+                format!("NOTIFY {event} {elem} {dark} terminated"),
+            ]
+        );
+    });
+}
+
+#[test]
+fn sipp_blf_dialog_over_udp() {
+    blf_phone(false, "dialog");
+}
+
+#[test]
+fn sipp_blf_dialog_over_tcp() {
+    blf_phone(true, "dialog");
+}
+
+#[test]
+fn sipp_blf_presence_over_udp() {
+    blf_phone(false, "presence");
+}
+
+#[test]
+fn sipp_blf_presence_over_tcp() {
+    blf_phone(true, "presence");
 }

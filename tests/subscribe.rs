@@ -1,8 +1,10 @@
 //! Feature-key subscriptions (`as-feature-event`, SPEC §5, RFC 6665)
-//! against the running server over UDP and TCP: the first NOTIFY, a NOTIFY
-//! per change, refresh, `Expires: 0`, expiry, a phone that stops answering
-//! (Timer F), SetAgentState, 423/489/415/400/403/481, digest
-//! authentication, and what a restart does to subscriptions.
+//! against the running server over UDP and TCP: the first NOTIFY (every
+//! feature, multipart or one NOTIFY each), a NOTIFY per change with the
+//! per-state root elements phones dispatch on, the login handshake,
+//! refresh, `Expires: 0`, expiry, a phone that stops answering (Timer F),
+//! SetAgentState, SetDoNotDisturb, SetForwarding, 423/489/415/400/403/481,
+//! digest authentication, and a subscription carried across a restart.
 
 mod common;
 
@@ -52,6 +54,11 @@ struct Phone {
     to_tag: Option<String>,
     /// NOTIFYs seen while waiting for a response.
     notifies: VecDeque<Msg>,
+    /// The CSeq of the last NOTIFY returned by [`Phone::next`].
+    seen: u32,
+    /// Send `Accept: application/x-as-feature-event+xml` (as the AudioCodes
+    /// SDK does): no multipart, one NOTIFY per feature.
+    accept: bool,
     /// Answer NOTIFYs (false: a phone gone silent).
     answer: bool,
     auth: Option<String>,
@@ -71,6 +78,8 @@ impl Phone {
             cseq: 0,
             to_tag: None,
             notifies: VecDeque::new(),
+            seen: 0,
+            accept: false,
             answer: true,
             auth: None,
         }
@@ -131,6 +140,11 @@ impl Phone {
         let (ctype, body) = body.map_or((String::new(), ""), |(c, b)| {
             (format!("Content-Type: {c}\r\n"), b)
         });
+        let accept = if self.accept {
+            format!("Accept: {CT}\r\n")
+        } else {
+            String::new()
+        };
         format!(
             "SUBSCRIBE sip:{user}@facd.test SIP/2.0\r\n\
              Via: SIP/2.0/{t} 127.0.0.1:{port};branch=z9hG4bK-{call}-{cseq};rport\r\n\
@@ -141,8 +155,7 @@ impl Phone {
              CSeq: {cseq} SUBSCRIBE\r\n\
              Contact: <sip:{agent}@127.0.0.1:{port};transport={tl}>\r\n\
              Event: {event}\r\n\
-             Accept: {CT}\r\n\
-             {expires}{auth}{ctype}\
+             {accept}{expires}{auth}{ctype}\
              Content-Length: {len}\r\n\r\n{body}",
             tl = t.to_ascii_lowercase(),
             len = body.len()
@@ -176,17 +189,26 @@ impl Phone {
         }
     }
 
-    /// The next NOTIFY with a CSeq above `after` (retransmissions skipped).
-    async fn notify_after(&mut self, after: u32) -> Msg {
+    /// The next NOTIFY with a CSeq above the last one returned
+    /// (retransmissions skipped; a CSeq that went down fails the test).
+    async fn next(&mut self) -> Msg {
         loop {
             let m = match self.notifies.pop_front() {
                 Some(m) => m,
                 None => self.recv_within(8000).await.expect("no NOTIFY within 8 s"),
             };
-            if m.method() == "NOTIFY" && cseq_of(&m) > after {
+            if m.method() == "NOTIFY" && cseq_of(&m) > self.seen {
+                self.seen = cseq_of(&m);
                 return m;
             }
         }
+    }
+
+    /// A new dialog: a new Call-ID, no To tag, CSeqs counted afresh.
+    fn new_dialog(&mut self, call: &str) {
+        self.call = call.into();
+        self.to_tag = None;
+        self.seen = 0;
     }
 }
 
@@ -196,11 +218,17 @@ fn cseq_of(m: &Msg) -> u32 {
         .unwrap_or(0)
 }
 
+/// The root element of the NOTIFY's ACD event (`AgentReadyEvent`, …), or
+/// of its first document: the name phones dispatch on.
 fn agent_state(m: &Msg) -> String {
     let b = m.body();
-    let start = b.find("<agentState>").map(|i| i + 12).unwrap_or(0);
-    let end = b.find("</agentState>").unwrap_or(0);
-    b.get(start..end).unwrap_or("").to_string()
+    let at = b
+        .find("<Agent")
+        .or_else(|| b.find("<DoNotDisturbEvent"))
+        .or_else(|| b.find("<ForwardingEvent"));
+    at.and_then(|i| b[i + 1..].split([' ', '>']).next())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Dials a star code as `agent` from a separate UDP client and checks the 200.
@@ -233,13 +261,13 @@ async fn whole_life(tcp: bool) {
     let s = TestServer::start(&config("")).await;
     let mut p = Phone::new(&s, tcp, "1001", if tcp { "life-tcp" } else { "life-udp" }).await;
 
-    // Subscribe: 200 with the granted Expires, then the state (logged out).
+    // Subscribe: 200 with the granted Expires, then every feature's state
+    // in one multipart/mixed NOTIFY (RFC 2046 §5.1), the ACD key first.
     let ok = p.subscribe(Some(600), None).await;
     assert_eq!(ok.status(), 200, "{}", ok.raw);
     assert_eq!(ok.header("Expires").as_deref(), Some("600"));
     assert!(ok.header("Contact").is_some());
-    let n1 = p.notify_after(0).await;
-    assert_eq!(cseq_of(&n1), 1);
+    let n1 = p.next().await;
     assert!(
         n1.start_line().starts_with("NOTIFY sip:1001@127.0.0.1:"),
         "{}",
@@ -250,9 +278,25 @@ async fn whole_life(tcp: bool) {
         n1.header("Subscription-State").as_deref(),
         Some("active;expires=600")
     );
-    assert_eq!(n1.header("Content-Type").as_deref(), Some(CT));
-    assert!(n1.body().contains(NS), "{}", n1.body());
-    assert_eq!(agent_state(&n1), "agentNull");
+    let ctype = n1.header("Content-Type").unwrap();
+    let boundary = ctype
+        .strip_prefix("multipart/mixed;boundary=")
+        .unwrap_or_else(|| panic!("{ctype}"));
+    let body = n1.body();
+    assert_eq!(
+        body.matches(&format!("--{boundary}\r\n")).count(),
+        5,
+        "{body}"
+    );
+    assert!(body.ends_with(&format!("--{boundary}--\r\n")), "{body}");
+    assert_eq!(body.matches(&format!("Content-Type: {CT}\r\n")).count(), 5);
+    assert!(body.contains(NS), "{body}");
+    assert_eq!(agent_state(&n1), "AgentLoggedOffEvent");
+    assert!(body.contains("<doNotDisturbOn>false</doNotDisturbOn>"));
+    assert_eq!(
+        body.matches("<forwardStatus>false</forwardStatus>").count(),
+        3
+    );
     // The NOTIFY is in the dialog: our tag is its From tag, the phone's its To tag.
     assert!(n1
         .header("From")
@@ -261,30 +305,37 @@ async fn whole_life(tcp: bool) {
     assert!(n1.header("To").unwrap().contains("tag=phone-"));
     assert_eq!(n1.header("Call-ID").as_deref(), Some(p.call.as_str()));
 
-    // Another call changes the state: a NOTIFY follows.
+    // Another call logs the agent in: AgentLoggedOnEvent, then the state
+    // the login produced, each a plain as-feature-event body.
     dial(&s, "*38", "1001", "login-1").await;
-    let n2 = p.notify_after(1).await;
-    assert_eq!(cseq_of(&n2), 2);
-    assert_eq!(agent_state(&n2), "agentReady", "8000 is auto-ready");
+    let n2 = p.next().await;
+    assert_eq!(cseq_of(&n2), cseq_of(&n1) + 1);
+    assert_eq!(n2.header("Content-Type").as_deref(), Some(CT));
+    assert_eq!(agent_state(&n2), "AgentLoggedOnEvent");
+    let n2 = p.next().await;
+    assert_eq!(agent_state(&n2), "AgentReadyEvent", "8000 is auto-ready");
     dial(&s, "*37*1", "1001", "nr-1").await;
-    let n3 = p.notify_after(2).await;
-    assert_eq!(agent_state(&n3), "agentNotReady");
+    let n3 = p.next().await;
+    assert_eq!(agent_state(&n3), "AgentNotReadyEvent");
     assert!(
-        n3.body()
-            .contains("<pri:AgentNotReadyReasonValue>1</pri:AgentNotReadyReasonValue>"),
+        n3.body().contains(
+            "<extensions>\r\n<privateData>\r\n<private xmlns:pri=\"http://schema.broadsoft.com/CSTAPrivateData\">\r\n<pri:AgentNotReadyReasonValue>1</pri:AgentNotReadyReasonValue>"
+        ),
         "{}",
         n3.body()
     );
 
-    // Refresh: a shorter time, and a NOTIFY right away.
+    // Refresh: a shorter time, and a NOTIFY with the whole state right
+    // away (never an AgentLoggedOnEvent).
     let ok = p.subscribe(Some(120), None).await;
     assert_eq!(ok.header("Expires").as_deref(), Some("120"));
-    let n4 = p.notify_after(3).await;
+    let n4 = p.next().await;
     assert_eq!(
         n4.header("Subscription-State").as_deref(),
         Some("active;expires=120")
     );
-    assert_eq!(agent_state(&n4), "agentNotReady");
+    assert_eq!(agent_state(&n4), "AgentNotReadyEvent");
+    assert!(!n4.body().contains("AgentLoggedOnEvent"));
 
     // SetAgentState in a refresh: applied to all the agent's queues with
     // cause feature-sync, then the 200 and the NOTIFY.
@@ -293,8 +344,8 @@ async fn whole_life(tcp: bool) {
         .subscribe(Some(120), Some(&set_agent_state("ready", None)))
         .await;
     assert_eq!(ok.status(), 200, "{}", ok.raw);
-    let n5 = p.notify_after(4).await;
-    assert_eq!(agent_state(&n5), "agentReady");
+    let n5 = p.next().await;
+    assert_eq!(agent_state(&n5), "AgentReadyEvent");
     let ev = tokio::time::timeout(Duration::from_secs(2), events.recv())
         .await
         .unwrap()
@@ -304,6 +355,13 @@ async fn whole_life(tcp: bool) {
     assert!(view.queues.iter().all(|q| q.state == AgentState::Ready));
     // No second NOTIFY for the same state.
     assert!(p.recv_within(300).await.is_none());
+    // The same again: nothing changes, and the state is told (a Yealink
+    // shows "ACD login timeout" after 5 s without an event).
+    let ok = p
+        .subscribe(Some(120), Some(&set_agent_state("ready", None)))
+        .await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(agent_state(&p.next().await), "AgentReadyEvent");
 
     // A refused SetAgentState leaves everything as it was.
     let r = p
@@ -314,14 +372,12 @@ async fn whole_life(tcp: bool) {
     // Unsubscribe: 200 Expires 0, a last NOTIFY, then the dialog is gone.
     let ok = p.subscribe(Some(0), None).await;
     assert_eq!(ok.header("Expires").as_deref(), Some("0"));
-    let last = p.notify_after(5).await;
+    let last = p.next().await;
     assert_eq!(
         last.header("Subscription-State").as_deref(),
         Some("terminated;reason=timeout")
     );
-    assert_eq!(agent_state(&last), "agentReady");
-    let r = p.subscribe(Some(120), None).await;
-    assert_eq!(r.status(), 481, "{}", r.raw);
+    assert_eq!(agent_state(&last), "AgentReadyEvent");
     dial(&s, "*39", "1001", "logout-1").await;
     assert!(
         p.recv_within(300).await.is_none(),
@@ -347,17 +403,20 @@ async fn expiry_ends_with_a_terminating_notify() {
         let mut p = Phone::new(&s, tcp, "1002", &format!("exp-{tcp}")).await;
         let ok = p.subscribe(None, None).await;
         assert_eq!(ok.header("Expires").as_deref(), Some("1"), "the default");
-        let n = p.notify_after(0).await;
+        let n = p.next().await;
         assert_eq!(
             n.header("Subscription-State").as_deref(),
             Some("active;expires=1")
         );
-        let end = p.notify_after(1).await;
+        let end = p.next().await;
         assert_eq!(
             end.header("Subscription-State").as_deref(),
             Some("terminated;reason=timeout")
         );
-        assert_eq!(p.subscribe(Some(60), None).await.status(), 481);
+        // Gone: a change reaches the phone no more.
+        dial(&s, "*38", "1002", &format!("exp-login-{tcp}")).await;
+        assert!(p.recv_within(300).await.is_none());
+        dial(&s, "*39", "1002", &format!("exp-logout-{tcp}")).await;
     }
     s.stop().await;
 }
@@ -370,7 +429,7 @@ async fn a_phone_that_stops_answering_notifies_is_dropped() {
         let mut p = Phone::new(&s, tcp, "1001", &format!("silent-{tcp}")).await;
         p.answer = false;
         assert_eq!(p.subscribe(Some(600), None).await.status(), 200);
-        let first = p.notify_after(0).await;
+        let first = p.next().await;
         // Retransmitted over UDP (Timer E), sent once over TCP.
         let mut copies = 0;
         let t0 = std::time::Instant::now();
@@ -385,23 +444,22 @@ async fn a_phone_that_stops_answering_notifies_is_dropped() {
         } else {
             assert!(copies >= 5, "{copies} retransmissions");
         }
-        // Timer F fired: the subscription is gone, no final NOTIFY to a dead phone.
+        // Timer F fired: the subscription is gone, no final NOTIFY to a
+        // dead phone, and a change reaches it no more.
         p.answer = true;
-        let r = p.subscribe(Some(600), None).await;
-        assert_eq!(
-            (r.status(), r.reason()),
-            (481, "Subscription Does Not Exist")
-        );
+        dial(&s, "*38", "1001", &format!("silent-login-{tcp}")).await;
+        assert!(p.recv_within(300).await.is_none());
         // A NOTIFY answered 481 ends it too.
         let mut q = Phone::new(&s, tcp, "1001", &format!("gone-{tcp}")).await;
         q.answer = false;
         assert_eq!(q.subscribe(Some(600), None).await.status(), 200);
-        let n = q.notify_after(0).await;
+        let n = q.next().await;
         q.send(&Req::ok_for(&n).replace("200 OK", "481 Call/Transaction Does Not Exist"))
             .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         q.answer = true;
-        assert_eq!(q.subscribe(Some(600), None).await.status(), 481);
+        dial(&s, "*39", "1001", &format!("gone-logout-{tcp}")).await;
+        assert!(q.recv_within(300).await.is_none());
     }
     s.stop().await;
 }
@@ -411,14 +469,18 @@ async fn refusals_have_clear_statuses() {
     let s = TestServer::start(&config("min_expires = 60")).await;
     for tcp in [false, true] {
         let mut p = Phone::new(&s, tcp, "1001", &format!("err-{tcp}")).await;
-        // 489 for another package, with the one we have.
-        let m = p.subscribe_to("1001", "presence", Some(600), None);
+        // 489 for another package, with the ones we have.
+        let m = p.subscribe_to("1001", "message-summary", Some(600), None);
         let r = p.request(&m).await;
         assert_eq!((r.status(), r.reason()), (489, "Bad Event"));
         assert_eq!(
             r.header("Allow-Events").as_deref(),
-            Some("as-feature-event")
+            Some("as-feature-event, dialog, presence")
         );
+        // A BLF SUBSCRIBE to an address that is no lamp.
+        let m = p.subscribe_to("1001", "presence", Some(600), None);
+        let r = p.request(&m).await;
+        assert_eq!((r.status(), r.reason()), (404, "Not Found"));
         // 423 below the minimum.
         let r = p.subscribe(Some(59), None).await;
         assert_eq!((r.status(), r.reason()), (423, "Interval Too Brief"));
@@ -456,7 +518,12 @@ async fn refusals_have_clear_statuses() {
             .await;
         assert_eq!(
             (r.status(), r.reason()),
-            (400, "Bad Request - Only SetAgentState Is Supported")
+            (403, "Forbidden - Do Not Disturb Not Configured")
+        );
+        let r = p.subscribe(Some(600), Some("<GetAgentState/>")).await;
+        assert_eq!(
+            (r.status(), r.reason()),
+            (400, "Bad Request - Unknown Feature Request")
         );
         // 403 for another agent's address.
         let m = p.subscribe_to("1002", "as-feature-event", Some(600), None);
@@ -473,17 +540,25 @@ async fn refusals_have_clear_statuses() {
         // 400 for a malformed Expires.
         let m = p
             .subscribe_to("1001", "as-feature-event", None, None)
-            .replace("Accept:", "Expires: soon\r\nAccept:");
+            .replace("Event:", "Expires: soon\r\nEvent:");
         let r = p.request(&m).await;
         assert_eq!(
             (r.status(), r.reason()),
             (400, "Bad Request - Malformed Expires")
         );
-        // An in-dialog SUBSCRIBE for no subscription.
-        p.to_tag = Some("nosuch".into());
-        assert_eq!(p.subscribe(Some(600), None).await.status(), 481);
         // Nothing above left a subscription behind: no NOTIFY ever came.
         assert!(p.notifies.is_empty());
+        // An in-dialog SUBSCRIBE for no subscription (facd restarted) takes
+        // it up again: 200 and the whole state.
+        p.to_tag = Some("nosuch".into());
+        let r = p.subscribe(Some(0), None).await;
+        assert_eq!(r.status(), 200, "{}", r.raw);
+        assert_eq!(r.to_tag().as_deref(), Some("nosuch"));
+        let n = p.next().await;
+        assert_eq!(
+            n.header("Subscription-State").as_deref(),
+            Some("terminated;reason=timeout")
+        );
     }
     // OPTIONS advertises the package and the method.
     let c = Udp::new(s.udp).await;
@@ -491,7 +566,7 @@ async fn refusals_have_clear_statuses() {
     let r = c.recv().await;
     assert_eq!(
         r.header("Allow-Events").as_deref(),
-        Some("as-feature-event")
+        Some("as-feature-event, dialog, presence")
     );
     assert!(r.header("Allow").unwrap().contains("SUBSCRIBE"));
     s.stop().await;
@@ -543,7 +618,7 @@ async fn subscribe_is_authenticated_like_star_codes() {
         ));
         let ok = p.subscribe(Some(600), None).await;
         assert_eq!(ok.status(), 200, "{}", ok.raw);
-        assert_eq!(agent_state(&p.notify_after(0).await), "agentNull");
+        assert_eq!(agent_state(&p.next().await), "AgentLoggedOffEvent");
         // The refresh authenticates again (nonce count 2).
         p.auth = Some(c.authorization(
             "SUBSCRIBE",
@@ -557,7 +632,8 @@ async fn subscribe_is_authenticated_like_star_codes() {
             .subscribe(Some(600), Some(&set_agent_state("loggedOn", None)))
             .await;
         assert_eq!(ok.status(), 200, "{}", ok.raw);
-        assert_eq!(agent_state(&p.notify_after(1).await), "agentReady");
+        assert_eq!(agent_state(&p.next().await), "AgentLoggedOnEvent");
+        assert_eq!(agent_state(&p.next().await), "AgentReadyEvent");
         p.auth = Some(c.authorization(
             "SUBSCRIBE",
             "sip:1001@facd.test",
@@ -568,40 +644,52 @@ async fn subscribe_is_authenticated_like_star_codes() {
         ));
         p.subscribe(Some(600), Some(&set_agent_state("loggedOff", None)))
             .await;
-        assert_eq!(agent_state(&p.notify_after(2).await), "agentNull");
+        assert_eq!(agent_state(&p.next().await), "AgentLoggedOffEvent");
     }
     s.stop().await;
 }
 
 #[tokio::test]
-async fn subscriptions_do_not_survive_a_restart() {
+async fn a_refresh_after_a_restart_takes_the_subscription_up_again() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cfg = config("");
     let s = TestServer::start_with_storage(&cfg, &data, tempfile::tempdir().unwrap()).await;
+    let port = s.udp.port();
+    dial(&s, "*38", "1001", "restart-login").await;
     let mut p = Phone::new(&s, false, "1001", "restart").await;
     assert_eq!(p.subscribe(Some(600), None).await.status(), 200);
-    p.notify_after(0).await;
-    dial(&s, "*38", "1001", "restart-login").await;
-    assert_eq!(agent_state(&p.notify_after(1).await), "agentReady");
-    let port = s.udp.port();
-    // A graceful stop tells the phone to subscribe again.
+    let before = p.next().await;
+    assert_eq!(agent_state(&before), "AgentReadyEvent");
+    // A graceful stop tells the phone to subscribe again (RFC 6665
+    // §4.1.3); a phone that refreshes its old dialog instead (or one that
+    // heard nothing: a crash) still gets its subscription back.
     s.stop().await;
-    let bye = p.notify_after(2).await;
+    let bye = p.next().await;
     assert_eq!(
         bye.header("Subscription-State").as_deref(),
         Some("terminated;reason=deactivated")
     );
-    // After the restart the old dialog is unknown (481) and a new
-    // SUBSCRIBE gets the state, which did survive.
+    // CSeqs start from the seconds since 2024: the two NOTIFYs above need
+    // two seconds to pass before the restart's count is above them.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let cfg2 = cfg.replace("udp:127.0.0.1:0", &format!("udp:127.0.0.1:{port}"));
     let s = TestServer::start_with_storage(&cfg2, &data, tempfile::tempdir().unwrap()).await;
     let r = p.subscribe(Some(600), None).await;
-    assert_eq!(r.status(), 481, "{}", r.raw);
-    p.to_tag = None;
-    p.call = "restart-2".into();
-    assert_eq!(p.subscribe(Some(600), None).await.status(), 200);
-    assert_eq!(agent_state(&p.notify_after(0).await), "agentReady");
+    assert_eq!(r.status(), 200, "{}", r.raw);
+    // `next` skips a CSeq that is not above the last one: this NOTIFY is
+    // above the terminating one before the restart.
+    let n = p.next().await;
+    assert!(
+        cseq_of(&n) > cseq_of(&bye),
+        "{} then {}",
+        cseq_of(&bye),
+        cseq_of(&n)
+    );
+    assert_eq!(agent_state(&n), "AgentReadyEvent", "the durable state");
+    // And it lives on: a change reaches the phone.
+    dial(&s, "*39", "1001", "restart-logout").await;
+    assert_eq!(agent_state(&p.next().await), "AgentLoggedOffEvent");
     s.stop().await;
 }
 
@@ -612,7 +700,7 @@ async fn changes_from_outside_sip_reach_the_phone() {
     let s = TestServer::start(&config("")).await;
     let mut p = Phone::new(&s, false, "1002", "api").await;
     assert_eq!(p.subscribe(Some(600), None).await.status(), 200);
-    assert_eq!(agent_state(&p.notify_after(0).await), "agentNull");
+    assert_eq!(agent_state(&p.next().await), "AgentLoggedOffEvent");
     let apply = |cmd: Command, cause: Cause| {
         let core = s.core.clone();
         async move { core.apply(cmd, cause).await.unwrap().unwrap() }
@@ -626,7 +714,8 @@ async fn changes_from_outside_sip_reach_the_phone() {
     )
     .await;
     // Billing is auto-ready.
-    assert_eq!(agent_state(&p.notify_after(1).await), "agentReady");
+    assert_eq!(agent_state(&p.next().await), "AgentLoggedOnEvent");
+    assert_eq!(agent_state(&p.next().await), "AgentReadyEvent");
     apply(
         Command::NotReady {
             agent: "1002".into(),
@@ -636,7 +725,7 @@ async fn changes_from_outside_sip_reach_the_phone() {
         Cause::Api,
     )
     .await;
-    assert_eq!(agent_state(&p.notify_after(2).await), "agentNotReady");
+    assert_eq!(agent_state(&p.next().await), "AgentNotReadyEvent");
     apply(
         Command::Ready {
             agent: "1002".into(),
@@ -645,7 +734,7 @@ async fn changes_from_outside_sip_reach_the_phone() {
         Cause::Api,
     )
     .await;
-    assert_eq!(agent_state(&p.notify_after(3).await), "agentReady");
+    assert_eq!(agent_state(&p.next().await), "AgentReadyEvent");
     apply(
         Command::CallStart {
             agent: "1002".into(),
@@ -657,7 +746,8 @@ async fn changes_from_outside_sip_reach_the_phone() {
         Cause::Call,
     )
     .await;
-    assert_eq!(agent_state(&p.notify_after(4).await), "agentBusy");
+    // A call is no ACD state: the key stays READY (no busy event).
+    assert!(p.recv_within(300).await.is_none());
     apply(
         Command::CallEnd {
             agent: "1002".into(),
@@ -666,13 +756,10 @@ async fn changes_from_outside_sip_reach_the_phone() {
         Cause::Call,
     )
     .await;
-    assert_eq!(
-        agent_state(&p.notify_after(5).await),
-        "agentWorkingAfterCall"
-    );
-    // The wrap-up timer ends it: agentReady again without anyone asking.
-    let n = p.notify_after(6).await;
-    assert_eq!(agent_state(&n), "agentReady", "{}", n.raw);
+    assert_eq!(agent_state(&p.next().await), "AgentWorkingAfterCallEvent");
+    // The wrap-up timer ends it: READY again without anyone asking.
+    let n = p.next().await;
+    assert_eq!(agent_state(&n), "AgentReadyEvent", "{}", n.raw);
     s.stop().await;
 }
 
@@ -681,12 +768,12 @@ async fn a_refresh_over_a_new_tcp_connection_moves_the_notifies() {
     let s = TestServer::start(&config("")).await;
     let mut p = Phone::new(&s, true, "1001", "moved").await;
     assert_eq!(p.subscribe(Some(600), None).await.status(), 200);
-    p.notify_after(0).await;
+    p.next().await;
     // The phone's connection drops; it reconnects and refreshes.
     p.link = Link::Tcp(Tcp::connect(s.tcp).await);
     let ok = p.subscribe(Some(600), None).await;
     assert_eq!(ok.status(), 200, "{}", ok.raw);
-    let n = p.notify_after(1).await;
+    let n = p.next().await;
     assert!(
         n.start_line().starts_with(&format!(
             "NOTIFY sip:1001@127.0.0.1:{};transport=tcp ",
@@ -697,7 +784,8 @@ async fn a_refresh_over_a_new_tcp_connection_moves_the_notifies() {
     );
     // Later changes follow the new connection.
     dial(&s, "*38", "1001", "moved-login").await;
-    assert_eq!(agent_state(&p.notify_after(2).await), "agentReady");
+    assert_eq!(agent_state(&p.next().await), "AgentLoggedOnEvent");
+    assert_eq!(agent_state(&p.next().await), "AgentReadyEvent");
     s.stop().await;
 }
 
@@ -706,16 +794,15 @@ async fn a_new_subscription_beyond_the_per_agent_cap_ends_the_oldest() {
     let s = TestServer::start(&config("max_per_agent = 1")).await;
     let mut old = Phone::new(&s, false, "1003", "stale").await;
     assert_eq!(old.subscribe(Some(600), None).await.status(), 200);
-    old.notify_after(0).await;
+    old.next().await;
     let mut new = Phone::new(&s, false, "1003", "fresh").await;
     assert_eq!(new.subscribe(Some(600), None).await.status(), 200);
-    new.notify_after(0).await;
-    let end = old.notify_after(1).await;
+    new.next().await;
+    let end = old.next().await;
     assert_eq!(
         end.header("Subscription-State").as_deref(),
         Some("terminated;reason=rejected")
     );
-    assert_eq!(old.subscribe(Some(600), None).await.status(), 481);
     // Another agent naming the live dialog (its own address in To) cannot
     // refresh or end it.
     let mut intruder = Phone::new(&s, false, "1001", "fresh").await;
@@ -723,6 +810,101 @@ async fn a_new_subscription_beyond_the_per_agent_cap_ends_the_oldest() {
     let m = intruder.subscribe_to("1001", "as-feature-event", Some(0), None);
     assert_eq!(intruder.request(&m).await.status(), 481);
     dial(&s, "*38", "1003", "cap-login").await;
-    assert_eq!(agent_state(&new.notify_after(1).await), "agentNotReady");
+    assert_eq!(agent_state(&new.next().await), "AgentLoggedOnEvent");
+    assert_eq!(agent_state(&new.next().await), "AgentNotReadyEvent");
+    assert!(
+        old.recv_within(300).await.is_none(),
+        "the replaced one is gone"
+    );
     s.stop().await;
+}
+
+/// A phone that does not take multipart (its Accept names only the
+/// feature-key type, as the AudioCodes SDK's does) gets one NOTIFY per
+/// feature; its DND key makes the agent NOT_READY with the configured
+/// reason and back; its forwarding key is told "off".
+async fn dnd_and_forwarding(tcp: bool) {
+    let cfg = format!("{}\n[feature_keys]\ndnd_reason = \"BREAK\"\n", config(""));
+    let s = TestServer::start(&cfg).await;
+    dial(&s, "*38", "1001", &format!("dnd-login-{tcp}")).await;
+    let mut p = Phone::new(&s, tcp, "1001", &format!("dnd-{tcp}")).await;
+    p.accept = true;
+    assert_eq!(p.subscribe(Some(600), None).await.status(), 200);
+    let mut roots = Vec::new();
+    for _ in 0..5 {
+        let n = p.next().await;
+        assert_eq!(n.header("Content-Type").as_deref(), Some(CT));
+        roots.push(agent_state(&n));
+    }
+    assert_eq!(
+        roots,
+        [
+            "AgentReadyEvent",
+            "DoNotDisturbEvent",
+            "ForwardingEvent",
+            "ForwardingEvent",
+            "ForwardingEvent"
+        ]
+    );
+    let dnd = |on: bool| {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><SetDoNotDisturb {NS}><doNotDisturbOn>{on}</doNotDisturbOn></SetDoNotDisturb>"
+        )
+    };
+    let ok = p.subscribe(Some(600), Some(&dnd(true))).await;
+    assert_eq!(ok.status(), 200, "{}", ok.raw);
+    let n = p.next().await;
+    assert_eq!(agent_state(&n), "DoNotDisturbEvent");
+    assert!(n.body().contains("<doNotDisturbOn>true</doNotDisturbOn>"));
+    let n = p.next().await;
+    assert_eq!(agent_state(&n), "AgentNotReadyEvent");
+    assert!(n.body().contains(">1</pri:AgentNotReadyReasonValue>"));
+    let view = s.core.query(|e| e.agent("1001").unwrap()).await.unwrap();
+    assert!(view
+        .queues
+        .iter()
+        .all(|q| q.state == AgentState::NotReady && q.reason.as_deref() == Some("BREAK")));
+    p.subscribe(Some(600), Some(&dnd(false))).await;
+    assert!(p.next().await.body().contains("<doNotDisturbOn>false<"));
+    assert_eq!(agent_state(&p.next().await), "AgentReadyEvent");
+    let fwd = format!(
+        "<SetForwarding {NS}><forwardingType>forwardNoAns</forwardingType><activateForward>true</activateForward><forwardDN>2000</forwardDN><ringCount>3</ringCount></SetForwarding>"
+    );
+    assert_eq!(p.subscribe(Some(600), Some(&fwd)).await.status(), 200);
+    let n = p.next().await;
+    assert_eq!(agent_state(&n), "ForwardingEvent");
+    assert!(n
+        .body()
+        .contains("<forwardingType>forwardNoAns</forwardingType>"));
+    assert!(n.body().contains("<forwardStatus>false</forwardStatus>"));
+
+    // A BLF key on *388000 over the same transport: lit while logged in.
+    p.new_dialog(&format!("blf-{tcp}"));
+    let m = p.subscribe_to("*388000", "dialog", Some(600), None);
+    assert_eq!(p.request(&m).await.status(), 200);
+    let n = p.next().await;
+    assert_eq!(n.header("Event").as_deref(), Some("dialog"));
+    assert!(
+        n.body().contains("<state>confirmed</state>"),
+        "{}",
+        n.body()
+    );
+    dial(&s, "*398000", "1001", &format!("blf-logout-{tcp}")).await;
+    let n = p.next().await;
+    assert!(
+        n.body().contains("<state>terminated</state>"),
+        "{}",
+        n.body()
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dnd_forwarding_and_a_blf_key_udp() {
+    dnd_and_forwarding(false).await;
+}
+
+#[tokio::test]
+async fn dnd_forwarding_and_a_blf_key_tcp() {
+    dnd_and_forwarding(true).await;
 }

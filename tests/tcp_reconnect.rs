@@ -234,11 +234,12 @@ async fn response_and_notify(c: &mut Tcp, cseq: &str) -> (Msg, Msg) {
     (resp.unwrap(), notify.unwrap())
 }
 
+/// The root element of the NOTIFY's ACD event (`AgentReadyEvent`, …).
 fn agent_state(m: &Msg) -> &str {
     let b = m.body();
-    let start = b.find("<agentState>").map_or(0, |i| i + 12);
-    let end = b.find("</agentState>").unwrap_or(0);
-    b.get(start..end).unwrap_or("")
+    b.find("<Agent")
+        .and_then(|i| b[i + 1..].split([' ', '>']).next())
+        .unwrap_or("")
 }
 
 fn cseq_of(m: &Msg) -> u32 {
@@ -259,7 +260,7 @@ async fn notifies_go_over_a_new_connection_once_the_phone_closed_its_own() {
     let (ok, first) = response_and_notify(&mut c, "1 SUBSCRIBE").await;
     assert_eq!(ok.status(), 200, "{}", ok.raw);
     let tag = ok.to_tag().unwrap();
-    assert_eq!(agent_state(&first), "agentNull");
+    assert_eq!(agent_state(&first), "AgentLoggedOffEvent");
     drop(c);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
@@ -280,10 +281,14 @@ async fn notifies_go_over_a_new_connection_once_the_phone_closed_its_own() {
     let (mut conn, _) = accept_within(&listener, 3000)
         .await
         .expect("facd opened no connection to the Contact for its NOTIFY");
+    let on = conn.recv().await;
+    assert_eq!(on.method(), "NOTIFY", "{}", on.raw);
+    assert_eq!(cseq_of(&on), cseq_of(&first) + 1);
+    assert_eq!(agent_state(&on), "AgentLoggedOnEvent", "{}", on.raw);
+    conn.send(Req::ok_for(&on).as_bytes()).await;
     let n = conn.recv().await;
-    assert_eq!(n.method(), "NOTIFY", "{}", n.raw);
-    assert_eq!(cseq_of(&n), cseq_of(&first) + 1);
-    assert_eq!(agent_state(&n), "agentReady", "{}", n.raw);
+    assert_eq!(cseq_of(&n), cseq_of(&on) + 1);
+    assert_eq!(agent_state(&n), "AgentReadyEvent", "{}", n.raw);
     assert!(n
         .start_line()
         .starts_with(&format!("NOTIFY sip:1001@{contact};transport=tcp ")));
@@ -308,7 +313,7 @@ async fn notifies_go_over_a_new_connection_once_the_phone_closed_its_own() {
         "{}",
         n2.raw
     );
-    assert_eq!(agent_state(&n2), "agentNotReady");
+    assert_eq!(agent_state(&n2), "AgentNotReadyEvent");
     conn.send(Req::ok_for(&n2).as_bytes()).await;
     assert!(
         accept_within(&listener, 300).await.is_none(),
@@ -379,7 +384,7 @@ async fn an_unreachable_contact_is_logged_and_ends_the_call_and_the_subscription
     );
 
     // A subscription to the same dead Contact: its NOTIFY cannot go, so
-    // the subscription ends; a refresh then finds no dialog (481).
+    // the subscription ends; a refresh then takes it up anew.
     let mut c = Tcp::connect(s.tcp).await;
     c.send(subscribe("rc-dead-sub", 1, None, &contact, dead, 600).as_bytes())
         .await;
@@ -421,8 +426,14 @@ async fn an_unreachable_contact_is_logged_and_ends_the_call_and_the_subscription
         .as_bytes(),
     )
     .await;
-    let r = c.recv().await;
-    assert_eq!(r.status(), 481, "{}", r.raw);
+    let (r, n) = response_and_notify(&mut c, "2 SUBSCRIBE").await;
+    assert_eq!(r.status(), 200, "{}", r.raw);
+    assert_eq!(agent_state(&n), "AgentLoggedOffEvent");
+    assert_eq!(
+        logged(&["subscription re-established", "rc-dead-sub"]).len(),
+        1,
+        "the old one had ended"
+    );
     assert_eq!(
         logged(&["cannot open a tcp connection", &contact, "rc-dead-sub"]).len(),
         1

@@ -492,6 +492,17 @@ impl Engine {
         self.reasons.iter().find(|d| d.name == name).map(|d| d.code)
     }
 
+    /// True if `code` is a configured not-ready reason (a BLF key on
+    /// `*37*<code>` names one).
+    pub fn has_reason_code(&self, code: u32) -> bool {
+        self.reasons.iter().any(|d| d.code == code)
+    }
+
+    /// True if `number` is a configured queue.
+    pub fn has_queue(&self, number: &str) -> bool {
+        self.queue_ix.contains_key(number)
+    }
+
     /// An agent's state in each of its queues.
     pub fn agent(&self, ext: &str) -> Option<AgentView> {
         let ai = *self.agent_ix.get(ext)?;

@@ -25,12 +25,13 @@ use crate::events::{CoreHandle, CoreRequest, Hub};
 use crate::limits::{AuthGuard, AuthLimits, RateLimits};
 use crate::media;
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
+use crate::sip::blf::ToggleCodes;
 use crate::sip::star_code::StarCodeParser;
 use crate::store::{Store, StoreError};
 use crate::transaction::TimerConfig;
 use crate::transport::{self, Flows, Inbound, Link, SourceLimits, Stats, TransportConfig};
 use crate::uas::subscription::ExpiryBounds;
-use crate::uas::{ApplyError, Identity, JournalOrder, Now, Transport, Uas, UasConfig};
+use crate::uas::{ApplyError, Identity, JournalOrder, KeySettings, Now, Transport, Uas, UasConfig};
 
 mod clock;
 mod recover;
@@ -347,7 +348,14 @@ impl Server {
             }),
             secrets,
         });
-        let mut uas: ShellUas = Uas::new(uas_cfg, self.engine, codes, identity);
+        let keys = KeySettings {
+            toggles: ToggleCodes {
+                login: cfg.codes.toggle_login.clone(),
+                ready: cfg.codes.toggle_ready.clone(),
+            },
+            dnd_reason: cfg.feature_keys.dnd_reason.as_deref().map(Into::into),
+        };
+        let mut uas: ShellUas = Uas::new(uas_cfg, self.engine, codes, identity).with_keys(keys);
 
         // Give what start-up freed (the configuration's agents, the TOML
         // parser's garbage) back to the OS: with 100,000 agents that is most

@@ -29,6 +29,17 @@ pub fn accepts_sdp(v: &[u8]) -> bool {
     )
 }
 
+/// True if an `Accept` value (a comma-separated list) takes
+/// `multipart/mixed` (RFC 2046 §5.1.3), as a full feature-key state is sent.
+pub fn accepts_multipart(v: &[u8]) -> bool {
+    v.split(|&b| b == b',').any(|t| {
+        matches!(
+            media_type(t).as_str(),
+            "multipart/mixed" | "multipart/*" | "*/*"
+        )
+    })
+}
+
 /// The URI inside a Contact value (`"A" <sip:a@h>;expires=1` → `sip:a@h`).
 pub fn contact_uri(v: &[u8]) -> Bytes {
     let uri = match (memchr::memchr(b'<', v), memchr::memchr(b'>', v)) {
@@ -72,5 +83,10 @@ mod tests {
         assert!(accepts_sdp(b"application/*"));
         assert!(!accepts_sdp(b"text/nobodyknowsthis"));
         assert_eq!(event_type(b"As-Feature-Event;id=1"), "as-feature-event");
+        assert!(accepts_multipart(
+            b"application/x-as-feature-event+xml, Multipart/Mixed;q=0.5"
+        ));
+        assert!(accepts_multipart(b"*/*"));
+        assert!(!accepts_multipart(b"application/x-as-feature-event+xml"));
     }
 }

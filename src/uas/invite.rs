@@ -1,5 +1,6 @@
-//! Star-code INVITEs (SPEC §4): content checks, SDP negotiation, the
-//! engine command, the 200 with its dialog; and the ACK (RFC 3261 §13.2.2.4,
+//! Star-code INVITEs (SPEC §4), toggle codes included (`*45`, `*46`: log
+//! in or out, READY or NOT_READY, by the agent's state): content checks,
+//! SDP negotiation, the engine command, the 200 with its dialog; and the ACK (RFC 3261 §13.2.2.4,
 //! an SDP answer in it, RFC 3264 §4) and CANCEL (RFC 3261 §9.2) that follow.
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use crate::engine::{Applied, Cause};
 use crate::media::ToneTarget;
 use crate::sip::build;
 use crate::sip::message::{Method, Request};
+use crate::sip::star_code::StarCode;
 use crate::sip::values::{accepts_sdp, contact_uri, media_type};
 use crate::sip::{sdp, ACCEPT, ALLOW, SERVER};
 use crate::transaction::TxId;
@@ -56,15 +58,32 @@ impl<F: Clone, W> Uas<F, W> {
                 b.header("Accept", ACCEPT)
             });
         }
-        let Some(Ok(code)) = req
-            .uri
-            .user_unescaped(req.headers.buf())
-            .map(|u| self.codes.parse(&u))
-        else {
-            return self.reply(now, rq, 404, "Not Found", |b| b);
+        // A star code, or a toggle code (issue 14), whose action depends on
+        // the agent's state and is decided once the agent is known.
+        let user = req.uri.user_unescaped(req.headers.buf());
+        let dialled = match user.as_deref().map(|u| self.codes.parse(u)) {
+            Some(Ok(code)) => Ok(code),
+            _ => match user.as_deref().map(|u| self.lamps.parse(u)) {
+                Some(Ok(target)) if target.toggle => Err(target),
+                _ => return self.reply(now, rq, 404, "Not Found", |b| b),
+            },
         };
         let Some(agent) = self.authenticate(now, rq) else {
             return;
+        };
+        let code = match dialled {
+            Ok(code) => code,
+            Err(toggle) => {
+                let queues = translate::key_queues(&self.engine, &agent);
+                let Some(action) = toggle.toggle_action(&translate::key_views(&queues)) else {
+                    return self.reply(now, rq, 404, "Not Found", |b| b);
+                };
+                StarCode {
+                    action,
+                    queue: toggle.queue,
+                    reason: None,
+                }
+            }
         };
         let local = self.media_addr(peer);
         let session = self.rng.gen::<u32>() as u64;
@@ -89,7 +108,7 @@ impl<F: Clone, W> Uas<F, W> {
         self.apply_for_request(
             now,
             rq,
-            translate::star_code_command(&code, &agent),
+            vec![translate::star_code_command(&code, &agent)],
             Cause::Fac,
             |uas, applied, fail| Reply::Sip {
                 id,

@@ -11,8 +11,10 @@ use bytes::Bytes;
 use tracing::{info, warn};
 
 use super::reply::{Answer, Rq, SubAnswer};
+use super::subscription::Keys;
 use super::{translate, Now, Uas};
 use crate::engine::{Applied, Cause, Change, Command, Event, Rejection};
+use crate::sip::feature_sync::AcdState;
 use crate::transaction::TxId;
 
 /// What the shell must do with the journal.
@@ -136,45 +138,71 @@ impl<F: Clone, W> Uas<F, W> {
         }
     }
 
-    /// Applies the command a SIP request carries (a star code, a
-    /// `SetAgentState`): a refusal is answered at once with its status and
-    /// phrase (SPEC §4); a success is journaled, and the reply `ok` builds
-    /// from what was applied (given the 500 to send should the write fail)
-    /// goes out once the change is durable (SPEC §7).
+    /// Applies the commands a SIP request carries (a star code, a
+    /// `SetAgentState`; several for a DND key turned off, all for the same
+    /// agent), all or none: a refusal is answered at once with its status
+    /// and phrase (SPEC §4) and undoes the commands applied before it; a
+    /// success is journaled, and the reply `ok` builds from what was
+    /// applied (given the 500 to send should the write fail) goes out once
+    /// the change is durable (SPEC §7).
     pub(super) fn apply_for_request(
         &mut self,
         now: Now,
         rq: Rq<'_, F>,
-        cmd: Command,
+        cmds: Vec<Command>,
         cause: Cause,
         ok: impl FnOnce(&mut Self, &Applied, Bytes) -> Reply<F, W>,
     ) {
-        let agent = cmd.agent().clone();
-        let undo = self.undo_record(&cmd);
+        let Some(first) = cmds.first() else {
+            return;
+        };
+        let agent = first.agent().clone();
+        let several = cmds.len() > 1;
+        // Several commands are undone together if one is refused, so their
+        // records are kept even without a journal.
+        let undo = if several {
+            self.engine.export_agent(&agent)
+        } else {
+            self.undo_record(first)
+        };
         let call_id = String::from_utf8_lossy(rq.req.call_id());
-        match self.engine.apply(now.wall, cmd, cause) {
-            Err(rejection) => {
-                self.stats.refused += 1;
-                let (status, reason) = translate::sip_status(rejection);
-                info!(%agent, %call_id, status, reason, cause = cause.as_str(), "request refused");
-                self.reply(now, rq, status, reason, |b| b)
-            }
-            Ok(mut applied) => {
-                self.stats.applied += 1;
-                for ev in &applied.events {
-                    info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = cause.as_str(), %call_id, "state changed");
+        let mut applied = Applied {
+            events: Vec::new(),
+            affected: Vec::new(),
+        };
+        for cmd in cmds {
+            match self.engine.apply(now.wall, cmd, cause) {
+                Err(rejection) => {
+                    if several {
+                        for c in undo {
+                            let _ = self.engine.restore(c);
+                        }
+                        let _ = self.engine.take_changes();
+                    }
+                    self.stats.refused += 1;
+                    let (status, reason) = translate::sip_status(rejection);
+                    info!(%agent, %call_id, status, reason, cause = cause.as_str(), "request refused");
+                    return self.reply(now, rq, status, reason, |b| b);
                 }
-                let fail = if self.journal.enabled {
-                    let reason = "Server Internal Error - State Not Saved";
-                    self.response(rq.req, rq.peer, 500, reason, |b| b)
-                } else {
-                    Bytes::new()
-                };
-                let reply = ok(self, &applied, fail);
-                let events = std::mem::take(&mut applied.events);
-                self.commit(now, reply, events, undo);
+                Ok(a) => {
+                    applied.events.extend(a.events);
+                    applied.affected.extend(a.affected);
+                }
             }
         }
+        self.stats.applied += 1;
+        for ev in &applied.events {
+            info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = cause.as_str(), %call_id, "state changed");
+        }
+        let fail = if self.journal.enabled {
+            let reason = "Server Internal Error - State Not Saved";
+            self.response(rq.req, rq.peer, 500, reason, |b| b)
+        } else {
+            Bytes::new()
+        };
+        let reply = ok(self, &applied, fail);
+        let events = std::mem::take(&mut applied.events);
+        self.commit(now, reply, events, undo);
     }
 
     /// Journals the engine's pending changes; `reply` is answered and
@@ -276,7 +304,8 @@ impl<F: Clone, W> Uas<F, W> {
     }
 
     /// The one place durable events leave the UAS: to the outbox, and to
-    /// the phones subscribed to each agent concerned (SPEC §5).
+    /// the phone keys subscribed to each agent concerned, one NOTIFY per key
+    /// whose display changed (SPEC §5).
     fn publish(&mut self, now: Now, events: Vec<Event>) {
         let mut agents: Vec<&str> = events
             .iter()
@@ -286,8 +315,14 @@ impl<F: Clone, W> Uas<F, W> {
         agents.dedup();
         let agents: Vec<String> = agents.into_iter().map(str::to_string).collect();
         for agent in agents {
-            let body = self.feature_body(&agent);
-            self.subs.notify_agent(now.mono, &agent, body);
+            let queues = translate::key_queues(&self.engine, &agent);
+            let views = translate::key_views(&queues);
+            let keys = Keys {
+                acd: AcdState::from_queues(&views),
+                dnd: self.dnd(&views),
+                queues: &views,
+            };
+            self.subs.update_agent(now.mono, &agent, &keys);
         }
         self.outbox.extend(events);
     }

@@ -16,7 +16,8 @@
 //! - this file: the inputs and outputs, transaction matching, the method
 //!   policy of RFC 3261 §8.2 and the dispatch to the parts below;
 //! - [`invite`]: star-code INVITEs, their ACK and CANCEL (RFC 3261 §13, §9);
-//! - [`subscribe`]: feature-key SUBSCRIBEs (RFC 6665, SPEC §5);
+//! - [`subscribe`]: SUBSCRIBEs of phone keys: the feature-key package and
+//!   the BLF lamps on star codes (RFC 6665, RFC 4235, RFC 3856, SPEC §5);
 //! - [`identity`]: who is asking (digest auth, RFC 3261 §22, RFC 7616/8760,
 //!   and the failed-authentication ban);
 //! - [`reply`]: the one place answers are built (tags, Contact, Server);
@@ -47,8 +48,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tracing::{debug, info, warn};
 
-use crate::engine::{Applied, Engine, Event, Millis};
+use crate::engine::{Applied, Engine, Event, Millis, ReasonName};
 use crate::media::MediaOrder;
+use crate::sip::blf::{LampParser, ToggleCodes};
 use crate::sip::build::NoRoute;
 use crate::sip::message::{parse_message, Message, Method, Request, Response, Scheme};
 use crate::sip::star_code::StarCodeParser;
@@ -103,6 +105,17 @@ pub struct UasConfig {
     /// Seeds the tags, branches and SDP session ids (the shell draws it
     /// from the OS; tests fix it).
     pub seed: u64,
+}
+
+/// Phone-key settings beyond the star codes (`[codes] toggle_login`,
+/// `toggle_ready`, `[feature_keys]`).
+#[derive(Debug, Clone, Default)]
+pub struct KeySettings {
+    /// The toggle codes (INVITE flips, BLF lamp shows).
+    pub toggles: ToggleCodes,
+    /// The configured not-ready reason a phone's DND key sets
+    /// (`SetDoNotDisturb`); None: DND keys are refused.
+    pub dnd_reason: Option<ReasonName>,
 }
 
 /// The transport a message came over.
@@ -261,6 +274,10 @@ pub struct Uas<F, W> {
     subs: Subscriptions<Dest<F>>,
     engine: Engine,
     codes: StarCodeParser,
+    /// The star codes and toggles a BLF key may watch (and an INVITE toggle).
+    lamps: LampParser,
+    /// The DND reason (`[feature_keys] dnd_reason`).
+    dnd_reason: Option<ReasonName>,
     rng: SmallRng,
     draining: bool,
     /// Durable events not yet taken by [`Uas::poll_event`].
@@ -290,7 +307,9 @@ impl<F: Clone, W> Uas<F, W> {
             dialogs: Dialogs::new(cfg.timers, cfg.max_dialogs, rng.gen()),
             subs: Subscriptions::new(cfg.timers, cfg.subscribe, cfg.max_subscriptions, rng.gen()),
             engine,
+            lamps: LampParser::from_parser(codes.clone(), ToggleCodes::default()),
             codes,
+            dnd_reason: None,
             rng,
             draining: false,
             outbox: VecDeque::new(),
@@ -299,6 +318,14 @@ impl<F: Clone, W> Uas<F, W> {
             stats: UasStats::default(),
             cfg,
         }
+    }
+
+    /// Sets the toggle codes and the DND reason (default: `*45`, `*46`, no
+    /// DND reason).
+    pub fn with_keys(mut self, keys: KeySettings) -> Self {
+        self.lamps = LampParser::from_parser(self.codes.clone(), keys.toggles);
+        self.dnd_reason = keys.dnd_reason;
+        self
     }
 
     /// The engine, read-only (for views and snapshots).
@@ -368,7 +395,7 @@ impl<F: Clone, W> Uas<F, W> {
 
     fn log_events(&mut self) {
         while let Some(SubEvent::Ended { id, agent, how }) = self.subs.poll_event() {
-            info!(%agent, call_id = %String::from_utf8_lossy(&id.call_id), how = ?how, "feature-key subscription ended");
+            info!(%agent, call_id = %String::from_utf8_lossy(&id.call_id), how = ?how, "subscription ended");
         }
         while let Some(ev) = self.dialogs.poll_event() {
             match ev {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::dialog::{ByeTemplate, DialogId, ToneSource};
-use super::subscription::NotifyTemplate;
+use super::subscription::{Kind, NotifyTemplate, Shows};
 use super::{Dest, NextHop, Now, Peer, Transport, Uas};
 use crate::sip::build::{self, ResponseBuilder};
 use crate::sip::message::{Request, Scheme};
@@ -53,6 +53,10 @@ pub(super) struct SubAnswer<F> {
     /// The SUBSCRIBE's Contact URI (the new remote target on a refresh).
     pub(super) contact: Option<Bytes>,
     pub(super) template: NotifyTemplate,
+    /// What it watches.
+    pub(super) kind: Kind,
+    /// What its NOTIFY tells.
+    pub(super) shows: Shows,
 }
 
 /// Where the answers to `req` go: the flow it came on; over UDP the source

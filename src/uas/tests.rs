@@ -46,10 +46,16 @@ fn model() -> Model {
                 queues: vec!["8000".into(), "8001".into()],
             })
             .collect(),
-        reasons: vec![ReasonDef {
-            code: 1,
-            name: "BREAK".into(),
-        }],
+        reasons: vec![
+            ReasonDef {
+                code: 1,
+                name: "BREAK".into(),
+            },
+            ReasonDef {
+                code: 9,
+                name: "DND".into(),
+            },
+        ],
     }
 }
 
@@ -83,7 +89,12 @@ impl Harness {
             logout: "*39".into(),
         });
         Self {
-            uas: Uas::new(config(journal), Engine::new(model()), codes, None),
+            uas: Uas::new(config(journal), Engine::new(model()), codes, None).with_keys(
+                KeySettings {
+                    toggles: Default::default(),
+                    dnd_reason: Some("DND".into()),
+                },
+            ),
             start: Instant::now(),
             ms: 0,
         }
@@ -199,19 +210,51 @@ fn cancel(user: &str, from: &str, call: &str, branch: &str) -> String {
 }
 
 fn subscribe(agent: &str, call: &str, to_tag: Option<&str>, cseq: u32, expires: u32) -> String {
+    subscribe_to(
+        agent,
+        agent,
+        "as-feature-event",
+        call,
+        to_tag,
+        cseq,
+        expires,
+        "",
+    )
+}
+
+/// A SUBSCRIBE from `agent` to `user` for `event`, with a one-line `body`
+/// (an as-feature-event request) or none.
+#[allow(clippy::too_many_arguments)]
+fn subscribe_to(
+    user: &str,
+    agent: &str,
+    event: &str,
+    call: &str,
+    to_tag: Option<&str>,
+    cseq: u32,
+    expires: u32,
+    body: &str,
+) -> String {
     let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    let ctype = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/x-as-feature-event+xml\n".into()
+    };
     format!(
-        "SUBSCRIBE sip:{agent}@127.0.0.1 SIP/2.0\n\
+        "SUBSCRIBE sip:{user}@127.0.0.1 SIP/2.0\n\
          Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKsub{call}{cseq};rport\n\
          Max-Forwards: 70\n\
          From: <sip:{agent}@127.0.0.1>;tag=ft{call}\n\
-         To: <sip:{agent}@127.0.0.1>{to_tag}\n\
+         To: <sip:{user}@127.0.0.1>{to_tag}\n\
          Call-ID: {call}\n\
          CSeq: {cseq} SUBSCRIBE\n\
          Contact: <sip:{agent}@127.0.0.1:5062>\n\
-         Event: as-feature-event\n\
+         Event: {event}\n\
          Expires: {expires}\n\
-         Content-Length: 0\n\n"
+         {ctype}\
+         Content-Length: {}\n\n{body}",
+        body.len()
     )
 }
 
@@ -340,6 +383,51 @@ fn a_failure_drops_writes_not_yet_handed_to_the_store() {
     assert_eq!(h.state("1001", "8000"), AgentState::LoggedOut);
 }
 
+/// The root element of a NOTIFY's body (the first part's, for a multipart).
+fn root(notify: &str) -> &str {
+    let body = notify.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    body.split('<')
+        .find(|t| !t.starts_with('?') && !t.is_empty())
+        .and_then(|t| t.split([' ', '>']).next())
+        .unwrap_or_default()
+}
+
+fn cseq_of(msg: &str) -> u32 {
+    header(msg, "CSeq")
+        .and_then(|c| c.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+/// The NOTIFYs among `sent`.
+fn notifies(sent: &[String]) -> Vec<String> {
+    sent.iter()
+        .filter(|t| t.starts_with("NOTIFY"))
+        .cloned()
+        .collect()
+}
+
+/// Answers every NOTIFY in `sent` 200 and returns the NOTIFYs sent in turn
+/// (the ones that waited), until none is left.
+fn answer_all(h: &mut Harness, mut sent: Vec<String>) -> Vec<String> {
+    let mut all = Vec::new();
+    loop {
+        let ns = notifies(&sent);
+        if ns.is_empty() {
+            return all;
+        }
+        for n in &ns {
+            h.udp(&response_to(n, 200));
+        }
+        all.extend(ns);
+        sent = h.sent_text();
+    }
+}
+
+/// The first CSeq (and dialog-info version) of a subscription made at the
+/// harness's start: seconds since 2024-01-01.
+const BASE: u32 = (WALL0 / 1000 - 1_704_067_200) as u32;
+
 #[test]
 fn subscribe_notify_refresh_and_expiry() {
     let mut h = Harness::new(false);
@@ -357,33 +445,37 @@ fn subscribe_notify_refresh_and_expiry() {
     assert!(header(notify, "Subscription-State")
         .unwrap()
         .starts_with("active"));
-    assert!(notify.contains("agentNull"), "{notify}");
+    // No Accept: every feature in one multipart/mixed body, ACD first.
+    assert!(header(notify, "Content-Type")
+        .unwrap()
+        .starts_with("multipart/mixed;boundary="));
+    assert!(notify.contains("<AgentLoggedOffEvent "), "{notify}");
+    assert!(notify.contains("<DoNotDisturbEvent "), "{notify}");
+    assert_eq!(cseq_of(notify), BASE + 1);
     let n1 = notify.clone();
     h.udp(&response_to(&n1, 200));
 
-    // A change notifies at once.
+    // A login notifies at once: AgentLoggedOnEvent, then (once answered)
+    // the state the login produced.
     h.udp(&invite("*38", "1001", "c7", "a7"));
-    let sent = h.sent_text();
-    let notify = sent.iter().find(|t| t.starts_with("NOTIFY")).unwrap();
-    assert!(notify.contains("agentNotReady"), "{notify}");
-    assert!(header(notify, "CSeq").unwrap().starts_with('2'));
-    let n2 = notify.clone();
-    h.udp(&response_to(&n2, 200));
+    let first = h.sent_text();
+    let after = answer_all(&mut h, first);
+    let roots: Vec<&str> = after.iter().map(|n| root(n)).collect();
+    assert_eq!(roots, ["AgentLoggedOnEvent", "AgentNotReadyEvent"]);
+    assert_eq!(cseq_of(&after[1]), BASE + 3);
 
-    // A refresh in the dialog: 200 and a NOTIFY with the state.
+    // A refresh in the dialog: 200 and a NOTIFY with the whole state.
     h.advance(60_000);
     h.sent();
     h.udp(&subscribe("1001", "s1", Some(&tag), 2, 120));
     let sent = h.sent_text();
     assert_eq!(statuses(&sent), vec![200]);
-    let notify = sent
-        .iter()
-        .find(|t| t.starts_with("NOTIFY"))
-        .unwrap()
-        .clone();
+    let notify = notifies(&sent).remove(0);
     assert!(header(&notify, "Subscription-State")
         .unwrap()
         .starts_with("active"));
+    assert!(notify.contains("<AgentNotReadyEvent "), "{notify}");
+    assert!(!notify.contains("AgentLoggedOnEvent"), "never in a refresh");
     h.udp(&response_to(&notify, 200));
 
     // Not refreshed again: it expires 120 s after the refresh, with a
@@ -399,9 +491,6 @@ fn subscribe_notify_refresh_and_expiry() {
     assert!(header(last, "Subscription-State")
         .unwrap()
         .starts_with("terminated;reason=timeout"));
-    // Gone: a refresh now is 481.
-    h.udp(&subscribe("1001", "s1", Some(&tag), 3, 120));
-    assert_eq!(statuses(&h.sent_text()), vec![481]);
 }
 
 #[test]
@@ -530,4 +619,358 @@ fn a_graceful_stop_refuses_new_calls_and_hangs_up() {
     let sent = h.sent_text();
     assert_eq!(statuses(&sent), vec![503]);
     assert_eq!(header(&sent[0], "Retry-After"), Some("5"));
+}
+
+/// A Yealink `SetAgentState` (one line: the harness turns `\n` into CRLF).
+fn set_agent_state(state: &str, reason: Option<u32>) -> String {
+    let reason = reason
+        .map(|r| {
+            format!(
+                "<extensions><privateData><private xmlns:pri=\"http://schema.broadsoft.com/CSTAPrivateData\">\
+                 <pri:AgentNotReadyReasonValue>{r}</pri:AgentNotReadyReasonValue></private></privateData></extensions>"
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><SetAgentState xmlns=\"http://www.ecma-international.org/standards/ecma-323/csta/ed3\">\
+         <device></device><requestedAgentState>{state}</requestedAgentState>{reason}<agentID></agentID><password></password></SetAgentState>"
+    )
+}
+
+/// Subscribes 1001's feature keys and answers what follows; the To tag.
+fn feature_subscription(h: &mut Harness, call: &str) -> String {
+    h.udp(&subscribe("1001", call, None, 1, 600));
+    let sent = h.sent_text();
+    assert_eq!(status_of(&sent[0]), Some(200), "{sent:?}");
+    let tag = header(&sent[0], "To")
+        .and_then(|t| t.split(";tag=").nth(1))
+        .unwrap()
+        .to_string();
+    answer_all(h, sent);
+    tag
+}
+
+/// A key press: an in-dialog SUBSCRIBE with `body`; the answer's status
+/// and the roots of the NOTIFYs that follow (each answered 200).
+fn press(h: &mut Harness, call: &str, tag: &str, cseq: u32, body: &str) -> (u16, Vec<String>) {
+    h.udp(&subscribe_to(
+        "1001",
+        "1001",
+        "as-feature-event",
+        call,
+        Some(tag),
+        cseq,
+        600,
+        body,
+    ));
+    let sent = h.sent_text();
+    let status = status_of(&sent[0]).unwrap();
+    let roots = answer_all(h, sent)
+        .iter()
+        .map(|n| root(n).to_string())
+        .collect();
+    (status, roots)
+}
+
+#[test]
+fn set_agent_state_answers_every_press_with_the_resulting_state() {
+    let mut h = Harness::new(false);
+    let tag = feature_subscription(&mut h, "k1");
+    // Login (auto_ready off): AgentLoggedOnEvent, then NOT_READY.
+    let (st, roots) = press(&mut h, "k1", &tag, 2, &set_agent_state("loggedOn", None));
+    assert_eq!(
+        (st, roots.as_slice()),
+        (
+            200,
+            &[
+                "AgentLoggedOnEvent".to_string(),
+                "AgentNotReadyEvent".into()
+            ][..]
+        )
+    );
+    assert_eq!(h.state("1001", "8000"), AgentState::NotReady);
+    // The phone answers with its initial state: ready.
+    let (st, roots) = press(&mut h, "k1", &tag, 3, &set_agent_state("ready", None));
+    assert_eq!((st, roots), (200, vec!["AgentReadyEvent".to_string()]));
+    // The same again: nothing changes, the state is still told.
+    let (st, roots) = press(&mut h, "k1", &tag, 4, &set_agent_state("ready", None));
+    assert_eq!((st, roots), (200, vec!["AgentReadyEvent".to_string()]));
+    // Not ready with reason 1 (BREAK), shown with its code.
+    h.udp(&subscribe_to(
+        "1001",
+        "1001",
+        "as-feature-event",
+        "k1",
+        Some(&tag),
+        5,
+        600,
+        &set_agent_state("notReady", Some(1)),
+    ));
+    let sent = h.sent_text();
+    assert_eq!(status_of(&sent[0]), Some(200));
+    let n = notifies(&sent).remove(0);
+    assert_eq!(root(&n), "AgentNotReadyEvent");
+    assert!(
+        n.contains("<pri:AgentNotReadyReasonValue>1</pri:AgentNotReadyReasonValue>"),
+        "{n}"
+    );
+    answer_all(&mut h, vec![n]);
+    // Wrap-up, then logged off.
+    let (_, roots) = press(
+        &mut h,
+        "k1",
+        &tag,
+        6,
+        &set_agent_state("workingAfterCall", None),
+    );
+    assert_eq!(roots, ["AgentWorkingAfterCallEvent"]);
+    let (_, roots) = press(&mut h, "k1", &tag, 7, &set_agent_state("loggedOff", None));
+    assert_eq!(roots, ["AgentLoggedOffEvent"]);
+    // Refused like the star code: not logged in, unknown reason.
+    let (st, roots) = press(&mut h, "k1", &tag, 8, &set_agent_state("ready", None));
+    assert_eq!((st, roots.len()), (403, 0));
+    let (st, _) = press(
+        &mut h,
+        "k1",
+        &tag,
+        9,
+        &set_agent_state("notReady", Some(77)),
+    );
+    assert_eq!(st, 404, "unknown reason");
+    // A body that is no request.
+    let (st, _) = press(&mut h, "k1", &tag, 10, "<Nonsense/>");
+    assert_eq!(st, 400);
+}
+
+#[test]
+fn a_call_does_not_change_the_acd_key() {
+    let mut h = Harness::new(false);
+    let tag = feature_subscription(&mut h, "k2");
+    let (_, roots) = press(&mut h, "k2", &tag, 2, &set_agent_state("loggedOn", None));
+    assert_eq!(roots.len(), 2);
+    press(&mut h, "k2", &tag, 3, &set_agent_state("ready", None));
+    let call = Command::CallStart {
+        agent: "1001".into(),
+        call_id: "pbx-1".into(),
+        kind: crate::engine::CallKind::Other,
+    };
+    h.uas.apply_command(h.now(), call, Cause::Call, 1);
+    assert_eq!(h.state("1001", "8000"), AgentState::OtherCall);
+    assert!(notifies(&h.sent_text()).is_empty(), "no busy event");
+}
+
+#[test]
+fn dnd_key_sets_the_dnd_reason_and_undoes_only_it() {
+    let mut h = Harness::new(false);
+    let tag = feature_subscription(&mut h, "k3");
+    let dnd = |on: bool| {
+        format!(
+            "<SetDoNotDisturb xmlns=\"http://www.ecma-international.org/standards/ecma-323/csta/ed3\"><doNotDisturbOn>{on}</doNotDisturbOn></SetDoNotDisturb>"
+        )
+    };
+    // Logged out everywhere: refused like *37.
+    let (st, _) = press(&mut h, "k3", &tag, 2, &dnd(true));
+    assert_eq!(st, 403);
+    press(&mut h, "k3", &tag, 3, &set_agent_state("loggedOn", None));
+    press(&mut h, "k3", &tag, 4, &set_agent_state("ready", None));
+    // DND on: NOT_READY with the DND reason wherever logged in.
+    let (st, roots) = press(&mut h, "k3", &tag, 5, &dnd(true));
+    assert_eq!(st, 200);
+    assert_eq!(roots, ["DoNotDisturbEvent", "AgentNotReadyEvent"]);
+    assert_eq!(h.state("1001", "8000"), AgentState::NotReady);
+    assert_eq!(h.state("1001", "8001"), AgentState::NotReady);
+    // 8001 changes to BREAK meanwhile: DND off must leave it so.
+    h.udp(&invite("*378001*1", "1001", "c30", "a30"));
+    let sent = h.sent_text();
+    assert!(notifies(&sent).is_empty(), "DND still on in 8000: {sent:?}");
+    let (_, roots) = press(&mut h, "k3", &tag, 6, &dnd(false));
+    assert_eq!(roots, ["DoNotDisturbEvent", "AgentReadyEvent"]);
+    assert_eq!(h.state("1001", "8000"), AgentState::Ready);
+    assert_eq!(h.state("1001", "8001"), AgentState::NotReady, "BREAK stays");
+    // Off when already off: told, nothing changes.
+    let (st, roots) = press(&mut h, "k3", &tag, 7, &dnd(false));
+    assert_eq!((st, roots), (200, vec!["DoNotDisturbEvent".to_string()]));
+    // Forwarding: answered "off".
+    let fwd = "<SetForwarding xmlns=\"http://www.ecma-international.org/standards/ecma-323/csta/ed3\"><forwardingType>forwardImmediate</forwardingType><activateForward>true</activateForward><forwardDN>2000</forwardDN></SetForwarding>";
+    h.udp(&subscribe_to(
+        "1001",
+        "1001",
+        "as-feature-event",
+        "k3",
+        Some(&tag),
+        8,
+        600,
+        fwd,
+    ));
+    let sent = h.sent_text();
+    assert_eq!(status_of(&sent[0]), Some(200));
+    let n = notifies(&sent).remove(0);
+    assert_eq!(root(&n), "ForwardingEvent");
+    assert!(n.contains("<forwardStatus>false</forwardStatus>"), "{n}");
+}
+
+/// A BLF SUBSCRIBE from 1001 to `code` for `event`; the 200 and the NOTIFY.
+fn lamp(h: &mut Harness, code: &str, event: &str, call: &str) -> (String, String) {
+    h.udp(&subscribe_to(code, "1001", event, call, None, 1, 600, ""));
+    let sent = h.sent_text();
+    assert_eq!(status_of(&sent[0]), Some(200), "{sent:?}");
+    let n = notifies(&sent).remove(0);
+    h.udp(&response_to(&n, 200));
+    (sent[0].clone(), n)
+}
+
+fn dialog_state(n: &str) -> &str {
+    n.split("<state>")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap_or_default()
+}
+
+fn version(n: &str) -> u32 {
+    n.split("version=\"")
+        .nth(2)
+        .and_then(|v| v.split('"').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn blf_lamps_follow_the_agents_state() {
+    let mut h = Harness::new(false);
+    let (_, login) = lamp(&mut h, "*388000", "dialog", "b1");
+    assert_eq!(header(&login, "Event"), Some("dialog"));
+    assert_eq!(
+        header(&login, "Content-Type"),
+        Some("application/dialog-info+xml")
+    );
+    assert_eq!(dialog_state(&login), "terminated");
+    assert!(
+        login.contains("entity=\"sip:*388000@127.0.0.1\""),
+        "{login}"
+    );
+    assert_eq!(version(&login), BASE);
+    let (_, ready) = lamp(&mut h, "*36", "presence", "b2");
+    assert_eq!(header(&ready, "Content-Type"), Some("application/pidf+xml"));
+    assert!(ready.contains("<basic>open</basic>"), "{ready}");
+    let (_, toggle) = lamp(&mut h, "*46", "dialog", "b3");
+    assert_eq!(dialog_state(&toggle), "terminated");
+    let (_, brk) = lamp(&mut h, "*37*1", "dialog", "b4");
+    assert_eq!(dialog_state(&brk), "terminated");
+
+    // Login to 8000 (auto_ready off): only the login lamp lights.
+    h.udp(&invite("*388000", "1001", "c40", "a40"));
+    let ns = notifies(&h.sent_text());
+    assert_eq!(ns.len(), 1, "{ns:?}");
+    assert_eq!(dialog_state(&ns[0]), "confirmed");
+    assert_eq!(version(&ns[0]), BASE + 1);
+    answer_all(&mut h, ns);
+    // Toggle *46: READY. The ready lamp and the toggle lamp light, one
+    // NOTIFY each.
+    h.udp(&invite("*46", "1001", "c41", "a41"));
+    let sent = h.sent_text();
+    assert_eq!(statuses(&sent), vec![200]);
+    assert!(header(&sent[0], "X-Agent-State")
+        .unwrap()
+        .contains("state=READY"));
+    let ns = notifies(&sent);
+    assert_eq!(ns.len(), 2, "{ns:?}");
+    assert!(ns.iter().any(|n| n.contains("<basic>closed</basic>")));
+    assert!(ns.iter().any(|n| dialog_state(n) == "confirmed"));
+    answer_all(&mut h, ns);
+    // Toggle again: NOT_READY (no reason); then *37*1 lights the BREAK lamp.
+    h.udp(&invite("*46", "1001", "c42", "a42"));
+    assert_eq!(h.state("1001", "8000"), AgentState::NotReady);
+    let sent = h.sent_text();
+    answer_all(&mut h, sent);
+    h.udp(&invite("*37*1", "1001", "c43", "a43"));
+    let ns = notifies(&h.sent_text());
+    assert_eq!(ns.len(), 1);
+    assert_eq!(dialog_state(&ns[0]), "confirmed");
+    answer_all(&mut h, ns);
+    // Toggle login *45: logs out of all; every lit lamp darkens.
+    h.udp(&invite("*45", "1001", "c44", "a44"));
+    assert_eq!(h.state("1001", "8000"), AgentState::LoggedOut);
+    let ns = notifies(&h.sent_text());
+    assert_eq!(ns.len(), 2, "login and BREAK lamps: {ns:?}");
+    assert!(ns.iter().all(|n| dialog_state(n) == "terminated"));
+
+    // Refusals: not a lamp, a queue that is not the agent's, an unknown
+    // reason, another package.
+    for (code, event, status) in [
+        ("*39", "dialog", 404),
+        ("1001", "dialog", 404),
+        ("*389999", "dialog", 404),
+        ("*37*5", "presence", 404),
+        ("*38", "message-summary", 489),
+    ] {
+        h.udp(&subscribe_to(
+            code,
+            "1001",
+            event,
+            &format!("x{code}{event}"),
+            None,
+            1,
+            600,
+            "",
+        ));
+        let sent = h.sent_text();
+        assert_eq!(statuses(&sent), vec![status], "{code} {event}");
+        if status == 489 {
+            assert_eq!(
+                header(&sent[0], "Allow-Events"),
+                Some("as-feature-event, dialog, presence")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_refresh_after_a_restart_reestablishes_the_subscription() {
+    let mut h = Harness::new(false);
+    let (ok, first) = lamp(&mut h, "*38", "dialog", "r1");
+    let tag = header(&ok, "To")
+        .and_then(|t| t.split(";tag=").nth(1))
+        .unwrap()
+        .to_string();
+    assert_eq!(cseq_of(&first), BASE + 1);
+    // A new UAS (facd restarted) ten minutes later knows no subscription.
+    let ms = h.ms + 600_000;
+    h = Harness::new(false);
+    h.ms = ms;
+    h.udp(&subscribe_to(
+        "*38",
+        "1001",
+        "dialog",
+        "r1",
+        Some(&tag),
+        2,
+        600,
+        "",
+    ));
+    let sent = h.sent_text();
+    assert_eq!(statuses(&sent), vec![200]);
+    assert_eq!(tag_of(&sent[0]), tag, "the same dialog");
+    let n = notifies(&sent).remove(0);
+    assert!(cseq_of(&n) > cseq_of(&first), "CSeq keeps rising");
+    assert!(version(&n) > version(&first), "version keeps rising");
+    assert!(header(&n, "From")
+        .unwrap()
+        .ends_with(&format!(";tag={tag}")));
+    // It lives on: a change notifies.
+    h.udp(&response_to(&n, 200));
+    h.udp(&invite("*38", "1001", "r2", "r2"));
+    let ns = notifies(&h.sent_text());
+    assert_eq!(ns.len(), 1);
+    assert_eq!(dialog_state(&ns[0]), "confirmed");
+    // Another agent's dialog is still refused.
+    let known = subscribe_to("*38", "1002", "dialog", "r1", Some(&tag), 3, 600, "");
+    h.udp(&known);
+    assert_eq!(statuses(&h.sent_text()), vec![481]);
+}
+
+fn tag_of(resp: &str) -> String {
+    header(resp, "To")
+        .and_then(|t| t.split(";tag=").nth(1))
+        .unwrap_or_default()
+        .to_string()
 }

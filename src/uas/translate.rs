@@ -1,14 +1,19 @@
 //! The one translation between SIP and the engine: star codes and
 //! `SetAgentState` bodies into engine commands, engine refusals into SIP
-//! statuses, agent states into what a phone's key and the `X-Agent-State`
-//! header show; and the request-derived keys (dialog ids, RFC 2543
-//! transaction keys) the UAS looks things up by.
+//! statuses, agent states into what a phone's keys (the ACD key, DND, the
+//! BLF lamps: [`crate::sip::agent_view`]) and the `X-Agent-State` header
+//! show; and the request-derived keys (dialog ids, RFC 2543 transaction
+//! keys) the UAS looks things up by.
 
 use bytes::Bytes;
 
 use super::dialog::{DialogId, DialogKey};
-use crate::engine::{AgentId, AgentState, Applied, Command, Engine, ReasonRef, Rejection, Target};
-use crate::sip::feature_sync::{self, PhoneState, Requested, SetAgentState};
+use crate::engine::{
+    AgentId, AgentState, Applied, Change, Command, Engine, QueueId, ReasonName, ReasonRef,
+    Rejection, Target,
+};
+use crate::sip::agent_view::{QueueState, QueueView};
+use crate::sip::feature_sync::RequestedState;
 use crate::sip::message::Request;
 use crate::sip::star_code::{Action, StarCode};
 
@@ -32,20 +37,25 @@ pub(super) fn star_code_command(code: &StarCode, agent: &str) -> Command {
 }
 
 /// The engine command a `SetAgentState` from `agent`'s phone asks for,
-/// over all the agent's queues (SPEC §5).
-pub(super) fn set_agent_state_command(set: &SetAgentState, agent: &str) -> Command {
+/// over all the agent's queues (SPEC §5); `reason` is the
+/// `AgentNotReadyReasonValue` code.
+pub(super) fn set_agent_state_command(
+    state: RequestedState,
+    reason: Option<u32>,
+    agent: &str,
+) -> Command {
     let agent = AgentId::from(agent);
     let target = Target::All;
-    match set.requested {
-        Requested::LoggedOn => Command::Login { agent, target },
-        Requested::LoggedOff => Command::Logout { agent, target },
-        Requested::Ready => Command::Ready { agent, target },
-        Requested::NotReady => Command::NotReady {
+    match state {
+        RequestedState::LoggedOn => Command::Login { agent, target },
+        RequestedState::LoggedOff => Command::Logout { agent, target },
+        RequestedState::Ready => Command::Ready { agent, target },
+        RequestedState::NotReady => Command::NotReady {
             agent,
             target,
-            reason: set.reason.map(ReasonRef::Code),
+            reason: reason.map(ReasonRef::Code),
         },
-        Requested::WorkingAfterCall => Command::WrapUp { agent, target },
+        RequestedState::WorkingAfterCall => Command::WrapUp { agent, target },
     }
 }
 
@@ -63,44 +73,84 @@ pub fn sip_status(r: Rejection) -> (u16, &'static str) {
     }
 }
 
-/// One phone state from the agent's per-queue states, the most telling
-/// first: on a call anywhere → busy; else wrap-up anywhere → working after
-/// call; else ready anywhere → ready (the agent gets calls); else logged
-/// in anywhere → not ready; else null.
-pub(super) fn phone_state(states: impl IntoIterator<Item = AgentState>) -> PhoneState {
-    let (mut busy, mut wrap, mut ready, mut logged_in) = (false, false, false, false);
-    for s in states {
-        match s {
-            AgentState::QueueCall | AgentState::OtherCall => busy = true,
-            AgentState::WrapUp => wrap = true,
-            AgentState::Ready => ready = true,
-            AgentState::NotReady => logged_in = true,
-            AgentState::LoggedOut => {}
-        }
-    }
-    if busy {
-        PhoneState::Busy
-    } else if wrap {
-        PhoneState::WorkingAfterCall
-    } else if ready {
-        PhoneState::Ready
-    } else if logged_in {
-        PhoneState::NotReady
-    } else {
-        PhoneState::Null
+/// One queue of the agent's as its phone keys read it (owned; see
+/// [`key_views`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct KeyQueue {
+    queue: QueueId,
+    state: QueueState,
+    pending: Option<QueueState>,
+}
+
+/// A queue state without the call state: an agent on a QUEUE_CALL or
+/// OTHER_CALL is READY for its keys (the state the call came from, SPEC
+/// §1; BroadWorks keeps the ACD state apart from the call state and no
+/// phone parses a busy event), a reason is shown by its configured code.
+fn key_state(engine: &Engine, state: AgentState, reason: Option<&ReasonName>) -> QueueState {
+    match state {
+        AgentState::LoggedOut => QueueState::LoggedOut,
+        AgentState::Ready | AgentState::QueueCall | AgentState::OtherCall => QueueState::Ready,
+        AgentState::NotReady => QueueState::NotReady {
+            reason: reason.and_then(|r| engine.reason_code(r)),
+        },
+        AgentState::WrapUp => QueueState::WrapUp,
     }
 }
 
-/// The feature-key NOTIFY body for `agent` as the engine has it now.
-pub(super) fn feature_body(engine: &Engine, agent: &str) -> Bytes {
-    let queues = engine.agent(agent).map(|v| v.queues).unwrap_or_default();
-    let state = phone_state(queues.iter().map(|q| q.state));
-    let reason = queues
+/// The agent's queues as its keys read them, with the pending change and
+/// its reason (from the agent's records: the views carry no pending reason).
+pub(super) fn key_queues(engine: &Engine, agent: &str) -> Vec<KeyQueue> {
+    engine
+        .export_agent(agent)
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::Cell { queue, cell, .. } => Some(KeyQueue {
+                state: key_state(engine, cell.state, cell.reason.as_ref()),
+                pending: cell
+                    .pending
+                    .map(|p| key_state(engine, p.state, p.reason.as_ref())),
+                queue,
+            }),
+            Change::Calls { .. } | Change::Membership { .. } => None,
+        })
+        .collect()
+}
+
+/// Borrowed views of [`key_queues`], the input of the key bodies and lamps.
+pub(super) fn key_views(queues: &[KeyQueue]) -> Vec<QueueView<'_>> {
+    queues
         .iter()
-        .filter(|q| q.state == AgentState::NotReady)
-        .find_map(|q| q.reason.as_deref())
-        .and_then(|r| engine.reason_code(r));
-    Bytes::from(feature_sync::agent_state_event(agent, state, reason))
+        .map(|q| QueueView {
+            queue: q.queue.as_str(),
+            state: q.state,
+            pending: q.pending,
+        })
+        .collect()
+}
+
+/// Do not disturb is on while some queue is, or is about to be, NOT_READY
+/// with the configured DND reason (`dnd` = its code): derived from the
+/// durable state, so it survives restarts, and the agent's own `*36` turns
+/// it off.
+pub(super) fn dnd_on(views: &[QueueView<'_>], dnd: Option<u32>) -> bool {
+    dnd.is_some_and(|code| {
+        let want = QueueState::NotReady { reason: Some(code) };
+        views.iter().any(|q| q.pending.unwrap_or(q.state) == want)
+    })
+}
+
+/// The commands that turn DND off: READY in each queue DND made NOT_READY
+/// (now, or pending the end of a call), and nowhere else.
+pub(super) fn dnd_off_commands(views: &[QueueView<'_>], dnd: u32, agent: &str) -> Vec<Command> {
+    let want = QueueState::NotReady { reason: Some(dnd) };
+    views
+        .iter()
+        .filter(|q| q.pending.unwrap_or(q.state) == want)
+        .map(|q| Command::Ready {
+            agent: AgentId::from(agent),
+            target: Target::Queue(QueueId::from(q.queue)),
+        })
+        .collect()
 }
 
 /// `X-Agent-State: queue=8000;state=READY, queue=8001;state=NOT_READY;reason=BREAK`
@@ -163,52 +213,154 @@ pub fn dialog_id(req: &Request) -> DialogId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::feature_sync::parse_set_agent_state;
-    use AgentState::*;
-
-    #[test]
-    fn phone_state_of_queue_states() {
-        let cases: &[(&[AgentState], PhoneState)] = &[
-            (&[], PhoneState::Null),
-            (&[LoggedOut, LoggedOut], PhoneState::Null),
-            (&[LoggedOut, NotReady], PhoneState::NotReady),
-            (&[NotReady, Ready], PhoneState::Ready),
-            (&[Ready, WrapUp], PhoneState::WorkingAfterCall),
-            (&[WrapUp, OtherCall], PhoneState::Busy),
-            (&[QueueCall, LoggedOut], PhoneState::Busy),
-        ];
-        for (states, want) in cases {
-            assert_eq!(phone_state(states.iter().copied()), *want, "{states:?}");
-        }
-    }
 
     #[test]
     fn set_agent_state_commands() {
-        let body = "<SetAgentState xmlns=\"http://www.ecma-international.org/standards/ecma-323/csta/ed3\">\
-            <device/><requestedAgentState>notReady</requestedAgentState><extensions><privateData>\
-            <private xmlns:pri=\"http://schema.broadsoft.com/CSTAPrivateData\">\
-            <pri:AgentNotReadyReasonValue>1</pri:AgentNotReadyReasonValue></private>\
-            </privateData></extensions></SetAgentState>";
-        let set = parse_set_agent_state(body.as_bytes()).unwrap();
         assert_eq!(
-            set_agent_state_command(&set, "1001"),
+            set_agent_state_command(RequestedState::NotReady, Some(1), "1001"),
             Command::NotReady {
                 agent: "1001".into(),
                 target: Target::All,
                 reason: Some(ReasonRef::Code(1))
             }
         );
-        let login = SetAgentState {
-            requested: Requested::LoggedOn,
-            reason: None,
-        };
         assert_eq!(
-            set_agent_state_command(&login, "1002"),
+            set_agent_state_command(RequestedState::LoggedOn, None, "1002"),
             Command::Login {
                 agent: "1002".into(),
                 target: Target::All
             }
         );
+        assert_eq!(
+            set_agent_state_command(RequestedState::WorkingAfterCall, None, "1002"),
+            Command::WrapUp {
+                agent: "1002".into(),
+                target: Target::All
+            }
+        );
+    }
+
+    #[test]
+    fn keys_show_the_acd_state_not_the_call_state() {
+        let e = engine();
+        assert_eq!(
+            key_state(&e, AgentState::QueueCall, None),
+            QueueState::Ready
+        );
+        assert_eq!(
+            key_state(&e, AgentState::OtherCall, None),
+            QueueState::Ready
+        );
+        assert_eq!(
+            key_state(&e, AgentState::NotReady, Some(&"BREAK".into())),
+            QueueState::NotReady { reason: Some(1) }
+        );
+        assert_eq!(key_state(&e, AgentState::WrapUp, None), QueueState::WrapUp);
+        assert_eq!(
+            key_state(&e, AgentState::LoggedOut, None),
+            QueueState::LoggedOut
+        );
+    }
+
+    #[test]
+    fn dnd_follows_the_dnd_reason_now_or_pending() {
+        let v = |queue, state, pending| QueueView {
+            queue,
+            state,
+            pending,
+        };
+        let dnd = QueueState::NotReady { reason: Some(9) };
+        let other = QueueState::NotReady { reason: Some(1) };
+        let views = [
+            v("8000", dnd, None),
+            v("8001", QueueState::Ready, Some(dnd)),
+            v("8002", other, None),
+            v("8003", QueueState::Ready, None),
+        ];
+        assert!(dnd_on(&views, Some(9)));
+        assert!(dnd_on(&views[2..3], Some(1)));
+        assert!(!dnd_on(&views, None));
+        assert!(!dnd_on(&views[2..], Some(9)));
+        let cmds = dnd_off_commands(&views, 9, "1001");
+        let targets: Vec<_> = cmds
+            .iter()
+            .map(|c| match c {
+                Command::Ready { target, .. } => target.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [Target::Queue("8000".into()), Target::Queue("8001".into())]
+        );
+    }
+
+    #[test]
+    fn key_queues_carry_the_pending_reason() {
+        let mut e = engine();
+        let agent = AgentId::from("1001");
+        let all = Target::All;
+        e.apply(
+            0,
+            Command::Login {
+                agent: agent.clone(),
+                target: all.clone(),
+            },
+            crate::engine::Cause::Fac,
+        )
+        .unwrap();
+        e.apply(
+            0,
+            Command::CallStart {
+                agent: agent.clone(),
+                call_id: "c1".into(),
+                kind: crate::engine::CallKind::Other,
+            },
+            crate::engine::Cause::Call,
+        )
+        .unwrap();
+        e.apply(
+            0,
+            Command::NotReady {
+                agent,
+                target: all,
+                reason: Some(ReasonRef::Code(1)),
+            },
+            crate::engine::Cause::Fac,
+        )
+        .unwrap();
+        let qs = key_queues(&e, "1001");
+        let views = key_views(&qs);
+        assert_eq!(
+            views,
+            [QueueView {
+                queue: "8000",
+                state: QueueState::Ready,
+                pending: Some(QueueState::NotReady { reason: Some(1) }),
+            }]
+        );
+    }
+
+    fn engine() -> Engine {
+        use crate::engine::{AgentDef, Model, QueueDef, ReasonDef};
+        Engine::new(Model {
+            queues: vec![QueueDef {
+                number: "8000".into(),
+                name: "Sales".into(),
+                auto_ready: true,
+                wrap_up_secs: 0,
+                not_ready_after_other_call: false,
+            }],
+            agents: vec![AgentDef {
+                extension: "1001".into(),
+                name: "Alice".into(),
+                queues: vec!["8000".into()],
+            }],
+            reasons: vec![ReasonDef {
+                code: 1,
+                name: "BREAK".into(),
+            }],
+        })
     }
 
     #[test]
