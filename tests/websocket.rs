@@ -118,7 +118,7 @@ async fn browser_phone<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let (resp, notify) = (resp.unwrap(), notify.unwrap());
     assert_eq!(resp.status(), 200, "{}", resp.raw);
-    assert_eq!(agent_state(&notify), "agentNotReady", "{}", notify.raw);
+    assert_eq!(agent_state(&notify), "AgentNotReadyEvent", "{}", notify.raw);
     assert!(notify
         .start_line()
         .starts_with(&format!("NOTIFY {contact} ")));
@@ -148,7 +148,7 @@ async fn a_browser_phone_logs_in_and_subscribes_over_ws() {
         .unwrap();
     let n = c.recv().await;
     assert_eq!(n.method(), "NOTIFY", "{}", n.raw);
-    assert_eq!(agent_state(&n), "agentReady");
+    assert_eq!(agent_state(&n), "AgentReadyEvent");
     c.send(&ok_for(&n)).await;
 
     // Once the WebSocket has closed, nothing is dialled (RFC 7118 §5):

@@ -345,12 +345,14 @@ pub fn ok_for(req: &Msg) -> String {
     crate::common::Req::ok_for(req)
 }
 
-/// The `agentState` of a NOTIFY body.
+/// The ACD event of a NOTIFY body: its root element (`AgentReadyEvent`,
+/// `AgentNotReadyEvent`, ...), the first one in a multipart body.
 pub fn agent_state(m: &Msg) -> String {
     let b = m.body();
-    let start = b.find("<agentState>").map_or(0, |i| i + 12);
-    let end = b.find("</agentState>").unwrap_or(0);
-    b.get(start..end).unwrap_or("").to_string()
+    b.find("<Agent")
+        .and_then(|i| b[i + 1..].split([' ', '>', '/']).next())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// A star-code INVITE from agent 1001 with `via` as its Via transport and
