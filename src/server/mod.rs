@@ -246,7 +246,7 @@ impl Server {
                     log_interval: transport::LOG_INTERVAL,
                 },
                 cfg.limits.tcp_connections_per_ip,
-                cfg.settings().exempt_sources.clone(),
+                exempt(cfg),
             )),
         };
         let rtp_addr = |v6: bool| {
@@ -338,6 +338,7 @@ impl Server {
             ));
         }
         let mut flows = Flows::new(connector);
+        tasks.spawn(tcfg.limits.clone().report_every_interval(stop_all.clone()));
         for sock in &self.rtp {
             tasks.spawn(rtp_sink(sock.clone(), stop_all.clone()));
         }
@@ -475,6 +476,16 @@ impl Server {
             banned_drops = s.banned_drops,
             "stopped"
         );
+    }
+}
+
+/// The sources exempt from the per-source limits: `limits.exempt_sources`,
+/// the trusted proxies, and loopback unless `limits.exempt_loopback = false`.
+fn exempt(cfg: &Config) -> transport::Exempt {
+    let s = cfg.settings();
+    transport::Exempt {
+        nets: [&s.exempt_sources[..], &s.trusted_proxies[..]].concat(),
+        loopback: cfg.limits.exempt_loopback,
     }
 }
 

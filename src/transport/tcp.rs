@@ -180,9 +180,7 @@ impl Connector {
                         .local_addr()
                         .map_or_else(|e| e.to_string(), |a| a.to_string());
                     info!(conn = id, peer = %to, %local, %call_id, "tcp connection opened to the remote target (the dialog's connection had closed)");
-                    this.serve(stream, to, conn2, rx).await;
-                    drop(slot);
-                    drop(permit);
+                    this.serve(stream, to, conn2, rx, (permit, slot)).await;
                 }
                 Err(error) => {
                     this.stats.tcp_dial_failed.fetch_add(1, Ordering::Relaxed);
@@ -236,11 +234,11 @@ impl Connector {
     }
 
     /// Serves an accepted connection.
-    async fn accepted(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
+    async fn accepted(self: Arc<Self>, stream: TcpStream, addr: SocketAddr, caps: Caps) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel::<Bytes>(CONN_QUEUE);
         let conn = TcpConn::new(id, tx);
-        self.serve(stream, addr, conn, rx).await;
+        self.serve(stream, addr, conn, rx, caps).await;
     }
 
     /// Reads, frames and parses messages for the core and writes what is
@@ -251,6 +249,7 @@ impl Connector {
         addr: SocketAddr,
         conn: TcpConn,
         rx: mpsc::Receiver<Bytes>,
+        caps: Caps,
     ) {
         serve_tcp(
             stream,
@@ -261,6 +260,7 @@ impl Connector {
             self.core.clone(),
             &self.stats,
             &self.stop,
+            caps,
         )
         .await;
     }
@@ -310,13 +310,13 @@ pub async fn run_tcp(
             continue;
         };
         let connector = connector.clone();
-        tokio::spawn(async move {
-            connector.accepted(stream, addr).await;
-            drop(slot);
-            drop(permit);
-        });
+        tokio::spawn(connector.accepted(stream, addr, (permit, slot)));
     }
 }
+
+/// A connection's places under `sip.max_tcp_connections` and
+/// `limits.tcp_connections_per_ip`: given back when its reader ends.
+type Caps = (tokio::sync::OwnedSemaphorePermit, ConnSlot);
 
 #[allow(clippy::too_many_arguments)]
 async fn serve_tcp(
@@ -328,6 +328,7 @@ async fn serve_tcp(
     core: mpsc::Sender<Inbound>,
     stats: &Stats,
     stop: &CancellationToken,
+    caps: Caps,
 ) {
     let id = conn.id;
     let _ = stream.set_nodelay(true);
@@ -423,9 +424,12 @@ async fn serve_tcp(
     if why.starts_with("framing") || why.starts_with("message incomplete") {
         info!(conn = id, peer = %addr, why = %why, "tcp connection closed");
     }
-    // Nothing new is queued from now on (in-dialog requests dial instead); let queued
-    // answers (e.g. the 400 for a broken message) go out, then close.
+    // Nothing new is queued from now on (in-dialog requests dial instead);
+    // the connection no longer counts against the caps: a phone that
+    // reconnects at once finds its place free. Let queued answers (e.g. the
+    // 400 for a broken message) go out, then close.
     conn.close();
+    drop(caps);
     tokio::time::sleep(Duration::from_millis(20)).await;
     closed.cancel();
     let _ = writer.await;
