@@ -299,6 +299,7 @@ impl Server {
             secrets,
         });
         let mut uas: ShellUas = Uas::new(uas_cfg, self.engine, codes, identity);
+        uas.set_trusted_proxies(cfg.settings().trusted_proxies.clone());
 
         // Give what start-up freed (the configuration's agents, the TOML
         // parser's garbage) back to the OS: with 100,000 agents that is most

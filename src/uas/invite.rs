@@ -129,6 +129,7 @@ impl<F: Clone, W> Uas<F, W> {
         let contact = self.contact(req, peer);
         let bytes = build::response(req, peer.addr, 200, "OK")
             .to_tag(&tag)
+            .record_route(req)
             .header("Contact", &contact)
             .header("Allow", ALLOW)
             .header("Supported", "")

@@ -228,6 +228,8 @@ pub struct UasStats {
 /// The UAS state.
 pub struct Uas<F, W> {
     identity: Option<Identity>,
+    /// `[[trusted_proxies]]`: see [`identity`].
+    proxies: Vec<crate::limits::IpNet>,
     journal: journal::Journal<F, W>,
     cfg: UasConfig,
     txs: ServerTransactions<Dest<F>>,
@@ -259,6 +261,7 @@ impl<F: Clone, W> Uas<F, W> {
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
         Self {
             identity,
+            proxies: Vec::new(),
             journal: journal::Journal::new(cfg.journal),
             txs: ServerTransactions::new(cfg.timers),
             dialogs: Dialogs::new(cfg.timers, cfg.max_dialogs, rng.gen()),

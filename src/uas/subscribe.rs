@@ -133,6 +133,7 @@ impl<F: Clone, W> Uas<F, W> {
         let contact = self.contact(req, peer);
         let ok = build::response(req, peer.addr, 200, "OK")
             .to_tag(&tag)
+            .record_route(req)
             .header("Contact", &contact)
             .header("Expires", expires.to_string())
             .header("Allow", ALLOW)
