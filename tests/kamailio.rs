@@ -205,6 +205,32 @@ async fn a_phone_registers_dials_and_subscribes_through_kamailio() {
         .iter()
         .any(|l| l == "NOTIFY terminated;reason=timeout"));
 
+    // facd counted the call, and challenged nobody.
+    if common::prom::parser_ready() {
+        let m = common::prom::scrape(s.http).await;
+        let v = |k: &str| common::prom::value(&m, k);
+        assert_eq!(
+            v(r#"facd_star_codes_total{action="login",outcome="applied"}"#),
+            1.0
+        );
+        assert_eq!(
+            v(r#"facd_sip_responses_total{method="INVITE",status="200"}"#),
+            1.0
+        );
+        assert_eq!(
+            v(r#"facd_sip_responses_total{method="SUBSCRIBE",status="200"}"#),
+            2.0
+        );
+        assert_eq!(
+            v(r#"facd_sip_responses_total{method="INVITE",status="401"}"#),
+            0.0
+        );
+        assert_eq!(
+            v(r#"facd_sip_responses_total{method="SUBSCRIBE",status="401"}"#),
+            0.0
+        );
+        assert_eq!(v("facd_auth_failures_total{}"), 0.0);
+    }
     let state = s
         .core
         .query(|e| e.agent("1001").unwrap().queues[0].state)

@@ -24,6 +24,7 @@
 //!   out the wrap-up after an ACD call; a pending logout skips it.
 //! - A change of only the pending state or the not-ready reason is an event.
 
+mod census;
 mod command;
 mod event;
 mod id;

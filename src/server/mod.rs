@@ -33,6 +33,7 @@ use crate::uas::subscription::ExpiryBounds;
 use crate::uas::{ApplyError, Identity, JournalOrder, Now, Uas, UasConfig};
 
 mod clock;
+mod metrics;
 mod recover;
 
 use recover::{agent_secrets, recover};
@@ -277,8 +278,10 @@ impl Server {
             seed: rand::random(),
         };
         let codes = StarCodeParser::new(codes(cfg));
+        let (probe, mut probe_rx) = mpsc::channel(16);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Result<(), StoreError>)>();
         let store = self.store;
+        let store_stats = store.shared_stats();
         let identity = self.secrets.take().map(|secrets| Identity {
             authenticator: Authenticator::new(&cfg.sip.domain, rand::random(), 300),
             algorithms: cfg
@@ -360,7 +363,13 @@ impl Server {
             config: self.api,
             wsi: self.wsi.clone(),
             stop: stop_accept.clone(),
-        }));
+        }))
+        .merge(metrics::router(Arc::new(metrics::Exporter {
+            probe,
+            transport: self.stats.clone(),
+            store: store_stats,
+            wsi: self.wsi.clone(),
+        })));
         tasks.spawn(serve_http(
             self.http,
             app,
@@ -424,6 +433,9 @@ impl Server {
                         debug!(to = ?u.to, error = %u.error, "in-dialog request not sent");
                         uas.on_unsent(now, u.request);
                     }
+                }
+                Some(reply) = probe_rx.recv() => {
+                    let _ = reply.send(metrics::sample(&uas));
                 }
                 () = &mut sleep => uas.handle_timeout(clock::now()),
             }

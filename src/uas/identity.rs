@@ -125,6 +125,8 @@ impl<F: Clone, W> Uas<F, W> {
             Verdict::Ok { .. } => id.guard.succeeded(source),
             // Counting the failure may start a ban.
             Verdict::Failed if id.guard.failed(now.mono, source) => {
+                self.metrics.auth_failures += 1;
+                self.metrics.auth_bans += 1;
                 warn!(%source, "too many failed authentications: source ignored for a while");
             }
             _ => {}
@@ -143,6 +145,7 @@ impl<F: Clone, W> Uas<F, W> {
             Verdict::Replay | Verdict::BadNonce => Err(Refusal::Challenge { stale: false }),
             // Unknown user and wrong password look the same from outside.
             Verdict::Failed => {
+                self.metrics.auth_failures += 1;
                 info!(from = %from_user, "digest authentication failed");
                 Err(Refusal::Refuse(403, "Forbidden".into()))
             }

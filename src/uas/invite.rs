@@ -114,6 +114,7 @@ impl<F: Clone, W> Uas<F, W> {
             self.cfg.confirm,
             a.media,
         );
+        self.metrics.response(&Method::Invite, 200);
         self.txs.respond(now.mono, id, 200, a.ok);
     }
 
@@ -233,6 +234,7 @@ impl<F: Clone, W> Uas<F, W> {
                 .to_tag(&self.new_tag())
                 .header("Server", SERVER)
                 .build();
+            self.metrics.response(&Method::Invite, 487);
             self.txs.respond(now.mono, invite, 487, bytes);
         }
     }

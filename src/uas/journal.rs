@@ -152,7 +152,13 @@ impl<F: Clone, W> Uas<F, W> {
         let agent = cmd.agent().clone();
         let undo = self.undo_record(&agent);
         let call_id = String::from_utf8_lossy(rq.req.call_id());
-        match self.engine.apply(now.wall, cmd, cause) {
+        let star_code = (cause == Cause::Fac).then(|| cmd.clone());
+        let result = self.engine.apply(now.wall, cmd, cause);
+        if let Some(cmd) = star_code {
+            let outcome = result.as_ref().map(|_| ()).map_err(|r| *r);
+            self.metrics.star_code(&cmd, outcome);
+        }
+        match result {
             Err(rejection) => {
                 self.stats.refused += 1;
                 let (status, reason) = translate::sip_status(rejection);
@@ -245,7 +251,14 @@ impl<F: Clone, W> Uas<F, W> {
                     }
                     match p.reply {
                         Reply::None => {}
-                        Reply::Sip { id, fail, .. } | Reply::Subscribe { id, fail, .. } => {
+                        Reply::Sip { id, fail, .. } => {
+                            self.metrics
+                                .response(&crate::sip::message::Method::Invite, 500);
+                            self.txs.respond(now.mono, id, 500, fail)
+                        }
+                        Reply::Subscribe { id, fail, .. } => {
+                            self.metrics
+                                .response(&crate::sip::message::Method::Subscribe, 500);
                             self.txs.respond(now.mono, id, 500, fail)
                         }
                         Reply::Waiter { waiter, .. } => {

@@ -29,6 +29,7 @@ pub mod dialog;
 mod identity;
 mod invite;
 mod journal;
+mod metrics;
 mod reply;
 mod subscribe;
 pub mod subscription;
@@ -61,6 +62,7 @@ use subscription::{ExpiryBounds, SubEvent, Subscriptions};
 
 pub use identity::Identity;
 pub use journal::{ApplyError, JournalOrder};
+pub use metrics::{method_label, InFlight, UasMetrics};
 pub use translate::{dialog_id, dialog_key, sip_status};
 
 /// RFC 3261 §8.1.1.7: the magic cookie of RFC 3261 branches.
@@ -247,6 +249,8 @@ pub struct Uas<F, W> {
     finished: VecDeque<(W, Result<Applied, ApplyError>)>,
     /// What the UAS did, for logs and tests.
     pub stats: UasStats,
+    /// What the UAS counts for monitoring (`GET /metrics`).
+    pub metrics: UasMetrics,
 }
 
 impl<F: Clone, W> Uas<F, W> {
@@ -274,6 +278,7 @@ impl<F: Clone, W> Uas<F, W> {
             stateless: VecDeque::new(),
             finished: VecDeque::new(),
             stats: UasStats::default(),
+            metrics: UasMetrics::default(),
             cfg,
         }
     }
@@ -478,6 +483,7 @@ impl<F: Clone, W> Uas<F, W> {
             self.stats.overloaded += 1;
             let reason = "Service Unavailable - Too Many Transactions";
             let bytes = self.response(req, &peer, 503, reason, |b| b.header("Retry-After", "1"));
+            self.metrics.response(&req.method, 503);
             self.stateless.push_back(Transmit::new(dest, bytes));
             return;
         }

@@ -198,6 +198,8 @@ impl<F: Clone, W> Uas<F, W> {
     /// Sends the 200 to a SUBSCRIBE, then the NOTIFY with the agent's
     /// current state (RFC 6665 §4.2.1.2).
     pub(super) fn establish(&mut self, now: Now, id: TxId, a: SubAnswer<F>) {
+        self.metrics
+            .response(&crate::sip::message::Method::Subscribe, 200);
         self.txs.respond(now.mono, id, 200, a.ok);
         let body = self.feature_body(&a.agent);
         if a.refresh {
