@@ -28,6 +28,7 @@ mod census;
 mod command;
 mod event;
 mod id;
+mod reload;
 mod state;
 
 use std::collections::{BTreeSet, HashMap};
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 pub use command::{CallKind, Command, ReasonRef, Rejection, Target};
 pub use event::{Applied, Cause, Event, QueueStatus};
 pub use id::{AgentId, QueueId, ReasonName};
+pub use reload::Reloaded;
 pub use state::{AgentState, Cell, Millis, UnknownState, Wanted};
 
 /// A queue from the configuration.
