@@ -47,6 +47,8 @@ pub struct Config {
     /// P-Asserted-Identity (RFC 3325) without a challenge.
     #[serde(default)]
     pub trusted_proxies: Vec<TrustedProxyConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
     /// What validation parsed: filled by [`Config::load`] and
     /// [`Config::from_toml`], empty on a configuration only deserialized.
     #[serde(skip)]
@@ -332,6 +334,15 @@ pub struct ApiUserConfig {
     pub extension: Option<String>,
 }
 
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `RUST_LOG`-style filter (`"info"`, `"warn,facd=debug"`); absent:
+    /// `RUST_LOG`, else `"info"`. Changed by a reload.
+    pub level: Option<String>,
+}
+
 /// `[[trusted_proxies]]`: a proxy (Kamailio, OpenSIPS, a PBX) that has
 /// authenticated the phones itself.
 #[derive(Debug, Clone, Deserialize)]
@@ -471,6 +482,19 @@ impl Config {
         })
     }
 
+    /// The log filter: `log.level`, else `RUST_LOG`, else `"info"`.
+    pub fn log_level(&self) -> String {
+        self.log
+            .level
+            .clone()
+            .or_else(|| {
+                std::env::var("RUST_LOG")
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+            })
+            .unwrap_or_else(|| "info".into())
+    }
+
     /// What validation parsed (empty unless loaded by [`Config::load`] or
     /// [`Config::from_toml`]).
     pub fn settings(&self) -> &Settings {
@@ -504,6 +528,14 @@ impl Config {
             e.push(err("limits.auth_window_secs", "must be at least 1"));
         }
         let exempt_sources = self.validate_limits(&mut e);
+        if let Some(level) = &self.log.level {
+            if let Err(why) = tracing_subscriber::EnvFilter::try_new(level) {
+                e.push(err(
+                    "log.level",
+                    format!("{level:?} is not a log filter: {why}"),
+                ));
+            }
+        }
         let mut trusted_proxies = Vec::new();
         for (i, p) in self.trusted_proxies.iter().enumerate() {
             match IpNet::parse(&p.address) {

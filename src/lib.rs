@@ -32,6 +32,7 @@ pub mod engine;
 pub mod events;
 pub mod limits;
 pub mod media;
+pub mod sd_notify;
 pub mod server;
 pub mod sip;
 pub mod store;

@@ -108,6 +108,11 @@ impl AuthGuard {
         false
     }
 
+    /// New limits (a configuration reload); bans in force keep their end.
+    pub fn set_limits(&mut self, limits: AuthLimits) {
+        self.limits = limits;
+    }
+
     /// A successful authentication clears the source's count.
     pub fn succeeded(&mut self, ip: IpAddr) {
         if self

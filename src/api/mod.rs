@@ -11,7 +11,7 @@ mod rest;
 pub mod wsi;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -64,19 +64,53 @@ struct ApiUser {
 }
 
 /// What the API needs from the configuration, taken before the server
-/// drops the agent list.
+/// drops the agent list. Replaced in place by a configuration reload
+/// ([`ApiConfig::reload`]).
 pub struct ApiConfig {
-    users: Vec<ApiUser>,
+    users: RwLock<Vec<ApiUser>>,
     /// Agents' SIP secrets, for `/wsi` logins with extension + password.
-    agents: HashMap<String, Secret>,
+    agents: RwLock<HashMap<String, Secret>>,
     realm: String,
     /// Every queue number, in configuration order.
-    pub(crate) queues: Vec<String>,
+    queues: RwLock<Vec<String>>,
     /// Configured not-ready reason names (upper-case).
-    pub(crate) reasons: Vec<ReasonName>,
+    reasons: RwLock<Vec<ReasonName>>,
+}
+
+/// A lock's value even if a holder panicked (each is replaced whole).
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Replaces a lock's value with a new lock's.
+fn put<T>(l: &RwLock<T>, new: RwLock<T>) {
+    let v = new
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *l.write().unwrap_or_else(std::sync::PoisonError::into_inner) = v;
 }
 
 impl ApiConfig {
+    /// Every queue number, in configuration order.
+    pub(crate) fn queues(&self) -> Vec<String> {
+        read(&self.queues).clone()
+    }
+
+    /// The configured not-ready reason names.
+    pub(crate) fn reasons(&self) -> Vec<ReasonName> {
+        read(&self.reasons).clone()
+    }
+
+    /// Takes the API users, agent secrets, queues and reasons of a new
+    /// configuration (a reload; the realm, `sip.domain`, needs a restart).
+    pub fn reload(&self, cfg: &Config) {
+        let new = Self::from_config(cfg);
+        put(&self.users, new.users);
+        put(&self.agents, new.agents);
+        put(&self.queues, new.queues);
+        put(&self.reasons, new.reasons);
+    }
+
     /// Takes the API users, agent secrets, queues and reasons.
     pub fn from_config(cfg: &Config) -> Self {
         let users = cfg
@@ -106,11 +140,11 @@ impl ApiConfig {
             })
             .collect();
         Self {
-            users,
-            agents,
+            users: RwLock::new(users),
+            agents: RwLock::new(agents),
             realm: cfg.sip.domain.clone(),
-            queues: cfg.queues.iter().map(|q| q.number.clone()).collect(),
-            reasons: cfg.reasons.iter().map(|r| r.name.as_str().into()).collect(),
+            queues: RwLock::new(cfg.queues.iter().map(|q| q.number.clone()).collect()),
+            reasons: RwLock::new(cfg.reasons.iter().map(|r| r.name.as_str().into()).collect()),
         }
     }
 
@@ -119,7 +153,7 @@ impl ApiConfig {
         // Compare with every token (constant time each) so timing tells
         // nothing about which one nearly matched.
         let mut found = None;
-        for u in &self.users {
+        for u in read(&self.users).iter() {
             if bool::from(u.token.as_bytes().ct_eq(token.as_bytes())) && found.is_none() {
                 found = Some(u.principal.clone());
             }
@@ -131,12 +165,13 @@ impl ApiConfig {
     /// extension and SIP password (checked against its HA1 when only that
     /// is configured).
     pub fn login(&self, username: &str, password: &str) -> Option<Principal> {
-        if let Some(u) = self.users.iter().find(|u| u.name == username) {
+        if let Some(u) = read(&self.users).iter().find(|u| u.name == username) {
             if bool::from(u.token.as_bytes().ct_eq(password.as_bytes())) {
                 return Some(u.principal.clone());
             }
         }
-        let ok = match self.agents.get(username)? {
+        let agents = read(&self.agents);
+        let ok = match agents.get(username)? {
             Secret::Password(p) => bool::from(p.as_bytes().ct_eq(password.as_bytes())),
             Secret::Ha1Md5(h) => {
                 let mine = digest::ha1(Algorithm::Md5, username, &self.realm, password);

@@ -289,7 +289,7 @@ pub(crate) async fn set_status(
         body.status.trim(),
         agent.as_str().into(),
         queue.into(),
-        &st.config.reasons,
+        &st.config.reasons(),
     )?;
     let applied = st.core.apply(cmd, Cause::Api).await??;
     Ok(Json(Changed::new(agent, None, applied)))

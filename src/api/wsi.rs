@@ -618,7 +618,7 @@ impl Session {
     }
 
     async fn send_snapshot(&mut self, sel: Selection) -> Result<(), Gone> {
-        let all_queues = sel.all_exts.then(|| self.st.config.queues.clone());
+        let all_queues = sel.all_exts.then(|| self.st.config.queues());
         let msgs = self
             .st
             .core
@@ -699,7 +699,7 @@ impl Session {
         let principal = self.principal.clone();
         let queues = cmd.queues.clone().filter(|q| !q.is_empty());
         let exts = cmd.extensions.clone().filter(|x| !x.is_empty());
-        let all_queues = self.st.config.queues.clone();
+        let all_queues = self.st.config.queues();
         self.st
             .core
             .query(move |e| {

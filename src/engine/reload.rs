@@ -28,7 +28,7 @@ impl Engine {
     /// Replaces the model (see the module documentation). `now` stamps the
     /// logout events.
     pub fn reload(&mut self, model: Model, now: Millis) -> Reloaded {
-        let old = std::mem::replace(self, Engine::new(model));
+        let old = std::mem::replace(self, Self::new(model));
         let mut out = Reloaded::default();
         for a in &old.agents {
             let ext = &a.def.extension;
@@ -68,12 +68,8 @@ impl Engine {
                 let _ = self.restore(calls);
             }
         }
-        let kept_memberships = old
-            .agents
-            .iter()
-            .map(|a| a.cells.len())
-            .sum::<usize>()
-            - out.memberships_removed;
+        let kept_memberships =
+            old.agents.iter().map(|a| a.cells.len()).sum::<usize>() - out.memberships_removed;
         let total: usize = self.agents.iter().map(|a| a.cells.len()).sum();
         out.memberships_added = total - kept_memberships;
         out.agents_added = self.agents.len() - (old.agents.len() - out.agents_removed);
@@ -166,7 +162,10 @@ mod tests {
         ]));
         login(&mut e, "a");
         login(&mut e, "b");
-        let r = e.reload(model(vec![agent("a", &["8001"]), agent("c", &["8001"])]), T0 + 9);
+        let r = e.reload(
+            model(vec![agent("a", &["8001"]), agent("c", &["8001"])]),
+            T0 + 9,
+        );
         let ev: Vec<(&str, &str, AgentState, Cause, Millis)> = r
             .events
             .iter()
@@ -209,7 +208,10 @@ mod tests {
         e.apply(T0 + 1000, end("a", "c1"), Cause::Call).unwrap();
         assert_eq!(states(&e, "a"), [("8000".into(), AgentState::WrapUp)]);
         let deadline = e.next_deadline();
-        e.reload(model(vec![agent("a", &["8000"]), agent("b", &["8000"])]), T0 + 2000);
+        e.reload(
+            model(vec![agent("a", &["8000"]), agent("b", &["8000"])]),
+            T0 + 2000,
+        );
         assert_eq!(e.next_deadline(), deadline, "the wrap-up timer survives");
         assert_eq!(states(&e, "b"), [("8000".into(), AgentState::QueueCall)]);
         // b's call is still known: ending it works.

@@ -35,9 +35,11 @@ use crate::uas::{ApplyError, Identity, JournalOrder, Now, Uas, UasConfig};
 mod clock;
 mod metrics;
 mod recover;
+mod reload;
 
 use recover::{agent_secrets, recover};
 pub use recover::{codes, model};
+pub use reload::{LogHook, ReloadError, ReloadHandle, ReloadReport};
 
 /// The UAS as the shell runs it: flows are transport links, and commands
 /// from the API wait on a oneshot.
@@ -57,6 +59,8 @@ const HTTP_SEND_BUFFER: usize = 64 * 1024;
 const BATCH: usize = 64;
 /// Tone orders queued for the media sender before new ones are dropped.
 const MEDIA_QUEUE: usize = 8192;
+/// Sources tracked for failed authentications.
+const AUTH_SOURCES: usize = 100_000;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +101,12 @@ pub struct Server {
     http: TcpListener,
     api: ApiConfig,
     wsi: Wsi,
+    /// The file a reload reads, and how it sets the log filter.
+    reload_from: Option<(std::path::PathBuf, Option<LogHook>)>,
+    reloads: (
+        mpsc::Sender<reload::Request>,
+        mpsc::Receiver<reload::Request>,
+    ),
 }
 
 impl Server {
@@ -187,7 +197,21 @@ impl Server {
             http,
             api,
             wsi: Wsi::default(),
+            reload_from: None,
+            reloads: mpsc::channel(4),
         })
+    }
+
+    /// Lets [`ReloadHandle::reload`] (SIGHUP, `POST /admin/reload`) read
+    /// `path` again; `log` sets the log filter.
+    pub fn reload_from(mut self, path: std::path::PathBuf, log: Option<LogHook>) -> Self {
+        self.reload_from = Some((path, log));
+        self
+    }
+
+    /// A handle that reloads the configuration of the running server.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.reloads.0.clone())
     }
 
     /// The bound HTTP listener (REST API and WebSocket `/wsi`).
@@ -297,7 +321,7 @@ impl Server {
                 max_failures: cfg.limits.auth_failures,
                 window: Duration::from_secs(cfg.limits.auth_window_secs),
                 ban: Duration::from_secs(cfg.limits.auth_ban_secs),
-                max_sources: 100_000,
+                max_sources: AUTH_SOURCES,
             }),
             secrets,
         });
@@ -358,18 +382,33 @@ impl Server {
                 .clone()
                 .dispatch(self.hub.subscribe(), stop_all.clone()),
         );
-        let app = crate::api::router(Arc::new(AppState {
+        let app_state = Arc::new(AppState {
             core: self.handle.clone(),
             config: self.api,
             wsi: self.wsi.clone(),
             stop: stop_accept.clone(),
-        }))
-        .merge(metrics::router(Arc::new(metrics::Exporter {
-            probe,
-            transport: self.stats.clone(),
-            store: store_stats,
-            wsi: self.wsi.clone(),
-        })));
+        });
+        let (core_reload_tx, mut core_reload_rx) = mpsc::channel(1);
+        let (path, log) = self.reload_from.unzip();
+        let reloader = reload::Reloader {
+            path,
+            started: self.config.clone(),
+            limits: tcfg.limits.clone(),
+            api: app_state.clone(),
+            log: log.flatten(),
+            log_level: self.config.log_level(),
+            core: core_reload_tx,
+        };
+        let (reload_tx, reload_rx) = self.reloads;
+        tasks.spawn(reloader.run(reload_rx, stop_all.clone()));
+        let app = crate::api::router(app_state.clone())
+            .merge(reload::router(app_state, ReloadHandle(reload_tx)))
+            .merge(metrics::router(Arc::new(metrics::Exporter {
+                probe,
+                transport: self.stats.clone(),
+                store: store_stats,
+                wsi: self.wsi.clone(),
+            })));
         tasks.spawn(serve_http(
             self.http,
             app,
@@ -433,6 +472,15 @@ impl Server {
                         debug!(to = ?u.to, error = %u.error, "in-dialog request not sent");
                         uas.on_unsent(now, u.request);
                     }
+                }
+                Some(r) = core_reload_rx.recv() => {
+                    reload::apply(&mut uas, clock::now(), r);
+                    // Drop what the journal holds of removed memberships.
+                    checkpoint(&uas, &store, Box::new(|r| {
+                        if let Err(e) = r {
+                            warn!(error = %e, "snapshot after a reload failed; the journal is intact");
+                        }
+                    }));
                 }
                 Some(reply) = probe_rx.recv() => {
                     let _ = reply.send(metrics::sample(&uas));

@@ -30,6 +30,7 @@ mod identity;
 mod invite;
 mod journal;
 mod metrics;
+mod reload;
 mod reply;
 mod subscribe;
 pub mod subscription;
@@ -63,6 +64,7 @@ use subscription::{ExpiryBounds, SubEvent, Subscriptions};
 pub use identity::Identity;
 pub use journal::{ApplyError, JournalOrder};
 pub use metrics::{method_label, InFlight, UasMetrics};
+pub use reload::Reload;
 pub use translate::{dialog_id, dialog_key, sip_status};
 
 /// RFC 3261 §8.1.1.7: the magic cookie of RFC 3261 branches.
