@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::limits::IpNet;
 
+mod keys;
 mod split;
 
 /// The whole configuration file.
@@ -471,6 +472,9 @@ impl Config {
     /// Parses configuration text in one piece with the toml crate.
     fn parse_whole(text: &str) -> Result<Self, ConfigErrors> {
         toml::from_str(text).map_err(|e| {
+            if let Some(all) = keys::all_problems(text) {
+                return all;
+            }
             let key = e
                 .span()
                 .map(|s| {
