@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::limits::IpNet;
 
+mod keys;
 mod split;
 
 /// The whole configuration file.
@@ -45,6 +46,12 @@ pub struct Config {
     pub queues: Vec<QueueConfig>,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
+    /// `[[trusted_proxies]]`: proxies whose requests identify the agent by
+    /// P-Asserted-Identity (RFC 3325) without a challenge.
+    #[serde(default)]
+    pub trusted_proxies: Vec<TrustedProxyConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
     /// What validation parsed: filled by [`Config::load`] and
     /// [`Config::from_toml`], empty on a configuration only deserialized.
     #[serde(skip)]
@@ -64,6 +71,8 @@ pub struct Settings {
     pub exempt_sources: Vec<IpNet>,
     /// `api_users`, in order, with their roles.
     pub api_users: Vec<ApiUser>,
+    /// `trusted_proxies[].address`, in order.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// A digest algorithm offered (`auth.algorithms`; RFC 8760).
@@ -149,7 +158,7 @@ impl Default for SipConfig {
             domain: "facd.local".into(),
             confirm_ms: 1000,
             max_message_bytes: 65536,
-            max_tcp_connections: 1024,
+            max_tcp_connections: 8192,
             tcp_idle_secs: 120,
             tcp_message_secs: 10,
             udp_recv_buffer_bytes: 4 << 20,
@@ -244,6 +253,9 @@ pub struct LimitsConfig {
     /// Addresses or networks (`"10.0.0.5"`, `"10.0.0.0/8"`) exempt from the
     /// request rate and the per-IP connection cap: a PBX or proxy in front.
     pub exempt_sources: Vec<String>,
+    /// Loopback sources (127.0.0.0/8, ::1: this host) skip the same two
+    /// limits.
+    pub exempt_loopback: bool,
     /// Live server transactions at most; new requests beyond get 503.
     pub max_transactions: usize,
     /// Answered star-code calls (dialogs) at most; new calls beyond get 503.
@@ -258,8 +270,9 @@ impl Default for LimitsConfig {
             auth_ban_secs: 300,
             requests_per_sec: 500,
             request_burst: 1000,
-            tcp_connections_per_ip: 32,
+            tcp_connections_per_ip: 2048,
             exempt_sources: Vec::new(),
+            exempt_loopback: true,
             max_transactions: 500_000,
             max_dialogs: 200_000,
         }
@@ -363,6 +376,24 @@ pub struct ApiUserConfig {
     pub role: String,
     #[serde(default)]
     pub extension: Option<String>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `RUST_LOG`-style filter (`"info"`, `"warn,facd=debug"`); absent:
+    /// `RUST_LOG`, else `"info"`. Changed by a reload.
+    pub level: Option<String>,
+}
+
+/// `[[trusted_proxies]]`: a proxy (Kamailio, OpenSIPS, a PBX) that has
+/// authenticated the phones itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedProxyConfig {
+    /// An address or network: `"10.0.0.5"`, `"10.0.0.0/24"`, `"2001:db8::/64"`.
+    pub address: String,
 }
 
 /// `[[queues]]`.
@@ -503,6 +534,9 @@ impl Config {
     /// Parses configuration text in one piece with the toml crate.
     fn parse_whole(text: &str) -> Result<Self, ConfigErrors> {
         toml::from_str(text).map_err(|e| {
+            if let Some(all) = keys::all_problems(text) {
+                return all;
+            }
             let key = e
                 .span()
                 .map(|s| {
@@ -512,6 +546,19 @@ impl Config {
                 .unwrap_or_else(|| "config".into());
             ConfigErrors(vec![err(key, e.message().trim().to_string())])
         })
+    }
+
+    /// The log filter: `log.level`, else `RUST_LOG`, else `"info"`.
+    pub fn log_level(&self) -> String {
+        self.log
+            .level
+            .clone()
+            .or_else(|| {
+                std::env::var("RUST_LOG")
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+            })
+            .unwrap_or_else(|| "info".into())
     }
 
     /// What validation parsed (empty unless loaded by [`Config::load`] or
@@ -555,6 +602,24 @@ impl Config {
             e.push(err("limits.auth_window_secs", "must be at least 1"));
         }
         let exempt_sources = self.validate_limits(&mut e);
+        if let Some(level) = &self.log.level {
+            if let Err(why) = tracing_subscriber::EnvFilter::try_new(level) {
+                e.push(err(
+                    "log.level",
+                    format!("{level:?} is not a log filter: {why}"),
+                ));
+            }
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
+            match IpNet::parse(&p.address) {
+                Ok(net) => trusted_proxies.push(net),
+                Err(why) => e.push(err(
+                    format!("trusted_proxies[{i}].address"),
+                    why.to_string(),
+                )),
+            }
+        }
         if self.auth.algorithms.is_empty() {
             e.push(err(
                 "auth.algorithms",
@@ -597,6 +662,7 @@ impl Config {
             algorithms,
             exempt_sources,
             api_users,
+            trusted_proxies,
         };
         (settings, e)
     }
@@ -1279,7 +1345,8 @@ mod limits_tests {
     fn limit_defaults_and_errors_name_their_keys() {
         let d = LimitsConfig::default();
         assert_eq!((d.requests_per_sec, d.request_burst), (500, 1000));
-        assert_eq!(d.tcp_connections_per_ip, 32);
+        assert_eq!(d.tcp_connections_per_ip, 2048);
+        assert!(d.exempt_loopback);
         assert_eq!((d.max_transactions, d.max_dialogs), (500_000, 200_000));
         assert!(keys("exempt_sources = [\"10.0.0.0/8\", \"::1\"]").is_empty());
         for key in [
@@ -1295,5 +1362,24 @@ mod limits_tests {
             keys("exempt_sources = [\"10.0.0.1\", \"10.0.0.0/40\", \"pbx\"]"),
             ["limits.exempt_sources[1]", "limits.exempt_sources[2]"]
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let text = "[auth]\nrequired = false\n[[trusted_proxies]]\naddress = \"127.0.0.2\"\n\
+                    [[trusted_proxies]]\naddress = \"10.0.0.0/8\"\n";
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(
+            c.settings().trusted_proxies,
+            [
+                IpNet::parse("127.0.0.2").unwrap(),
+                IpNet::parse("10.0.0.0/8").unwrap()
+            ]
+        );
+        let bad = "[auth]\nrequired = false\n[[trusted_proxies]]\naddress = \"kamailio\"\n";
+        let Err(ConfigErrors(e)) = Config::from_toml(bad) else {
+            panic!("a host name was accepted")
+        };
+        assert_eq!(e[0].key, "trusted_proxies[0].address");
     }
 }

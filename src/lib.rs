@@ -19,7 +19,8 @@
 //! - [`engine`] (pure) is the agent-state machine of SPEC §2.
 //! - [`server`] (shell) binds, runs the UAS on one task with the clock, the
 //!   [`store`] (group commit, snapshots), the [`media`] sender and the
-//!   [`events`] hub, and stops in order.
+//!   [`events`] hub, and stops in order; it serves `GET /metrics` and
+//!   reloads the configuration in place (SIGHUP, `POST /admin/reload`).
 //! - [`api`] (REST, axum, and [`api::wsi`], the PortSIP WSI WebSocket) reaches the UAS
 //!   only through [`events::CoreHandle`].
 //!
@@ -32,6 +33,7 @@ pub mod engine;
 pub mod events;
 pub mod limits;
 pub mod media;
+pub mod sd_notify;
 pub mod server;
 pub mod sip;
 pub mod store;

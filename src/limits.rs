@@ -108,6 +108,11 @@ impl AuthGuard {
         false
     }
 
+    /// New limits (a configuration reload); bans in force keep their end.
+    pub fn set_limits(&mut self, limits: AuthLimits) {
+        self.limits = limits;
+    }
+
     /// A successful authentication clears the source's count.
     pub fn succeeded(&mut self, ip: IpAddr) {
         if self
@@ -276,6 +281,36 @@ impl RateLimiter {
         self.sources.is_empty()
     }
 
+    /// New rate and burst (a configuration reload); buckets keep their
+    /// tokens, cut to the new burst.
+    pub fn set_limits(&mut self, per_sec: u32, burst: u32) {
+        self.limits.per_sec = per_sec;
+        self.limits.burst = burst;
+        let cap = self.capacity();
+        for b in self.sources.values_mut() {
+            b.tokens = b.tokens.min(cap);
+        }
+    }
+
+    /// The drops not yet logged of every source whose last line is at least
+    /// a log interval old, as `(source, count)`; they count as logged now.
+    /// Called once per interval, so that the drops after a source's first
+    /// line are reported even if it then falls silent.
+    pub fn take_unlogged(&mut self, now: Instant) -> Vec<(IpAddr, u64)> {
+        let interval = self.limits.log_interval;
+        let mut out = Vec::new();
+        for (ip, b) in &mut self.sources {
+            if b.dropped > 0
+                && b.logged
+                    .is_none_or(|t| now.saturating_duration_since(t) >= interval)
+            {
+                b.logged = Some(now);
+                out.push((*ip, std::mem::take(&mut b.dropped)));
+            }
+        }
+        out
+    }
+
     /// Makes room: first forget every source whose bucket has refilled (it
     /// is as if it had never been seen); if that frees less than an eighth
     /// of the table, forget arbitrary sources until it does, so the sweep
@@ -344,6 +379,12 @@ impl ConnLimiter {
                 self.open.remove(&ip);
             }
         }
+    }
+
+    /// A new cap (a configuration reload): open connections stay, new
+    /// ones are counted against it.
+    pub fn set_per_ip(&mut self, per_ip: u32) {
+        self.per_ip = per_ip;
     }
 
     /// Connections open from `ip`.
@@ -569,6 +610,39 @@ mod tests {
         let t = t0 + Duration::from_secs(10);
         assert_eq!(r.check(t, ip(1)), RateVerdict::Pass);
         assert_eq!(r.check(t, ip(1)), RateVerdict::DropAndLog(10));
+    }
+
+    #[test]
+    fn drops_after_the_first_line_are_reported_once_per_interval() {
+        let t0 = Instant::now();
+        let mut r = rate(1, 1, 100);
+        assert_eq!(r.check(t0, ip(1)), RateVerdict::Pass);
+        assert_eq!(r.check(t0, ip(1)), RateVerdict::DropAndLog(1));
+        for _ in 0..7 {
+            assert_eq!(r.check(t0, ip(1)), RateVerdict::Drop);
+        }
+        // Within the interval of the first line: nothing to report yet.
+        assert!(r.take_unlogged(t0 + Duration::from_secs(5)).is_empty());
+        // The source fell silent; the periodic report still gives its 7.
+        let t = t0 + Duration::from_secs(10);
+        assert_eq!(r.take_unlogged(t), [(ip(1), 7)]);
+        assert!(r.take_unlogged(t + Duration::from_secs(20)).is_empty());
+    }
+
+    #[test]
+    fn new_limits_apply_to_existing_buckets() {
+        let t0 = Instant::now();
+        let mut r = rate(1, 100, 100);
+        assert_eq!(r.check(t0, ip(1)), RateVerdict::Pass);
+        r.set_limits(1, 2);
+        assert_eq!(r.check(t0, ip(1)), RateVerdict::Pass);
+        assert_eq!(r.check(t0, ip(1)), RateVerdict::Pass);
+        assert_eq!(r.check(t0, ip(1)), RateVerdict::DropAndLog(1));
+        let mut c = ConnLimiter::new(1);
+        assert!(c.try_open(ip(1)));
+        assert!(!c.try_open(ip(1)));
+        c.set_per_ip(2);
+        assert!(c.try_open(ip(1)));
     }
 
     #[test]

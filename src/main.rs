@@ -3,10 +3,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use facd::config::Config;
-use facd::server::Server;
+use facd::server::{LogHook, Server};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter};
 
 /// SIP feature-access-code service for call-centre agent states.
 #[derive(Debug, Parser)]
@@ -15,8 +19,17 @@ struct Cli {
     /// The configuration file.
     #[arg(long, global = true, default_value = "config.toml")]
     config: PathBuf,
+    /// Log lines as text (the default) or as one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Cmd>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,14 +40,6 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(errors) => {
@@ -55,6 +60,19 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // The filter can be replaced by a configuration reload (`log.level`).
+    let (filter, handle) = reload::Layer::new(EnvFilter::new(config.log_level()));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    match cli.log_format {
+        LogFormat::Text => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
+    }
+    let set_level: LogHook = Arc::new(move |level: &str| {
+        let f = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    });
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,7 +88,7 @@ fn main() -> ExitCode {
             tracing::warn!("auth.required = false: trusting the From user (lab mode)");
         }
         let server = match Server::bind(config).await {
-            Ok(s) => s,
+            Ok(s) => s.reload_from(cli.config.clone(), Some(set_level)),
             Err(e) => {
                 eprintln!("facd: {e}");
                 return ExitCode::from(1);
@@ -84,6 +102,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        if let Err(e) = reload_on_sighup(server.reload_handle()) {
+            eprintln!("facd: cannot install the SIGHUP handler: {e}");
+            return ExitCode::from(1);
+        }
         let addrs: Vec<String> = server
             .local_addrs()
             .iter()
@@ -92,10 +114,15 @@ fn main() -> ExitCode {
             .collect();
         // Tests and scripts read this line to learn the ephemeral ports.
         println!("facd listening on {}", addrs.join(" "));
-        tracing::info!(listen = %addrs.join(" "), "facd started");
+        tracing::info!(listen = %addrs.join(" "), version = env!("CARGO_PKG_VERSION"), "facd started");
+        notify("READY=1");
         // The core loop runs as a task, not on the thread that blocks on
         // the runtime: with facd on one CPU it then shares the worker with
         // the readers, and handing a message over wakes no other thread.
+        let shutdown = async move {
+            shutdown.await;
+            notify("STOPPING=1");
+        };
         match tokio::spawn(server.run(shutdown)).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -104,6 +131,13 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Tells systemd (`Type=notify`) where facd is; nothing outside systemd.
+fn notify(state: &str) {
+    if let Err(e) = facd::sd_notify::notify(state) {
+        tracing::warn!(error = %e, state, "cannot notify systemd");
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT; the handlers are installed at once.
@@ -117,4 +151,36 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+/// Each SIGHUP reloads the configuration file (the server logs the outcome).
+fn reload_on_sighup(handle: facd::server::ReloadHandle) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            notify("RELOADING=1");
+            let _ = handle.reload().await;
+            notify("READY=1");
+        }
+    });
+    Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one: every TCP phone is
+/// a descriptor (`sip.max_tcp_connections`, default 8192), above the usual
+/// soft limit of 1024.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on our own process with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

@@ -16,7 +16,11 @@ use common::{base_config, Req, Tcp, TestServer, Udp};
 use tokio::net::UdpSocket;
 
 fn config(limits: &str) -> String {
-    format!("{}\n[limits]\n{limits}\n", base_config(""))
+    // These tests flood from 127.0.0.2: loopback counts like any source.
+    format!(
+        "{}\n[limits]\nexempt_loopback = false\n{limits}\n",
+        base_config("")
+    )
 }
 
 /// OPTIONS over TCP (the common builder's Via says UDP).
@@ -312,5 +316,53 @@ async fn tcp_messages_over_the_rate_are_dropped_and_the_connection_kept() {
     let r = flood.recv().await;
     assert_eq!(r.status(), 200);
     assert!(r.raw.contains("z9hG4bK-tcpflood-later"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn loopback_sources_are_exempt_by_default() {
+    // The shipped defaults with tiny limits: loopback (this host) skips them.
+    let s = TestServer::start(&format!(
+        "{}\n[limits]\nrequests_per_sec = 1\nrequest_burst = 1\ntcp_connections_per_ip = 1\n",
+        base_config("")
+    ))
+    .await;
+    let c = Udp::new_from(s.udp, "127.0.0.2").await;
+    for i in 0..50 {
+        c.send(&Req::options(c.port(), &format!("z9hG4bK-lo-{i}")))
+            .await;
+        assert_eq!(c.recv().await.status(), 200, "loopback request {i}");
+    }
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let mut t = Tcp::connect_from(s.tcp, "127.0.0.2").await;
+        let port = t.port();
+        t.send(options_tcp(port, &format!("z9hG4bK-lo-tcp-{i}")).as_bytes())
+            .await;
+        assert_eq!(t.recv().await.status(), 200, "loopback connection {i}");
+        open.push(t);
+    }
+    assert_eq!(s.stats.rate_limited.load(Ordering::Relaxed), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_closed_connection_frees_its_per_ip_slot_before_facd_closes_its_side() {
+    // One connection per source: each short connection, closed by the
+    // phone, must leave its place free by the time facd's FIN arrives, so
+    // the next one from the same address is served (a phone reconnecting).
+    let s = TestServer::start(&config("tcp_connections_per_ip = 1")).await;
+    for i in 0..30 {
+        let mut c = Tcp::connect_from(s.tcp, "127.0.0.2").await;
+        let port = c.port();
+        c.send(options_tcp(port, &format!("z9hG4bK-short-{i}")).as_bytes())
+            .await;
+        assert_eq!(c.recv().await.status(), 200, "short connection {i}");
+        tokio::io::AsyncWriteExt::shutdown(&mut c.stream)
+            .await
+            .unwrap();
+        assert!(c.closed_within(5000).await, "connection {i} not closed");
+    }
+    assert_eq!(s.stats.tcp_refused_per_ip.load(Ordering::Relaxed), 0);
     s.stop().await;
 }

@@ -448,7 +448,7 @@ async fn a_dialled_connection_obeys_the_idle_timeout_and_the_per_ip_cap() {
         .replace("t1_ms = 500", "t1_ms = 500\ntcp_idle_secs = 1")
         .replace(
             "[subscribe]",
-            "[limits]\ntcp_connections_per_ip = 1\n\n[subscribe]",
+            "[limits]\ntcp_connections_per_ip = 1\nexempt_loopback = false\n\n[subscribe]",
         );
     let s = TestServer::start(&config).await;
     let (listener, lport) = phone_listener().await;

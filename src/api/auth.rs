@@ -193,6 +193,7 @@ fn check(
         ));
     }
     st.config
+        .get()
         .login(user, password, domain)
         .ok_or_else(|| ApiError::LoginFailed("Login failed, authentication error".into()))
 }

@@ -14,7 +14,7 @@ mod rest;
 pub mod wsi;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -82,6 +82,35 @@ pub(crate) struct QueueInfo {
 
 fn ct_eq(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The API's configuration as the handlers read it: replaced whole by a
+/// configuration reload, so a request sees one configuration throughout.
+pub struct SharedConfig(RwLock<Arc<ApiConfig>>);
+
+impl SharedConfig {
+    /// The configuration now.
+    pub fn get(&self) -> Arc<ApiConfig> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes a reloaded configuration (the realm, `sip.domain`, needs a
+    /// restart).
+    pub fn replace(&self, new: ApiConfig) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+    }
+}
+
+impl From<ApiConfig> for SharedConfig {
+    fn from(c: ApiConfig) -> Self {
+        Self(RwLock::new(Arc::new(c)))
+    }
 }
 
 /// What the API needs from the configuration, taken before the server
@@ -226,7 +255,7 @@ impl ApiConfig {
 /// Shared by every handler.
 pub(crate) struct AppState {
     pub(crate) core: CoreHandle,
-    pub(crate) config: ApiConfig,
+    pub(crate) config: SharedConfig,
     pub(crate) wsi: Wsi,
     /// Tokens handed out by logins.
     pub(crate) tokens: auth::Tokens,
@@ -374,7 +403,7 @@ impl FromRequestParts<Shared> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        if let Some(p) = state.config.by_token(token) {
+        if let Some(p) = state.config.get().by_token(token) {
             return Ok(Self(p));
         }
         state
@@ -527,7 +556,7 @@ pub fn served_routes() -> Vec<(Method, &'static str)> {
 
 /// The router with its state.
 pub(crate) fn router(state: Shared) -> Router {
-    state.wsi.set_naming(wsi::Naming::new(&state.config));
+    state.wsi.set_naming(wsi::Naming::new(&state.config.get()));
     let mut router = Router::new();
     for (path, mr) in routes().map {
         router = router.route(path, mr);

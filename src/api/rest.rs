@@ -94,16 +94,20 @@ fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("bad path: {e}")))
 }
 
-fn queue<'a>(st: &'a Shared, id: &str) -> Result<&'a QueueInfo, ApiError> {
+fn queue(st: &Shared, id: &str) -> Result<QueueInfo, ApiError> {
     st.config
+        .get()
         .queue_by_id(id)
+        .cloned()
         .ok_or_else(|| ApiError::NotFound(format!("no call queue has the id {id:?}")))
 }
 
-fn user<'a>(st: &'a Shared, id: &str) -> Result<&'a str, ApiError> {
+fn user(st: &Shared, id: &str) -> Result<String, ApiError> {
     st.config
+        .get()
         .ext_ids
         .ext(id)
+        .map(str::to_string)
         .ok_or_else(|| ApiError::NotFound(format!("no user has the id {id:?}")))
 }
 
@@ -153,7 +157,12 @@ pub(crate) async fn list_queues(
 ) -> Result<Json<Items<QueueItem>>, ApiError> {
     admin_only(&caller)?;
     Ok(Items::counted(
-        st.config.queue_info.iter().map(QueueItem::new).collect(),
+        st.config
+            .get()
+            .queue_info
+            .iter()
+            .map(QueueItem::new)
+            .collect(),
     ))
 }
 
@@ -482,7 +491,7 @@ async fn set_agent(
     ext: &str,
     body: &StatusBody,
 ) -> Result<Json<QueueAgent>, ApiError> {
-    let cmd = status_command(body, ext.into(), q.number.clone(), &st.config.reasons)?;
+    let cmd = status_command(body, ext.into(), q.number.clone(), &st.config.get().reasons)?;
     st.core.apply(cmd, Cause::Api).await??;
     Ok(Json(agent_in(st, q, ext).await?))
 }
@@ -497,7 +506,7 @@ pub(crate) async fn queue_agent(
     extension(&agent)?;
     allowed(&caller, &agent)?;
     let q = queue(&st, &id)?;
-    Ok(Json(agent_in(&st, q, &agent).await?))
+    Ok(Json(agent_in(&st, &q, &agent).await?))
 }
 
 /// `POST /api/call_queues/{id}/agents/{agent_number}`: 200 once durable.
@@ -511,7 +520,7 @@ pub(crate) async fn set_queue_agent(
     extension(&agent)?;
     allowed(&caller, &agent)?;
     let q = queue(&st, &id)?;
-    set_agent(&st, q, &agent, &body).await
+    set_agent(&st, &q, &agent, &body).await
 }
 
 /// The body of `POST /api/call_queues/{id}/agents/status/get_many` (22.3
@@ -584,8 +593,12 @@ async fn queues_of(st: &Shared, ext: &str) -> Result<Json<Items<QueueItem>>, Api
     Ok(Items::plain(
         view.queues
             .iter()
-            .filter_map(|v| st.config.queue_by_number(&v.queue))
-            .map(QueueItem::new)
+            .filter_map(|v| {
+                st.config
+                    .get()
+                    .queue_by_number(&v.queue)
+                    .map(QueueItem::new)
+            })
             .collect(),
     ))
 }
@@ -608,7 +621,7 @@ pub(crate) async fn user_agent(
     let id = path(p)?;
     let me = own_extension(&caller)?;
     let q = queue(&st, &id)?;
-    Ok(Json(agent_in(&st, q, me).await?))
+    Ok(Json(agent_in(&st, &q, me).await?))
 }
 
 /// `POST /api/user/call_queues/{id}/agent`.
@@ -621,7 +634,7 @@ pub(crate) async fn set_user_agent(
     let id = path(p)?;
     let me = own_extension(&caller)?;
     let q = queue(&st, &id)?;
-    set_agent(&st, q, me, &body).await
+    set_agent(&st, &q, me, &body).await
 }
 
 /// A user in `GET /api/users`: the fields facd has.
@@ -651,7 +664,7 @@ pub(crate) async fn list_users(
             .into_iter()
             .filter_map(|(x, name)| {
                 Some(UserItem {
-                    id: st.config.ext_ids.id(&x)?.to_string(),
+                    id: st.config.get().ext_ids.id(&x)?.to_string(),
                     extension_number: x,
                     display_name: name,
                 })
@@ -668,8 +681,8 @@ pub(crate) async fn users_queues(
 ) -> Result<Json<Items<QueueItem>>, ApiError> {
     let id = path(p)?;
     let ext = user(&st, &id)?;
-    allowed(&caller, ext)?;
-    queues_of(&st, ext).await
+    allowed(&caller, &ext)?;
+    queues_of(&st, &ext).await
 }
 
 /// `GET /api/users/{id}/call_queues/{queue_id}/agent`.
@@ -680,9 +693,9 @@ pub(crate) async fn users_agent(
 ) -> Result<Json<QueueAgent>, ApiError> {
     let (id, queue_id) = path(p)?;
     let ext = user(&st, &id)?;
-    allowed(&caller, ext)?;
+    allowed(&caller, &ext)?;
     let q = queue(&st, &queue_id)?;
-    Ok(Json(agent_in(&st, q, ext).await?))
+    Ok(Json(agent_in(&st, &q, &ext).await?))
 }
 
 /// `POST /api/users/{id}/call_queues/{queue_id}/agent`.
@@ -694,9 +707,9 @@ pub(crate) async fn set_users_agent(
 ) -> Result<Json<QueueAgent>, ApiError> {
     let (id, queue_id) = path(p)?;
     let ext = user(&st, &id)?;
-    allowed(&caller, ext)?;
+    allowed(&caller, &ext)?;
     let q = queue(&st, &queue_id)?;
-    set_agent(&st, q, ext, &body).await
+    set_agent(&st, &q, &ext, &body).await
 }
 
 /// A not-ready code (`[[reasons]]`).
@@ -713,6 +726,7 @@ pub(crate) async fn not_ready_codes(
 ) -> Json<Items<NotReadyCode>> {
     Items::counted(
         st.config
+            .get()
             .reasons
             .iter()
             .map(|(code, name)| NotReadyCode {

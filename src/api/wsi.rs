@@ -768,7 +768,7 @@ impl Session {
     }
 
     async fn send_snapshot(&mut self, sel: Selection) -> Result<(), Gone> {
-        let all_queues = sel.all_exts.then(|| self.st.config.queues.clone());
+        let all_queues = sel.all_exts.then(|| self.st.config.get().queues.clone());
         let wsi = self.st.wsi.clone();
         let msgs = self
             .st
@@ -864,7 +864,7 @@ impl Session {
         let principal = self.principal.clone();
         let queues = cmd.queues.clone().filter(|q| !q.is_empty());
         let exts = cmd.extensions.clone().filter(|x| !x.is_empty());
-        let all_queues = self.st.config.queues.clone();
+        let all_queues = self.st.config.get().queues.clone();
         self.st
             .core
             .query(move |e| {
@@ -1008,10 +1008,11 @@ async fn authenticate(
             Ok(c) => {
                 let domain = c.domain.as_deref();
                 let who = match (&c.username, &c.extension_number, &c.password) {
-                    (Some(u), None, Some(p)) => Ok(st.config.login(u, p, domain)),
+                    (Some(u), None, Some(p)) => Ok(st.config.get().login(u, p, domain)),
                     // By extension: only an agent's SIP password.
                     (None, Some(x), Some(p)) => Ok(st
                         .config
+                        .get()
                         .login(x, p, domain)
                         .filter(|w| *w == Principal::Agent(x.clone()))),
                     (Some(_), Some(_), _) => Err("send username or extension_number, not both"),

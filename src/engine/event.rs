@@ -20,6 +20,8 @@ pub enum Cause {
     Timer,
     /// A phone's feature key (as-feature-event).
     FeatureSync,
+    /// A configuration reload removed the membership or the agent.
+    Config,
 }
 
 impl Cause {
@@ -31,6 +33,7 @@ impl Cause {
             Self::Call => "call",
             Self::Timer => "timer",
             Self::FeatureSync => "feature-sync",
+            Self::Config => "config",
         }
     }
 }

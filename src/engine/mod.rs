@@ -30,9 +30,11 @@
 //!   agent's state there (an event to LOGGED_OUT with `removed`), even during
 //!   a call from that queue (the call's end then touches only other queues).
 
+mod census;
 mod command;
 mod event;
 mod id;
+mod reload;
 mod state;
 
 use std::collections::{BTreeSet, HashMap};
@@ -42,6 +44,7 @@ use serde::{Deserialize, Serialize};
 pub use command::{CallKind, Command, ReasonRef, Rejection, Target};
 pub use event::{Applied, Cause, Event, QueueStatus};
 pub use id::{AgentId, QueueId, ReasonName};
+pub use reload::Reloaded;
 pub use state::{AgentState, Cell, Millis, UnknownState, Wanted};
 
 /// A queue from the configuration.

@@ -34,11 +34,14 @@ use crate::uas::subscription::ExpiryBounds;
 use crate::uas::{ApplyError, Identity, JournalOrder, KeySettings, Now, Transport, Uas, UasConfig};
 
 mod clock;
+mod metrics;
 mod recover;
+mod reload;
 mod tls;
 
 use recover::{agent_secrets, recover};
 pub use recover::{codes, model};
+pub use reload::{LogHook, ReloadError, ReloadHandle, ReloadReport};
 
 /// The UAS as the shell runs it: flows are transport links, and commands
 /// from the API wait on a oneshot.
@@ -58,6 +61,8 @@ const HTTP_SEND_BUFFER: usize = 64 * 1024;
 const BATCH: usize = 64;
 /// Tone orders queued for the media sender before new ones are dropped.
 const MEDIA_QUEUE: usize = 8192;
+/// Sources tracked for failed authentications.
+const AUTH_SOURCES: usize = 100_000;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +111,12 @@ pub struct Server {
     http: TcpListener,
     api: ApiConfig,
     wsi: Wsi,
+    /// The file a reload reads, and how it sets the log filter.
+    reload_from: Option<(std::path::PathBuf, Option<LogHook>)>,
+    reloads: (
+        mpsc::Sender<reload::Request>,
+        mpsc::Receiver<reload::Request>,
+    ),
 }
 
 impl Server {
@@ -216,7 +227,21 @@ impl Server {
             http,
             api,
             wsi: Wsi::default(),
+            reload_from: None,
+            reloads: mpsc::channel(4),
         })
+    }
+
+    /// Lets [`ReloadHandle::reload`] (SIGHUP, `POST /admin/reload`) read
+    /// `path` again; `log` sets the log filter.
+    pub fn reload_from(mut self, path: std::path::PathBuf, log: Option<LogHook>) -> Self {
+        self.reload_from = Some((path, log));
+        self
+    }
+
+    /// A handle that reloads the configuration of the running server.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.reloads.0.clone())
     }
 
     /// The bound HTTP listener (REST API and WebSocket `/wsi`).
@@ -295,7 +320,7 @@ impl Server {
                     log_interval: transport::LOG_INTERVAL,
                 },
                 cfg.limits.tcp_connections_per_ip,
-                cfg.settings().exempt_sources.clone(),
+                exempt(cfg),
             )),
             tls: self.sip_tls.clone(),
         };
@@ -327,8 +352,10 @@ impl Server {
             seed: rand::random(),
         };
         let codes = StarCodeParser::new(codes(cfg));
+        let (probe, mut probe_rx) = mpsc::channel(16);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Result<(), StoreError>)>();
         let store = self.store;
+        let store_stats = store.shared_stats();
         let identity = self.secrets.take().map(|secrets| Identity {
             authenticator: Authenticator::new(&cfg.sip.domain, rand::random(), 300),
             algorithms: cfg
@@ -344,7 +371,7 @@ impl Server {
                 max_failures: cfg.limits.auth_failures,
                 window: Duration::from_secs(cfg.limits.auth_window_secs),
                 ban: Duration::from_secs(cfg.limits.auth_ban_secs),
-                max_sources: 100_000,
+                max_sources: AUTH_SOURCES,
             }),
             secrets,
         });
@@ -356,6 +383,7 @@ impl Server {
             dnd_reason: cfg.feature_keys.dnd_reason.as_deref().map(Into::into),
         };
         let mut uas: ShellUas = Uas::new(uas_cfg, self.engine, codes, identity).with_keys(keys);
+        uas.set_trusted_proxies(cfg.settings().trusted_proxies.clone());
 
         // Give what start-up freed (the configuration's agents, the TOML
         // parser's garbage) back to the OS: with 100,000 agents that is most
@@ -407,6 +435,7 @@ impl Server {
             tasks.spawn(tls::reload_on_hangup(contexts, stop_all.clone()));
         }
         let mut flows = Flows::new(connector);
+        tasks.spawn(tcfg.limits.clone().report_every_interval(stop_all.clone()));
         for sock in &self.rtp {
             tasks.spawn(rtp_sink(sock.clone(), stop_all.clone()));
         }
@@ -422,13 +451,34 @@ impl Server {
                 .clone()
                 .dispatch(self.hub.subscribe(), stop_all.clone()),
         );
-        let app = crate::api::router(Arc::new(AppState {
+        let app_state = Arc::new(AppState {
             core: self.handle.clone(),
-            config: self.api,
+            config: self.api.into(),
             wsi: self.wsi.clone(),
             tokens: Default::default(),
             stop: stop_accept.clone(),
-        }));
+        });
+        let (core_reload_tx, mut core_reload_rx) = mpsc::channel(1);
+        let (path, log) = self.reload_from.unzip();
+        let reloader = reload::Reloader {
+            path,
+            started: self.config.clone(),
+            limits: tcfg.limits.clone(),
+            api: app_state.clone(),
+            log: log.flatten(),
+            log_level: self.config.log_level(),
+            core: core_reload_tx,
+        };
+        let (reload_tx, reload_rx) = self.reloads;
+        tasks.spawn(reloader.run(reload_rx, stop_all.clone()));
+        let app = crate::api::router(app_state.clone())
+            .merge(reload::router(app_state, ReloadHandle(reload_tx)))
+            .merge(metrics::router(Arc::new(metrics::Exporter {
+                probe,
+                transport: self.stats.clone(),
+                store: store_stats,
+                wsi: self.wsi.clone(),
+            })));
         tasks.spawn(serve_http(
             self.http,
             self.http_tls.clone(),
@@ -494,6 +544,18 @@ impl Server {
                         uas.on_unsent(now, u.request);
                     }
                 }
+                Some(r) = core_reload_rx.recv() => {
+                    reload::apply(&mut uas, clock::now(), r);
+                    // Drop what the journal holds of removed memberships.
+                    checkpoint(&uas, &store, Box::new(|r| {
+                        if let Err(e) = r {
+                            warn!(error = %e, "snapshot after a reload failed; the journal is intact");
+                        }
+                    }));
+                }
+                Some(reply) = probe_rx.recv() => {
+                    let _ = reply.send(metrics::sample(&uas));
+                }
                 () = &mut sleep => uas.handle_timeout(clock::now()),
             }
             drive(&mut uas, &mut flows, &store, &done_tx, &media_tx, &self.hub);
@@ -546,6 +608,16 @@ impl Server {
             banned_drops = s.banned_drops,
             "stopped"
         );
+    }
+}
+
+/// The sources exempt from the per-source limits: `limits.exempt_sources`,
+/// the trusted proxies, and loopback unless `limits.exempt_loopback = false`.
+fn exempt(cfg: &Config) -> transport::Exempt {
+    let s = cfg.settings();
+    transport::Exempt {
+        nets: [&s.exempt_sources[..], &s.trusted_proxies[..]].concat(),
+        loopback: cfg.limits.exempt_loopback,
     }
 }
 

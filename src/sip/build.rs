@@ -116,6 +116,16 @@ impl ResponseBuilder {
         self
     }
 
+    /// Copies the request's Record-Route values, in order (RFC 3261
+    /// §12.1.1: a UAS copies them into every response that creates a
+    /// dialog, so the caller's route set runs through the same proxies and
+    /// its ACK and BYE come back through them).
+    pub fn record_route(self, req: &Request) -> Self {
+        req.headers
+            .get_all("Record-Route")
+            .fold(self, |b, rr| b.header("Record-Route", rr))
+    }
+
     /// Adds a header line. CR and LF in the value are dropped: a value
     /// can never start a header of its own.
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {

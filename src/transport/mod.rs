@@ -31,7 +31,7 @@ use tracing::{debug, warn};
 use crate::sip::build;
 use crate::uas::Transport;
 
-pub use admission::{SourceLimits, LOG_INTERVAL, RATE_SOURCES};
+pub use admission::{Exempt, SourceLimits, LOG_INTERVAL, RATE_SOURCES};
 pub use flows::Flows;
 pub use tcp::{dial_timeout, run_stream, run_tcp, Connector, TcpConn, Unsent};
 pub use tls::{TlsContext, TlsFiles};

@@ -43,7 +43,15 @@ struct ConnShared {
     /// False once the reader or the writer has ended (the connection is
     /// closing or closed): nothing new should be queued on it.
     open: AtomicBool,
+    /// The connection's places under `sip.max_tcp_connections` and
+    /// `limits.tcp_connections_per_ip`, given back as soon as it closes
+    /// (its reader or writer ended), not once its tasks have wound down: a
+    /// phone that reconnects at once finds its place free.
+    caps: std::sync::Mutex<Option<Caps>>,
 }
+
+/// A connection's places under the total and the per-IP cap.
+pub(super) type Caps = (tokio::sync::OwnedSemaphorePermit, ConnSlot);
 
 /// Why [`TcpConn::try_send`] did not queue.
 #[derive(Debug)]
@@ -71,8 +79,18 @@ impl TcpConn {
             shared: Arc::new(ConnShared {
                 tx,
                 open: AtomicBool::new(true),
+                caps: std::sync::Mutex::new(None),
             }),
         }
+    }
+
+    /// Holds the connection's places under the caps until it closes.
+    fn hold(&self, caps: Caps) {
+        *self
+            .shared
+            .caps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(caps);
     }
 
     /// True until the connection's reader or writer has ended.
@@ -82,6 +100,13 @@ impl TcpConn {
 
     pub(super) fn close(&self) {
         self.shared.open.store(false, Ordering::Release);
+        drop(
+            self.shared
+                .caps
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// Queues `bytes` unless the writer has ended. A connection whose
@@ -188,9 +213,8 @@ impl Connector {
                         .local_addr()
                         .map_or_else(|e| e.to_string(), |a| a.to_string());
                     info!(conn = id, peer = %to, %local, %call_id, transport = transport.as_str(), "tcp connection opened to the remote target (the dialog's connection had closed)");
+                    conn2.hold((permit, slot));
                     this.serve_tcp(stream, to, conn2, rx).await;
-                    drop(slot);
-                    drop(permit);
                 }
                 Err(error) => {
                     this.stats.tcp_dial_failed.fetch_add(1, Ordering::Relaxed);
@@ -268,10 +292,17 @@ impl Connector {
     /// Serves an accepted connection: over TLS and WSS after the server
     /// handshake (within `sip.tcp_message_secs`, a handshake that never
     /// finishes is closed), over WS and WSS after the WebSocket upgrade.
-    async fn accepted(self: Arc<Self>, stream: TcpStream, addr: SocketAddr, transport: Transport) {
+    async fn accepted(
+        self: Arc<Self>,
+        stream: TcpStream,
+        addr: SocketAddr,
+        transport: Transport,
+        caps: Caps,
+    ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel::<Bytes>(CONN_QUEUE);
         let conn = TcpConn::new(id, tx, transport);
+        conn.hold(caps);
         let _ = stream.set_nodelay(true);
         let Ok(local) = stream.local_addr() else {
             return;
@@ -427,11 +458,9 @@ pub async fn run_stream(
             continue;
         };
         let connector = connector.clone();
-        tokio::spawn(async move {
-            connector.accepted(stream, addr, transport).await;
-            drop(slot);
-            drop(permit);
-        });
+        // The connection gives its places back when it closes (TcpConn::close),
+        // and in any case when its last handle is dropped.
+        tokio::spawn(connector.accepted(stream, addr, transport, (permit, slot)));
     }
 }
 

@@ -133,6 +133,7 @@ impl<F: Clone, W> Uas<F, W> {
             self.cfg.confirm,
             a.media,
         );
+        self.metrics.response(&Method::Invite, 200);
         self.txs.respond(now.mono, id, 200, a.ok);
     }
 
@@ -148,6 +149,7 @@ impl<F: Clone, W> Uas<F, W> {
         let contact = self.contact(req, peer);
         let bytes = build::response(req, peer.addr, 200, "OK")
             .to_tag(&tag)
+            .record_route(req)
             .header("Contact", &contact)
             .header("Allow", ALLOW)
             .header("Supported", "")
@@ -251,6 +253,7 @@ impl<F: Clone, W> Uas<F, W> {
                 .to_tag(&self.new_tag())
                 .header("Server", SERVER)
                 .build();
+            self.metrics.response(&Method::Invite, 487);
             self.txs.respond(now.mono, invite, 487, bytes);
         }
     }

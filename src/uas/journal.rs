@@ -171,7 +171,13 @@ impl<F: Clone, W> Uas<F, W> {
             affected: Vec::new(),
         };
         for cmd in cmds {
-            match self.engine.apply(now.wall, cmd, cause) {
+            let star_code = (cause == Cause::Fac).then(|| cmd.clone());
+            let result = self.engine.apply(now.wall, cmd, cause);
+            if let Some(cmd) = star_code {
+                let outcome = result.as_ref().map(|_| ()).map_err(|r| *r);
+                self.metrics.star_code(&cmd, outcome);
+            }
+            match result {
                 Err(rejection) => {
                     if several {
                         for c in undo {
@@ -273,7 +279,14 @@ impl<F: Clone, W> Uas<F, W> {
                     }
                     match p.reply {
                         Reply::None => {}
-                        Reply::Sip { id, fail, .. } | Reply::Subscribe { id, fail, .. } => {
+                        Reply::Sip { id, fail, .. } => {
+                            self.metrics
+                                .response(&crate::sip::message::Method::Invite, 500);
+                            self.txs.respond(now.mono, id, 500, fail)
+                        }
+                        Reply::Subscribe { id, fail, .. } => {
+                            self.metrics
+                                .response(&crate::sip::message::Method::Subscribe, 500);
                             self.txs.respond(now.mono, id, 500, fail)
                         }
                         Reply::Waiter { waiter, .. } => {

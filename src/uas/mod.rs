@@ -30,6 +30,8 @@ pub mod dialog;
 mod identity;
 mod invite;
 mod journal;
+mod metrics;
+mod reload;
 mod reply;
 mod subscribe;
 pub mod subscription;
@@ -63,6 +65,8 @@ use subscription::{ExpiryBounds, SubEvent, Subscriptions};
 
 pub use identity::Identity;
 pub use journal::{ApplyError, JournalOrder};
+pub use metrics::{method_label, InFlight, UasMetrics};
+pub use reload::Reload;
 pub use translate::{dialog_id, dialog_key, sip_status};
 
 /// RFC 3261 §8.1.1.7: the magic cookie of RFC 3261 branches.
@@ -267,6 +271,8 @@ pub struct UasStats {
 /// The UAS state.
 pub struct Uas<F, W> {
     identity: Option<Identity>,
+    /// `[[trusted_proxies]]`: see [`identity`].
+    proxies: Vec<crate::limits::IpNet>,
     journal: journal::Journal<F, W>,
     cfg: UasConfig,
     txs: ServerTransactions<Dest<F>>,
@@ -288,6 +294,8 @@ pub struct Uas<F, W> {
     finished: VecDeque<(W, Result<Applied, ApplyError>)>,
     /// What the UAS did, for logs and tests.
     pub stats: UasStats,
+    /// What the UAS counts for monitoring (`GET /metrics`).
+    pub metrics: UasMetrics,
 }
 
 impl<F: Clone, W> Uas<F, W> {
@@ -302,6 +310,7 @@ impl<F: Clone, W> Uas<F, W> {
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
         Self {
             identity,
+            proxies: Vec::new(),
             journal: journal::Journal::new(cfg.journal),
             txs: ServerTransactions::new(cfg.timers),
             dialogs: Dialogs::new(cfg.timers, cfg.max_dialogs, rng.gen()),
@@ -316,6 +325,7 @@ impl<F: Clone, W> Uas<F, W> {
             stateless: VecDeque::new(),
             finished: VecDeque::new(),
             stats: UasStats::default(),
+            metrics: UasMetrics::default(),
             cfg,
         }
     }
@@ -528,6 +538,7 @@ impl<F: Clone, W> Uas<F, W> {
             self.stats.overloaded += 1;
             let reason = "Service Unavailable - Too Many Transactions";
             let bytes = self.response(req, &peer, 503, reason, |b| b.header("Retry-After", "1"));
+            self.metrics.response(&req.method, 503);
             self.stateless.push_back(Transmit::new(dest, bytes));
             return;
         }

@@ -119,6 +119,7 @@ impl<F: Clone, W> Uas<F, W> {
         extra: impl FnOnce(ResponseBuilder) -> ResponseBuilder,
     ) {
         let bytes = self.response(rq.req, rq.peer, status, reason, extra);
+        self.metrics.response(&rq.req.method, status);
         self.txs.respond(now.mono, rq.id, status, bytes);
     }
 

@@ -281,6 +281,7 @@ impl<F: Clone, W> Uas<F, W> {
         let contact = self.contact(req, peer);
         let ok = build::response(req, peer.addr, 200, "OK")
             .to_tag(&tag)
+            .record_route(req)
             .header("Contact", &contact)
             .header("Expires", expires.to_string())
             .header("Allow", ALLOW)
@@ -347,6 +348,8 @@ impl<F: Clone, W> Uas<F, W> {
     /// Sends the 200 to a SUBSCRIBE, then the NOTIFY it asks for (RFC 6665
     /// §4.2.1.2).
     pub(super) fn establish(&mut self, now: Now, id: TxId, a: SubAnswer<F>) {
+        self.metrics
+            .response(&crate::sip::message::Method::Subscribe, 200);
         self.txs.respond(now.mono, id, 200, a.ok);
         let docs = self.docs_for(&a.agent, &a.kind, a.shows);
         if a.refresh {

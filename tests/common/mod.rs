@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod digest;
+pub mod prom;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
