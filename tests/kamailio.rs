@@ -199,7 +199,7 @@ async fn a_phone_registers_dials_and_subscribes_through_kamailio() {
         .iter()
         .any(|l| l == "BYE from facd through the proxy"));
     assert_eq!(subscribe.0, 0, "the subscription: {:?}", subscribe.1);
-    assert!(subscribe.1.iter().any(|l| l == "NOTIFY agentReady"));
+    assert!(subscribe.1.iter().any(|l| l == "NOTIFY AgentReadyEvent"));
     assert!(subscribe
         .1
         .iter()

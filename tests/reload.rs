@@ -90,31 +90,39 @@ impl Facd {
         write(&self.path, text, self.path.parent().unwrap());
     }
 
-    /// `{queue: state}` of an agent, or None if facd does not know it.
+    /// `{queue: state}` of an agent, or None if no queue lists it (facd
+    /// does not know it), read through the PortSIP API: the queue list,
+    /// then each queue's agents and the agent's entry.
     async fn states(&self, ext: &str) -> Option<Vec<(String, String)>> {
-        let r = reqwest::Client::new()
-            .get(format!("http://{}/agents/{ext}", self.http))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 404 {
-            return None;
-        }
-        let v: Value = r.json().await.unwrap();
-        Some(
-            v["queues"]
+        let http = reqwest::Client::new();
+        let get = |path: String| {
+            let http = http.clone();
+            let url = format!("http://{}{path}", self.http);
+            async move {
+                let r = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<Value>().await.unwrap()
+            }
+        };
+        let queues = get("/api/call_queues".into()).await;
+        let mut out = Vec::new();
+        for q in queues["items"].as_array().unwrap() {
+            let id = q["id"].as_str().unwrap();
+            let agents = get(format!("/api/call_queues/{id}/agents")).await;
+            let member = agents["items"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|q| {
-                    (
-                        q["queue_number"].as_str().unwrap().to_string(),
-                        q["status"].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect(),
-        )
+                .any(|a| a["extension_number"].as_str() == Some(ext));
+            if member {
+                let a = get(format!("/api/call_queues/{id}/agents/{ext}")).await;
+                out.push((
+                    q["extension_number"].as_str().unwrap().to_string(),
+                    a["status"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        (!out.is_empty()).then_some(out)
     }
 
     async fn dial(&self, c: &Udp, code: &str, agent: &str, call_id: &str) -> u16 {
