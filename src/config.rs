@@ -284,6 +284,9 @@ pub struct StorageConfig {
     pub sync: bool,
     /// `"journal"` (our file journal, the default) or `"redb"`.
     pub backend: Backend,
+    /// Days of agent-state change history kept under `dir/history/`
+    /// (0 = keep everything).
+    pub history_days: u32,
 }
 
 impl Default for StorageConfig {
@@ -292,6 +295,7 @@ impl Default for StorageConfig {
             dir: "data".into(),
             sync: true,
             backend: Backend::Journal,
+            history_days: 90,
         }
     }
 }
@@ -503,6 +507,12 @@ impl Config {
         }
         if self.storage.dir.as_os_str().is_empty() {
             e.push(err("storage.dir", "must not be empty"));
+        }
+        if self.storage.history_days > 36500 {
+            e.push(err(
+                "storage.history_days",
+                "must be at most 36500 (0 keeps everything)",
+            ));
         }
         let http_listen = self.http.listen.parse::<SocketAddr>().ok();
         if http_listen.is_none() {
