@@ -7,7 +7,9 @@
 //! its 200 leaves (SPEC §7) because `apply` resolves only then.
 
 mod openapi;
+pub mod reports;
 mod rest;
+mod wallboard;
 pub mod wsi;
 
 use std::collections::{BTreeMap, HashMap};
@@ -158,6 +160,8 @@ pub(crate) struct AppState {
     pub(crate) wsi: Wsi,
     /// Cancelled when facd stops accepting (WebSocket sessions close).
     pub(crate) stop: CancellationToken,
+    /// Queue names and the change history (reports, wallboard).
+    pub(crate) reports: reports::ReportsState,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -198,6 +202,9 @@ pub enum ApiError {
     /// The route exists, the method does not.
     #[error("method not allowed on this endpoint (see /openapi.json)")]
     BadMethod,
+    /// The change history could not be read.
+    #[error("the history could not be read")]
+    HistoryUnreadable,
 }
 
 impl ApiError {
@@ -212,7 +219,7 @@ impl ApiError {
             Self::Rejected(r) => {
                 StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::CONFLICT)
             }
-            Self::NotSaved => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotSaved | Self::HistoryUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Stopped | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadMethod => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -364,6 +371,13 @@ fn routes() -> Routes {
             "/agents/{agent}/calls/{call_id}",
             rest::call_end,
         )
+        .on(Method::GET, "/reports/agent_states", reports::agent_states)
+        .on(
+            Method::GET,
+            "/agents/{agent}/history",
+            reports::agent_history,
+        )
+        .on(Method::GET, "/wallboard/state", wallboard::state)
 }
 
 /// Every `(method, path)` the router serves, in axum's `{param}` syntax.
@@ -378,6 +392,7 @@ pub(crate) fn router(state: Shared) -> Router {
         router = router.route(path, mr);
     }
     router
+        .merge(wallboard::pages())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::BadMethod })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -59,7 +59,7 @@ pub fn document() -> Value {
     let write = ["400", "401", "403", "404", "409", "413", "500", "503"];
     let state = json!({"type": "string",
         "enum": ["LOGGED_OUT", "NOT_READY", "READY", "QUEUE_CALL", "OTHER_CALL", "WRAP_UP"]});
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "facd",
@@ -178,5 +178,7 @@ pub fn document() -> Value {
                                 "pending": {"$ref": "#/components/schemas/State"}}}}}}
             }
         }
-    })
+    });
+    super::reports::extend_openapi(&mut doc);
+    doc
 }
