@@ -116,8 +116,8 @@ function render() {
     }
     const tiles = el('div', { class: 'counts' });
     for (const s of STATES) {
-      tiles.append(el('div', { class: `count state s-${s}`, 'data-state': s, 'data-count': counts[s] },
-        el('span', { text: s }), el('b', { text: String(counts[s]) })));
+      tiles.append(el('div', { class: `count s-${s}`, 'data-state': s, 'data-count': counts[s] },
+        el('span', { class: 'label', text: s }), el('b', { text: String(counts[s]) })));
     }
     const long = el('p', { class: 'longest' }, 'Longest ready: ');
     if (longest) {
@@ -183,6 +183,6 @@ $('queue-filter').addEventListener('change', (ev) => {
   render();
 });
 window.addEventListener('hashchange', render);
-setInterval(tick, 1000);
+setInterval(tick, 250);
 tick();
 setupLogin(start, stop);
