@@ -505,14 +505,14 @@ impl Config {
                 )),
             }
         }
-        if self.storage.dir.as_os_str().is_empty() {
-            e.push(err("storage.dir", "must not be empty"));
-        }
         if self.storage.history_days > 36500 {
             e.push(err(
                 "storage.history_days",
                 "must be at most 36500 (0 keeps everything)",
             ));
+        }
+        if self.storage.dir.as_os_str().is_empty() {
+            e.push(err("storage.dir", "must not be empty"));
         }
         let http_listen = self.http.listen.parse::<SocketAddr>().ok();
         if http_listen.is_none() {
