@@ -21,7 +21,9 @@
 //!   [`store`] (group commit, snapshots), the [`media`] sender and the
 //!   [`events`] hub, and stops in order.
 //! - [`api`] (REST, axum, and [`api::wsi`], the PortSIP WSI WebSocket) reaches the UAS
-//!   only through [`events::CoreHandle`].
+//!   only through [`events::CoreHandle`]; its wallboard and report pages
+//!   read the change [`history`], which the server appends every durable
+//!   event to (one file per day, kept `storage.history_days`).
 //!
 //! The engine, transactions and UAS read no clock, open no socket and draw
 //! no entropy: time and seeds are passed in, outputs are popped.
@@ -30,6 +32,7 @@ pub mod api;
 pub mod config;
 pub mod engine;
 pub mod events;
+pub mod history;
 pub mod limits;
 pub mod media;
 pub mod server;
