@@ -330,6 +330,9 @@ pub struct StorageConfig {
     pub sync: bool,
     /// `"journal"` (our file journal, the default) or `"redb"`.
     pub backend: Backend,
+    /// Days of agent-state change history kept under `dir/history/`
+    /// (0 = keep everything).
+    pub history_days: u32,
 }
 
 impl Default for StorageConfig {
@@ -338,6 +341,7 @@ impl Default for StorageConfig {
             dir: "data".into(),
             sync: true,
             backend: Backend::Journal,
+            history_days: 90,
         }
     }
 }
@@ -635,6 +639,12 @@ impl Config {
                     format!("{a:?} must be \"SHA-256\" or \"MD5\""),
                 )),
             }
+        }
+        if self.storage.history_days > 36500 {
+            e.push(err(
+                "storage.history_days",
+                "must be at most 36500 (0 keeps everything)",
+            ));
         }
         if self.storage.dir.as_os_str().is_empty() {
             e.push(err("storage.dir", "must not be empty"));

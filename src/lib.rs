@@ -22,7 +22,9 @@
 //!   [`events`] hub, and stops in order; it serves `GET /metrics` and
 //!   reloads the configuration in place (SIGHUP, `POST /admin/reload`).
 //! - [`api`] (REST, axum, and [`api::wsi`], the PortSIP WSI WebSocket) reaches the UAS
-//!   only through [`events::CoreHandle`].
+//!   only through [`events::CoreHandle`]; its wallboard and report pages
+//!   read the change [`history`], which the server appends every durable
+//!   event to (one file per day, kept `storage.history_days`).
 //!
 //! The engine, transactions and UAS read no clock, open no socket and draw
 //! no entropy: time and seeds are passed in, outputs are popped.
@@ -31,6 +33,7 @@ pub mod api;
 pub mod config;
 pub mod engine;
 pub mod events;
+pub mod history;
 pub mod limits;
 pub mod media;
 pub mod sd_notify;

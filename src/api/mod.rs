@@ -10,7 +10,9 @@
 mod auth;
 mod ids;
 mod openapi;
+pub mod reports;
 mod rest;
+mod wallboard;
 pub mod wsi;
 
 use std::collections::{BTreeMap, HashMap};
@@ -261,6 +263,8 @@ pub(crate) struct AppState {
     pub(crate) tokens: auth::Tokens,
     /// Cancelled when facd stops accepting (WebSocket sessions close).
     pub(crate) stop: CancellationToken,
+    /// Reason names and the change history (reports).
+    pub(crate) reports: reports::ReportsState,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -311,6 +315,9 @@ pub enum ApiError {
     /// The route exists, the method does not.
     #[error("method not allowed on this endpoint (see /openapi.json)")]
     BadMethod,
+    /// The change history could not be read.
+    #[error("the history could not be read")]
+    HistoryUnreadable,
 }
 
 impl ApiError {
@@ -325,7 +332,7 @@ impl ApiError {
             Self::Rejected(r) => {
                 StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::CONFLICT)
             }
-            Self::NotSaved => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotSaved | Self::HistoryUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Stopped | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadMethod => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -353,7 +360,7 @@ impl ApiError {
                 Rejection::NotReadyInQueue => "AGENT_NOT_READY",
                 Rejection::DuplicateCall => "CALL_EXISTS",
             },
-            Self::NotSaved => "UNKNOWN",
+            Self::NotSaved | Self::HistoryUnreadable => "UNKNOWN",
             Self::Stopped | Self::Busy(_) => "SERVICE_UNAVAILABLE",
             Self::BadMethod => "METHOD_NOT_ALLOWED",
         }
@@ -547,6 +554,13 @@ fn routes() -> Routes {
             "/api/agents/{agent_number}/calls/{call_id}/destroy",
             rest::call_end,
         )
+        .on(M::GET, "/api/reports/agent_states", reports::agent_states)
+        .on(
+            M::GET,
+            "/api/agents/{agent_number}/history",
+            reports::agent_history,
+        )
+        .on(M::GET, "/api/wallboard/state", wallboard::state)
 }
 
 /// Every `(method, path)` the router serves, in axum's `{param}` syntax.
@@ -562,6 +576,7 @@ pub(crate) fn router(state: Shared) -> Router {
         router = router.route(path, mr);
     }
     router
+        .merge(wallboard::pages())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::BadMethod })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

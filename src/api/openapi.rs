@@ -91,12 +91,12 @@ pub fn document() -> Value {
     let login_errors = ["400", "401", "413", "503"];
     let state = json!({"type": "string",
         "enum": ["LOGGED_OUT", "NOT_READY", "READY", "QUEUE_CALL", "OTHER_CALL", "WRAP_UP"]});
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "facd (PortSIP PBX Rest API 22 compatible)",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The call-queue agent operations of PortSIP PBX's REST API (22.0 OpenAPI document, 22.3 change notes), served by facd, plus facd's call reports and ready agents. Every change is durable before its 200. Errors: {\"errors\":[{\"code\",\"message\"}]}. WebSocket pub/sub at /wsi (PortSIP WSI 22.3, see README)."
+            "description": "The call-queue agent operations of PortSIP PBX's REST API (22.0 OpenAPI document, 22.3 change notes), served by facd, plus facd's call reports, ready agents, agent-state reports, per-agent history and the wallboard snapshot. Every change is durable before its 200. Errors: {\"errors\":[{\"code\",\"message\"}]}. WebSocket pub/sub at /wsi (PortSIP WSI 22.3, see README)."
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -336,5 +336,7 @@ pub fn document() -> Value {
                     &["extension_number", "call_id", "agent_status"])
             }
         }
-    })
+    });
+    super::reports::extend_openapi(&mut doc);
+    doc
 }

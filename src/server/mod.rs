@@ -17,11 +17,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::api::reports::ReportsState;
 use crate::api::wsi::Wsi;
 use crate::api::{ApiConfig, AppState};
 use crate::config::{Config, DigestAlgorithm, ListenProto};
 use crate::engine::{Applied, Engine};
 use crate::events::{CoreHandle, CoreRequest, Hub};
+use crate::history;
 use crate::limits::{AuthGuard, AuthLimits, RateLimits};
 use crate::media;
 use crate::sip::auth::{Algorithm, Authenticator, Secret};
@@ -70,6 +72,9 @@ pub enum ServerError {
     /// The storage directory could not be opened or recovered.
     #[error("storage: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The change history (`storage.dir/history`) could not be opened.
+    #[error("history {0}: {1}")]
+    History(std::path::PathBuf, std::io::Error),
     /// `http.listen` is not an address (check-config refuses it first).
     #[error("http.listen: {0:?} is not an address")]
     HttpAddress(String),
@@ -117,6 +122,8 @@ pub struct Server {
         mpsc::Sender<reload::Request>,
         mpsc::Receiver<reload::Request>,
     ),
+    history: history::Sink,
+    reports: ReportsState,
 }
 
 impl Server {
@@ -127,7 +134,9 @@ impl Server {
         // engine takes the agents out of the configuration.
         let api = ApiConfig::from_config(&config);
         let secrets = config.auth.required.then(|| agent_secrets(&config));
+        let reports = ReportsState::from_config(&config);
         let (engine, store) = recover(&mut config)?;
+        let history = open_history(&config, &engine)?;
         let listeners = config.listeners();
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
@@ -229,6 +238,8 @@ impl Server {
             wsi: Wsi::default(),
             reload_from: None,
             reloads: mpsc::channel(4),
+            history,
+            reports,
         })
     }
 
@@ -457,6 +468,7 @@ impl Server {
             wsi: self.wsi.clone(),
             tokens: Default::default(),
             stop: stop_accept.clone(),
+            reports: self.reports,
         });
         let (core_reload_tx, mut core_reload_rx) = mpsc::channel(1);
         let (path, log) = self.reload_from.unzip();
@@ -558,7 +570,15 @@ impl Server {
                 }
                 () = &mut sleep => uas.handle_timeout(clock::now()),
             }
-            drive(&mut uas, &mut flows, &store, &done_tx, &media_tx, &self.hub);
+            drive(
+                &mut uas,
+                &mut flows,
+                &store,
+                &done_tx,
+                &media_tx,
+                &self.hub,
+                &mut self.history,
+            );
             if let Some(until) = drain_until {
                 if uas.drained() && uas.pending_writes() == 0 {
                     break;
@@ -569,8 +589,18 @@ impl Server {
                 }
             }
         }
-        drive(&mut uas, &mut flows, &store, &done_tx, &media_tx, &self.hub);
+        drive(
+            &mut uas,
+            &mut flows,
+            &store,
+            &done_tx,
+            &media_tx,
+            &self.hub,
+            &mut self.history,
+        );
         drop(flows);
+        let history = self.history;
+        let _ = tokio::task::spawn_blocking(move || history.close()).await;
         // Requests the UAS will not run any more get "shutting down".
         self.requests.close();
         while self.requests.try_recv().is_ok() {}
@@ -678,6 +708,7 @@ fn drive(
     done: &mpsc::UnboundedSender<(u64, Result<(), StoreError>)>,
     media: &mpsc::Sender<media::MediaOrder>,
     hub: &Hub,
+    history: &mut history::Sink,
 ) {
     while let Some(order) = uas.poll_journal() {
         match order {
@@ -705,8 +736,10 @@ fn drive(
         let _ = waiter.send(outcome);
     }
     while let Some(ev) = uas.poll_event() {
+        history.record(&ev);
         hub.publish(ev);
     }
+    history.flush();
 }
 
 /// Writes a snapshot once the journal has grown past [`CHECKPOINT_BYTES`].
@@ -759,4 +792,41 @@ async fn rtp_sink(sock: Arc<UdpSocket>, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
     }
+}
+
+/// Opens the change history beside the journal and starts its writer with
+/// the states just recovered (a checkpoint; see `history`).
+fn open_history(config: &Config, engine: &Engine) -> Result<history::Sink, ServerError> {
+    let dir = history_dir(config);
+    let initial = engine
+        .export()
+        .into_iter()
+        .filter_map(|c| match c {
+            crate::engine::Change::Cell { agent, queue, cell } => Some(history::StateAt {
+                at: 0,
+                agent,
+                queue,
+                state: cell.state,
+                reason: cell.reason,
+                pending: cell.pending.map(|p| p.state),
+                since: cell.since,
+            }),
+            // Calls and membership lists are not states: a pair that is
+            // no longer a membership has no cell, so it is LOGGED_OUT here.
+            crate::engine::Change::Calls { .. } | crate::engine::Change::Membership { .. } => None,
+        })
+        .filter(|s| s.state != crate::engine::AgentState::LoggedOut)
+        .collect();
+    history::Sink::start(
+        &dir,
+        config.storage.history_days,
+        config.storage.sync,
+        initial,
+    )
+    .map_err(|e| ServerError::History(dir, e))
+}
+
+/// `storage.dir/history`.
+pub(crate) fn history_dir(config: &Config) -> std::path::PathBuf {
+    config.storage.dir.join("history")
 }
