@@ -26,9 +26,8 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{AgentDef, Command, Model, QueueDef, Target};
+    use super::super::{AgentDef, Cause, Command, Model, QueueDef, Target};
     use super::*;
-    use crate::engine::Cause;
 
     #[test]
     fn counts_members_per_state_per_queue() {
