@@ -533,6 +533,20 @@ start_server() { # name -> PID[name], PORT[name]; 1 if it does not answer OPTION
           -e "s|unix:/tmp/kamailio_ctl|unix:$d/kamailio_ctl|" "$ANCHORS/kamailio.cfg" >"$d/kamailio.cfg"
       grep -q "listen=udp:127.0.0.1:$port" "$d/kamailio.cfg" && grep -q "unix:$d/kamailio_ctl" "$d/kamailio.cfg" ||
         { log "cannot rewrite kamailio.cfg (listen/ctl lines changed?)"; return 1; }
+      # The anchor routes *36..*39 with an optional queue; the changes workload
+      # also dials not-ready reasons (*378000*1, *37*2): let the same route take
+      # them (it stores the code per agent and queue as for any other), so that
+      # Kamailio does the same job and answers 200, not 404.
+      python3 - "$d/kamailio.cfg" <<'PYCFG'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+old = '$rU =~ "^\\*3[6-9][0-9]*$"'
+if old not in s:
+    sys.exit("the anchor's FAC regex changed")
+open(p, "w").write(s.replace(old, '$rU =~ "^\\*3[6-9][0-9]*(\\*[0-9]+)?$"'))
+PYCFG
+      [ $? = 0 ] || { log "cannot extend kamailio.cfg's FAC route to reason codes"; return 1; }
       taskset -c "$SERVER_CPU" kamailio -f "$d/kamailio.cfg" -A WORKERS=2 -DD -E -m 256 -M 16 \
         -P "$d/kamailio.pid" -Y "$d/run" >"$OUT/kamailio.log" 2>&1 &
       PID[$name]=$!; PIDS+=("${PID[$name]}"); PORT[$name]=$port ;;
