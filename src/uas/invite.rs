@@ -17,7 +17,7 @@ use crate::media::ToneTarget;
 use crate::sip::build;
 use crate::sip::message::{Method, Request};
 use crate::sip::star_code::StarCode;
-use crate::sip::values::{accepts_sdp, contact_uri, media_type};
+use crate::sip::values::{accepts_sdp, media_type};
 use crate::sip::{sdp, ACCEPT, ALLOW, SERVER};
 use crate::transaction::TxId;
 
@@ -161,31 +161,16 @@ impl<F: Clone, W> Uas<F, W> {
             local_tag: Bytes::from(tag.clone()),
             ..dialog_id(req)
         };
-        let remote_target = req
-            .headers
-            .get_all("Contact")
-            .next()
-            .map(|c| contact_uri(&c))
+        let remote_target = reply::contact_target(req)
             .unwrap_or_else(|| Bytes::copy_from_slice(req.at(req.base.from.uri.raw)));
         let bye = ByeTemplate {
             request_uri: remote_target,
             transport: peer.transport.as_str(),
             local_sent_by: sent_by(peer.local),
-            from: {
-                let to = req.at(req.base.to.raw);
-                let mut v = Vec::with_capacity(to.len() + 5 + tag.len());
-                v.extend_from_slice(to);
-                v.extend_from_slice(b";tag=");
-                v.extend_from_slice(tag.as_bytes());
-                Bytes::from(v)
-            },
+            from: reply::local_party(req, &tag),
             to: Bytes::copy_from_slice(req.at(req.base.from.raw)),
             call_id: dialog.call_id.clone(),
-            route_set: req
-                .headers
-                .get_all("Record-Route")
-                .map(|r| Bytes::copy_from_slice(&r))
-                .collect(),
+            route_set: reply::route_set(req),
             contact: None,
         };
         let dest = reply::dialog_dest(peer, &bye.route_set, &bye.request_uri, &dialog.call_id);

@@ -12,6 +12,7 @@ use super::subscription::{Kind, NotifyTemplate, Shows};
 use super::{Dest, NextHop, Now, Peer, Transport, Uas};
 use crate::sip::build::{self, ResponseBuilder};
 use crate::sip::message::{Request, Scheme};
+use crate::sip::values::contact_uri;
 use crate::sip::{sdp, SERVER};
 use crate::transaction::TxId;
 
@@ -57,6 +58,38 @@ pub(super) struct SubAnswer<F> {
     pub(super) kind: Kind,
     /// What its NOTIFY tells.
     pub(super) shows: Shows,
+}
+
+/// The dialog's route set from the UAS side: the request's Record-Route
+/// values, in order (RFC 3261 §12.1.1).
+pub(super) fn route_set(req: &Request) -> Vec<Bytes> {
+    req.headers
+        .get_all("Record-Route")
+        .map(|r| Bytes::copy_from_slice(&r))
+        .collect()
+}
+
+/// The URI of the request's first Contact, the dialog's remote target
+/// (RFC 3261 §12.1.1), if it has one.
+pub(super) fn contact_target(req: &Request) -> Option<Bytes> {
+    req.headers
+        .get_all("Contact")
+        .next()
+        .map(|c| contact_uri(&c))
+}
+
+/// Our side of the dialog for the requests we send in it: the request's
+/// To as received, with `tag` added when it had none (RFC 3261 §12.1.1).
+pub(super) fn local_party(req: &Request, tag: &str) -> Bytes {
+    let to = req.at(req.base.to.raw);
+    if req.to_tag().is_some() {
+        return Bytes::copy_from_slice(to);
+    }
+    let mut v = Vec::with_capacity(to.len() + 5 + tag.len());
+    v.extend_from_slice(to);
+    v.extend_from_slice(b";tag=");
+    v.extend_from_slice(tag.as_bytes());
+    Bytes::from(v)
 }
 
 /// Where the answers to `req` go: the flow it came on; over UDP the source

@@ -21,7 +21,7 @@ use crate::sip::blf::LampTarget;
 use crate::sip::build;
 use crate::sip::feature_sync::{self, AcdState, FeatureRequest};
 use crate::sip::message::Request;
-use crate::sip::values::{accepts_multipart, contact_uri, event_type, media_type};
+use crate::sip::values::{accepts_multipart, event_type, media_type};
 use crate::sip::{dialog_info, pidf};
 use crate::sip::{ALLOW, ALLOW_EVENTS, SERVER};
 use crate::transaction::TxId;
@@ -291,19 +291,8 @@ impl<F: Clone, W> Uas<F, W> {
             local_tag: Bytes::from(tag.clone()),
             ..dialog_id(req)
         };
-        let remote = req
-            .headers
-            .get_all("Contact")
-            .next()
-            .map(|c| contact_uri(&c));
-        let from = if req.to_tag().is_some() {
-            Bytes::copy_from_slice(req.at(req.base.to.raw))
-        } else {
-            Bytes::from(format!(
-                "{};tag={tag}",
-                String::from_utf8_lossy(req.at(req.base.to.raw))
-            ))
-        };
+        let remote = reply::contact_target(req);
+        let from = reply::local_party(req, &tag);
         let template = NotifyTemplate {
             request_uri: remote
                 .clone()
@@ -313,11 +302,7 @@ impl<F: Clone, W> Uas<F, W> {
             from,
             to: Bytes::copy_from_slice(req.at(req.base.from.raw)),
             call_id: dialog.call_id.clone(),
-            route_set: req
-                .headers
-                .get_all("Record-Route")
-                .map(|r| Bytes::copy_from_slice(&r))
-                .collect(),
+            route_set: reply::route_set(req),
             contact: Some(contact),
         };
         // NOTIFYs go back over the flow the SUBSCRIBE came on (SPEC §4);
