@@ -102,6 +102,33 @@ fn queue(st: &Shared, id: &str) -> Result<QueueInfo, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no call queue has the id {id:?}")))
 }
 
+/// The queue and agent of `/api/call_queues/{id}/agents/{agent_number}`,
+/// when the caller may act on that agent.
+fn queue_and_agent(
+    st: &Shared,
+    caller: &Principal,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(QueueInfo, String), ApiError> {
+    let (id, agent) = path(p)?;
+    extension(&agent)?;
+    allowed(caller, &agent)?;
+    Ok((queue(st, &id)?, agent))
+}
+
+/// The queue and the user's extension of
+/// `/api/users/{id}/call_queues/{queue_id}/agent`, when the caller may act
+/// on that user.
+fn user_and_queue(
+    st: &Shared,
+    caller: &Principal,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(QueueInfo, String), ApiError> {
+    let (id, queue_id) = path(p)?;
+    let ext = user(st, &id)?;
+    allowed(caller, &ext)?;
+    Ok((queue(st, &queue_id)?, ext))
+}
+
 fn user(st: &Shared, id: &str) -> Result<String, ApiError> {
     st.config
         .get()
@@ -502,10 +529,7 @@ pub(crate) async fn queue_agent(
     Caller(caller): Caller,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<QueueAgent>, ApiError> {
-    let (id, agent) = path(p)?;
-    extension(&agent)?;
-    allowed(&caller, &agent)?;
-    let q = queue(&st, &id)?;
+    let (q, agent) = queue_and_agent(&st, &caller, p)?;
     Ok(Json(agent_in(&st, &q, &agent).await?))
 }
 
@@ -516,10 +540,7 @@ pub(crate) async fn set_queue_agent(
     p: Result<Path<(String, String)>, PathRejection>,
     Body(body): Body<StatusBody>,
 ) -> Result<Json<QueueAgent>, ApiError> {
-    let (id, agent) = path(p)?;
-    extension(&agent)?;
-    allowed(&caller, &agent)?;
-    let q = queue(&st, &id)?;
+    let (q, agent) = queue_and_agent(&st, &caller, p)?;
     set_agent(&st, &q, &agent, &body).await
 }
 
@@ -691,10 +712,7 @@ pub(crate) async fn users_agent(
     Caller(caller): Caller,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<QueueAgent>, ApiError> {
-    let (id, queue_id) = path(p)?;
-    let ext = user(&st, &id)?;
-    allowed(&caller, &ext)?;
-    let q = queue(&st, &queue_id)?;
+    let (q, ext) = user_and_queue(&st, &caller, p)?;
     Ok(Json(agent_in(&st, &q, &ext).await?))
 }
 
@@ -705,10 +723,7 @@ pub(crate) async fn set_users_agent(
     p: Result<Path<(String, String)>, PathRejection>,
     Body(body): Body<StatusBody>,
 ) -> Result<Json<QueueAgent>, ApiError> {
-    let (id, queue_id) = path(p)?;
-    let ext = user(&st, &id)?;
-    allowed(&caller, &ext)?;
-    let q = queue(&st, &queue_id)?;
+    let (q, ext) = user_and_queue(&st, &caller, p)?;
     set_agent(&st, &q, &ext, &body).await
 }
 
