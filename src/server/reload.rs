@@ -203,81 +203,34 @@ impl Reloader {
 /// The keys whose new value differs from the running one and that only a
 /// restart applies.
 fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut cmp = |key: &str, a: String, b: String| {
-        if a != b {
-            keys.push(key.to_string());
-        }
-    };
-    let (o, n) = (&old.sip, &new.sip);
-    cmp(
-        "sip.listen",
-        format!("{:?}", o.listen),
-        format!("{:?}", n.listen),
-    );
-    cmp("sip.domain", o.domain.clone(), n.domain.clone());
-    cmp(
-        "sip.confirm_ms",
-        o.confirm_ms.to_string(),
-        n.confirm_ms.to_string(),
-    );
-    cmp(
-        "sip.max_message_bytes",
-        o.max_message_bytes.to_string(),
-        n.max_message_bytes.to_string(),
-    );
-    cmp(
-        "sip.max_tcp_connections",
-        o.max_tcp_connections.to_string(),
-        n.max_tcp_connections.to_string(),
-    );
-    cmp(
-        "sip.tcp_idle_secs",
-        o.tcp_idle_secs.to_string(),
-        n.tcp_idle_secs.to_string(),
-    );
-    cmp(
-        "sip.tcp_message_secs",
-        o.tcp_message_secs.to_string(),
-        n.tcp_message_secs.to_string(),
-    );
-    cmp(
-        "sip.udp_recv_buffer_bytes",
-        o.udp_recv_buffer_bytes.to_string(),
-        n.udp_recv_buffer_bytes.to_string(),
-    );
-    cmp("sip.t1_ms", o.t1_ms.to_string(), n.t1_ms.to_string());
-    cmp(
-        "auth.required",
-        old.auth.required.to_string(),
-        new.auth.required.to_string(),
-    );
-    cmp(
-        "auth.algorithms",
-        format!("{:?}", old.auth.algorithms),
-        format!("{:?}", new.auth.algorithms),
-    );
-    cmp(
-        "storage",
-        format!("{:?}", old.storage),
-        format!("{:?}", new.storage),
-    );
-    cmp(
-        "http.listen",
-        old.http.listen.clone(),
-        new.http.listen.clone(),
-    );
-    cmp(
-        "limits.max_dialogs",
-        old.limits.max_dialogs.to_string(),
-        new.limits.max_dialogs.to_string(),
-    );
-    cmp(
-        "subscribe",
-        format!("{:?}", old.subscribe),
-        format!("{:?}", new.subscribe),
-    );
-    keys
+    // Each key's value in both configurations, compared by its Debug form
+    // (a changed value prints differently).
+    macro_rules! changed {
+        ($($key:literal => $($field:ident).+,)*) => {
+            [$(($key, format!("{:?}", old.$($field).+) != format!("{:?}", new.$($field).+))),*]
+        };
+    }
+    changed! {
+        "sip.listen" => sip.listen,
+        "sip.domain" => sip.domain,
+        "sip.confirm_ms" => sip.confirm_ms,
+        "sip.max_message_bytes" => sip.max_message_bytes,
+        "sip.max_tcp_connections" => sip.max_tcp_connections,
+        "sip.tcp_idle_secs" => sip.tcp_idle_secs,
+        "sip.tcp_message_secs" => sip.tcp_message_secs,
+        "sip.udp_recv_buffer_bytes" => sip.udp_recv_buffer_bytes,
+        "sip.t1_ms" => sip.t1_ms,
+        "auth.required" => auth.required,
+        "auth.algorithms" => auth.algorithms,
+        "storage" => storage,
+        "http.listen" => http.listen,
+        "limits.max_dialogs" => limits.max_dialogs,
+        "subscribe" => subscribe,
+    }
+    .into_iter()
+    .filter(|(_, differs)| *differs)
+    .map(|(key, _)| key.to_string())
+    .collect()
 }
 
 /// `POST /admin/reload` (an admin bearer token): 200 with the
