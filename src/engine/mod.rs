@@ -34,6 +34,7 @@ mod census;
 mod command;
 mod event;
 mod id;
+pub mod record;
 mod reload;
 mod state;
 

@@ -5,9 +5,9 @@
 //! The journal (`store/`) is compacted by snapshots, so it is no history;
 //! this is. The server's core loop hands every durable event to a
 //! [`Sink`], whose thread appends it (after the journal made it durable, so
-//! the history never holds a change that did not happen) and fsyncs each
-//! batch when `storage.sync` is set. A `kill -9` can lose the last batch
-//! before it was written; the checkpoint written at the next start records
+//! the history never holds a change that did not happen) and, when
+//! `storage.sync` is set, fsyncs at most once a second. A `kill -9` can lose
+//! the last changes before they were written; the checkpoint written at the next start records
 //! the state the journal recovered, and reports reconcile on it
 //! (`report.rs`). Retention: day files older than `storage.history_days`
 //! days are deleted at start and at each day's rollover, never a newer
@@ -29,7 +29,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{error, warn};
 
@@ -40,8 +40,23 @@ pub use writer::Writer;
 use crate::engine::{AgentId, Event, Millis, QueueId};
 use day::{day_name, day_of, day_start, DAY_MS};
 
-/// Events the writer thread takes at once (one write and fsync).
+/// Events the writer thread takes at once (one write).
 const BATCH: usize = 4096;
+
+/// How often, at most, the writer thread fsyncs the day file (when
+/// `storage.sync` is set). The history is not what makes a change durable
+/// (the journal is, before the answer); what a crash loses of it is
+/// reconciled by the checkpoint written at the next start. One fsync per
+/// journal batch would double the disk flushes of a busy server.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Syncs the writer's file, logging a failure.
+fn sync_now(w: &mut Writer, last: &mut Instant) {
+    *last = Instant::now();
+    if let Err(e) = w.sync() {
+        error!(error = %e, "history: fsync failed; the last changes may be lost in a crash");
+    }
+}
 
 /// The name of the file of `day`.
 pub fn file_name(day: i64) -> String {
@@ -276,13 +291,20 @@ impl Sink {
         let thread = std::thread::Builder::new()
             .name("facd-history".into())
             .spawn(move || {
+                let mut last_sync = Instant::now();
                 loop {
                     let now = wall_ms();
                     let next_day = (now / DAY_MS + 1) * DAY_MS;
-                    let wait = Duration::from_millis(next_day - now + 1);
+                    let mut wait = Duration::from_millis(next_day - now + 1);
+                    if w.unsynced() {
+                        wait = wait.min(SYNC_EVERY.saturating_sub(last_sync.elapsed()));
+                    }
                     let mut batch = match rx.recv_timeout(wait) {
                         Ok(Msg::Events(evs)) => evs,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
+                            if last_sync.elapsed() >= SYNC_EVERY {
+                                sync_now(&mut w, &mut last_sync);
+                            }
                             if let Err(e) = w.roll(wall_ms()) {
                                 error!(error = %e, "history: cannot start the new day's file");
                             }
@@ -298,6 +320,9 @@ impl Sink {
                     }
                     if let Err(e) = w.write(&batch) {
                         error!(error = %e, lost = batch.len(), "history: changes could not be written and are missing from it");
+                    }
+                    if last_sync.elapsed() >= SYNC_EVERY {
+                        sync_now(&mut w, &mut last_sync);
                     }
                 }
                 if let Err(e) = w.close() {

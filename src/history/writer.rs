@@ -39,6 +39,8 @@ pub struct Writer {
     /// The latest time written (times never go back in a file).
     last_at: Millis,
     buf: Vec<u8>,
+    /// Written but not yet synced (see [`Writer::sync`]).
+    unsynced: bool,
 }
 
 impl Writer {
@@ -64,6 +66,7 @@ impl Writer {
                 .collect(),
             last_at: now,
             buf: Vec::new(),
+            unsynced: false,
         };
         w.compact(now)?;
         let latest = super::list_days(dir)?.last().copied();
@@ -73,9 +76,9 @@ impl Writer {
         Ok(w)
     }
 
-    /// Appends `events` (durable engine events, in order) and makes them
-    /// durable when `sync` is set. On a failed write the file is cut back
-    /// to its last whole record and the error returned.
+    /// Appends `events` (durable engine events, in order); they are made
+    /// durable by the next [`Writer::sync`]. On a failed write the file is
+    /// cut back to its last whole record and the error returned.
     pub fn write(&mut self, events: &[Event]) -> io::Result<()> {
         for ev in events {
             let at = ev.at.max(self.last_at);
@@ -171,17 +174,11 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let r = o.file.write_all(&self.buf).and_then(|()| {
-            if self.sync {
-                o.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        match r {
+        match o.file.write_all(&self.buf) {
             Ok(()) => {
                 o.len += self.buf.len() as u64;
                 self.buf.clear();
+                self.unsynced |= self.sync;
                 Ok(())
             }
             Err(e) => {
@@ -193,6 +190,24 @@ impl Writer {
         }
     }
 
+    /// True if records were written since the last [`Writer::sync`] (and
+    /// `sync` is set).
+    pub fn unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    /// Makes what was written durable (`fdatasync`), when `sync` is set.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.unsynced = false;
+        match &self.open {
+            Some(o) => o.file.sync_data(),
+            None => Ok(()),
+        }
+    }
+
     fn finish(&mut self) -> io::Result<()> {
         self.flush()?;
         if let Some(o) = self.open.take() {
@@ -200,6 +215,7 @@ impl Writer {
                 o.file.sync_all()?;
             }
         }
+        self.unsynced = false;
         Ok(())
     }
 

@@ -405,15 +405,8 @@ impl Server {
         let stop_accept = CancellationToken::new();
         let stop_all = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        for sock in &self.udp {
-            tasks.spawn(transport::run_udp(
-                sock.clone(),
-                tcfg.clone(),
-                tx.clone(),
-                self.stats.clone(),
-                stop_all.clone(),
-            ));
-        }
+        // The core loop reads the UDP sockets itself (see `transport::udp`).
+        let mut udp = transport::UdpReaders::new(&self.udp, &tcfg, &self.stats);
         // Accepted TCP connections and those facd opens for in-dialog
         // requests once a dialog's connection has closed (SPEC §4); a
         // request no connection could be opened for comes back as `Unsent`.
@@ -540,6 +533,10 @@ impl Server {
                         uas.on_durable(now, ticket, result);
                     }
                     maybe_checkpoint(&uas, &store);
+                }
+                () = std::future::poll_fn(|cx| udp.poll_ready(cx)) => {
+                    let now = clock::now();
+                    udp.drain(BATCH, |m| uas.handle(now, m));
                 }
                 Some(req) = self.requests.recv() => {
                     let now = clock::now();
@@ -760,7 +757,7 @@ fn maybe_checkpoint(uas: &ShellUas, store: &Store) {
 
 /// Writes a snapshot of every state (ordered after all journaled changes).
 fn checkpoint(uas: &ShellUas, store: &Store, done: crate::store::Done) {
-    match serde_json::to_vec(&uas.engine().export()) {
+    match crate::engine::record::encode(&uas.engine().export()) {
         Ok(snap) => store.checkpoint(snap, done),
         Err(e) => warn!(error = %e, "cannot encode a snapshot"),
     }
@@ -776,6 +773,10 @@ fn on_core_request(uas: &mut ShellUas, now: Now, req: CoreRequest) {
 
 /// Returns freed heap pages to the OS (glibc keeps them otherwise).
 fn release_free_memory() {
+    // The binary's allocator is mimalloc: return its free pages at once.
+    // SAFETY: mi_collect only walks mimalloc's own heaps.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    // Whatever glibc's malloc still holds (C libraries, tests' processes).
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {

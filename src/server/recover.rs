@@ -45,13 +45,13 @@ pub(super) fn recover(config: &mut Config) -> Result<(Engine, Store), ServerErro
         }
     };
     if let Some(snap) = recovered.snapshot {
-        let changes = serde_json::from_slice(&snap)
+        let changes = crate::engine::record::decode(&snap)
             .map_err(|e| corrupt(0, format!("snapshot does not decode: {e}")))?;
         apply(changes, &mut engine);
     }
     let journaled = recovered.records.len();
     for (i, rec) in recovered.records.into_iter().enumerate() {
-        let changes = serde_json::from_slice(&rec)
+        let changes = crate::engine::record::decode(&rec)
             .map_err(|e| corrupt(i as u64, format!("journal record {i} does not decode: {e}")))?;
         apply(changes, &mut engine);
     }
@@ -59,7 +59,8 @@ pub(super) fn recover(config: &mut Config) -> Result<(Engine, Store), ServerErro
     let _ = engine.take_changes();
     // Start the journal over from a snapshot of what was recovered.
     let (tx, rx) = std::sync::mpsc::channel();
-    let snap = serde_json::to_vec(&engine.export()).map_err(|e| corrupt(0, e.to_string()))?;
+    let snap =
+        crate::engine::record::encode(&engine.export()).map_err(|e| corrupt(0, e.to_string()))?;
     store.checkpoint(
         snap,
         Box::new(move |r| {

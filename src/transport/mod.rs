@@ -35,7 +35,7 @@ pub use admission::{Exempt, SourceLimits, LOG_INTERVAL, RATE_SOURCES};
 pub use flows::Flows;
 pub use tcp::{dial_timeout, run_stream, run_tcp, Connector, TcpConn, Unsent};
 pub use tls::{TlsContext, TlsFiles};
-pub use udp::run_udp;
+pub use udp::UdpReaders;
 
 /// The socket or connection a message came on: the UAS's opaque flow.
 #[derive(Clone, Debug)]

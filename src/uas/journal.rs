@@ -224,7 +224,7 @@ impl<F: Clone, W> Uas<F, W> {
         if !self.journal.enabled || changes.is_empty() {
             return self.complete(now, reply, events);
         }
-        let record = match serde_json::to_vec(&changes) {
+        let record = match crate::engine::record::encode(&changes) {
             Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, "cannot encode a journal record");
