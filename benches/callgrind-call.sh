@@ -15,7 +15,8 @@
 #   FACD_BIN=path benches/callgrind-call.sh    # measures another build
 #
 # Prints "instructions_per_call N" and "allocations_per_call N" (calls to
-# malloc, calloc, realloc, posix_memalign, aligned_alloc). Needs valgrind and sipp.
+# malloc, calloc, realloc, posix_memalign, aligned_alloc, and mimalloc's mi_*alloc*
+# entry points, the binary's allocator). Needs valgrind and sipp.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CALLS_A=${CALLS_A:-200}
@@ -87,7 +88,9 @@ TOML
   python3 - "$dir/cg.out" "$dir/stat.csv" <<'PY'
 import sys, csv
 names, total, allocs, appends, cur_cfn = {}, 0, 0, 0, None
-ALLOC = {"malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc"}
+# glibc's entry points, and mimalloc's as the Rust allocator calls them.
+ALLOC = {"malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc",
+         "mi_malloc_aligned", "mi_zalloc_aligned", "mi_realloc_aligned", "mi_malloc", "mi_zalloc", "mi_realloc"}
 def name(v):
     v = v.strip()
     if v.startswith("("):

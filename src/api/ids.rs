@@ -9,7 +9,7 @@
 //! tenant's come from SHA-256 of the name, and the rare collision between
 //! two extensions is settled deterministically by [`IdMap`].
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +28,11 @@ pub(crate) fn queue_id(number: &str) -> String {
 }
 
 fn hashed(prefix: char, kind: &str, name: &str, salt: u32) -> String {
+    format!("{prefix}{:017}", hashed_n(kind, name, salt))
+}
+
+/// The 17 digits of a hashed id, as a number below [`SPAN`].
+fn hashed_n(kind: &str, name: &str, salt: u32) -> u64 {
     let mut h = Sha256::new();
     h.update(kind.as_bytes());
     h.update([0]);
@@ -38,7 +43,7 @@ fn hashed(prefix: char, kind: &str, name: &str, salt: u32) -> String {
     let d = h.finalize();
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
-    format!("{prefix}{:017}", u64::from_be_bytes(b) % SPAN)
+    u64::from_be_bytes(b) % SPAN
 }
 
 /// The tenant id of SIP domain `domain` (facd serves one tenant).
@@ -46,11 +51,19 @@ pub(crate) fn tenant_id(domain: &str) -> String {
     hashed('6', "facd-tenant", &domain.to_ascii_lowercase(), 0)
 }
 
-/// Extension ids, both ways.
+/// The prefix digit of extension ids.
+const EXT_PREFIX: char = '8';
+const EXT_KIND: &str = "facd-extension";
+
+/// Extension ids, both ways. An id is computed from its extension, so only
+/// the id → extension direction is stored (as the id's number), with the
+/// rare extensions whose first hash was taken (see [`IdMap::new`]): with a
+/// million agents this is a quarter of the memory two string maps took.
 #[derive(Debug, Default)]
 pub(crate) struct IdMap {
-    by_ext: HashMap<String, String>,
-    by_id: HashMap<String, String>,
+    by_id: HashMap<u64, Box<str>>,
+    /// Extensions whose id needed a counter (their first hash was taken).
+    salted: HashMap<Box<str>, u64>,
 }
 
 impl IdMap {
@@ -61,29 +74,85 @@ impl IdMap {
         sorted.sort_unstable();
         sorted.dedup();
         let mut m = Self::default();
+        m.by_id.reserve(sorted.len());
         for ext in sorted {
             let mut salt = 0;
-            let id = loop {
-                let id = hashed('8', "facd-extension", ext, salt);
-                if !m.by_id.contains_key(&id) {
-                    break id;
+            let n = loop {
+                let n = hashed_n(EXT_KIND, ext, salt);
+                if !m.by_id.contains_key(&n) {
+                    break n;
                 }
                 salt += 1;
             };
-            m.by_id.insert(id.clone(), ext.to_string());
-            m.by_ext.insert(ext.to_string(), id);
+            m.by_id.insert(n, ext.into());
+            if salt > 0 {
+                m.salted.insert(ext.into(), n);
+            }
         }
         m
     }
 
     /// The id of extension `ext`.
-    pub(crate) fn id(&self, ext: &str) -> Option<&str> {
-        self.by_ext.get(ext).map(String::as_str)
+    pub(crate) fn id(&self, ext: &str) -> Option<String> {
+        let n = match self.salted.get(ext) {
+            Some(&n) => n,
+            None => hashed_n(EXT_KIND, ext, 0),
+        };
+        (self.by_id.get(&n)?.as_ref() == ext).then(|| format!("{EXT_PREFIX}{n:017}"))
     }
 
     /// The extension whose id is `id`.
     pub(crate) fn ext(&self, id: &str) -> Option<&str> {
-        self.by_id.get(id).map(String::as_str)
+        let digits = id.strip_prefix(EXT_PREFIX)?;
+        if digits.len() != 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        self.by_id
+            .get(&digits.parse::<u64>().ok()?)
+            .map(AsRef::as_ref)
+    }
+}
+
+impl Default for LazyIds {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+/// An [`IdMap`] built on a thread of its own, so that a start with a
+/// million agents does not wait for it; the first reader waits instead.
+#[derive(Debug, Clone)]
+pub(crate) struct LazyIds(std::sync::Arc<std::sync::OnceLock<IdMap>>);
+
+impl LazyIds {
+    /// Starts building the ids of `exts` (at once, on this thread, if no
+    /// thread can be started).
+    pub(crate) fn build(exts: Vec<String>) -> Self {
+        let cell = std::sync::Arc::new(std::sync::OnceLock::new());
+        let exts = std::sync::Arc::new(exts);
+        let (c, e) = (cell.clone(), exts.clone());
+        let spawned = std::thread::Builder::new()
+            .name("facd-ids".into())
+            .spawn(move || {
+                let _ = c.set(IdMap::new(e.iter().map(String::as_str)));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a thread for the extension ids: building them now");
+            let _ = cell.set(IdMap::new(exts.iter().map(String::as_str)));
+        }
+        Self(cell)
+    }
+
+    /// No ids (a WSI naming before any configuration).
+    fn empty() -> Self {
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(IdMap::default());
+        Self(std::sync::Arc::new(cell))
+    }
+
+    /// The ids (waits for the build to finish).
+    pub(crate) fn get(&self) -> &IdMap {
+        self.0.wait()
     }
 }
 
@@ -138,11 +207,40 @@ mod tests {
         for x in ["1001", "1002", "alice.b"] {
             let id = m.id(x).unwrap();
             assert_eq!(id.len(), 18);
-            assert_eq!(m.ext(id), Some(x));
+            assert_eq!(m.ext(&id), Some(x));
         }
         assert_ne!(m.id("1001"), m.id("1002"));
         assert_eq!(IdMap::new(["1002", "1001"]).id("1001"), m.id("1001"));
         assert_eq!(m.ext("1001"), None);
+        assert_eq!(m.id("1003"), None);
+        assert_eq!(m.ext("800000000000000000"), None);
+        assert_eq!(m.ext("8x0000000000000000"), None);
+    }
+
+    #[test]
+    fn a_taken_hash_is_salted_and_still_maps_both_ways() {
+        // Force a collision: pretend "b"'s first id is taken by "a".
+        let mut m = IdMap::new(["a"]);
+        let first_b = hashed_n(EXT_KIND, "b", 0);
+        let a = m.by_id.remove(&hashed_n(EXT_KIND, "a", 0)).unwrap();
+        m.by_id.insert(first_b, a.clone());
+        m.salted.insert(a, first_b);
+        let n = hashed_n(EXT_KIND, "b", 1);
+        m.by_id.insert(n, "b".into());
+        m.salted.insert("b".into(), n);
+        let (ia, ib) = (m.id("a").unwrap(), m.id("b").unwrap());
+        assert_ne!(ia, ib);
+        assert_eq!((m.ext(&ia), m.ext(&ib)), (Some("a"), Some("b")));
+    }
+
+    #[test]
+    fn lazy_ids_are_the_same_as_built_at_once() {
+        let exts: Vec<String> = (1000..1100).map(|i| i.to_string()).collect();
+        let lazy = LazyIds::build(exts.clone());
+        let now = IdMap::new(exts.iter().map(String::as_str));
+        for x in &exts {
+            assert_eq!(lazy.get().id(x), now.id(x));
+        }
     }
 
     #[test]

@@ -15,7 +15,9 @@ mod rest;
 mod wallboard;
 pub mod wsi;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use ahash::AHashMap as HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
@@ -130,7 +132,7 @@ pub struct ApiConfig {
     /// Configured not-ready reasons: code and name (upper-case).
     pub(crate) reasons: Vec<(u32, ReasonName)>,
     /// Extension ids.
-    pub(crate) ext_ids: Arc<ids::IdMap>,
+    pub(crate) ext_ids: ids::LazyIds,
     /// The id of facd's one tenant.
     pub(crate) tenant_id: String,
 }
@@ -193,9 +195,7 @@ impl ApiConfig {
                 .iter()
                 .map(|r| (r.code, r.name.as_str().into()))
                 .collect(),
-            ext_ids: Arc::new(ids::IdMap::new(
-                cfg.agents.iter().map(|a| a.extension.as_str()),
-            )),
+            ext_ids: ids::LazyIds::build(cfg.agents.iter().map(|a| a.extension.clone()).collect()),
             tenant_id: ids::tenant_id(&cfg.sip.domain),
         }
     }

@@ -133,6 +133,7 @@ fn user(st: &Shared, id: &str) -> Result<String, ApiError> {
     st.config
         .get()
         .ext_ids
+        .get()
         .ext(id)
         .map(str::to_string)
         .ok_or_else(|| ApiError::NotFound(format!("no user has the id {id:?}")))
@@ -685,7 +686,7 @@ pub(crate) async fn list_users(
             .into_iter()
             .filter_map(|(x, name)| {
                 Some(UserItem {
-                    id: st.config.get().ext_ids.id(&x)?.to_string(),
+                    id: st.config.get().ext_ids.get().id(&x)?,
                     extension_number: x,
                     display_name: name,
                 })

@@ -123,7 +123,7 @@ impl Subs {
 pub(crate) struct Naming {
     tenant_id: String,
     domain: String,
-    ext_ids: Arc<ids::IdMap>,
+    ext_ids: ids::LazyIds,
     /// Queue number → (id, name).
     queues: HashMap<String, (String, String)>,
 }
@@ -342,7 +342,7 @@ struct RemovedAgent<'a> {
 struct ExtensionAgentStatus<'a> {
     event_type: &'static str,
     extension: String,
-    extension_id: &'a str,
+    extension_id: String,
     tenant_id: &'a str,
     agent_status: Vec<AgentStatus<'a>>,
     time: String,
@@ -415,7 +415,7 @@ fn extension_message(
     json(&ExtensionAgentStatus {
         event_type: "extension_agent_status",
         extension: format!("sip:{ext}@{}", n.domain),
-        extension_id: n.ext_ids.id(ext).unwrap_or(""),
+        extension_id: n.ext_ids.get().id(ext).unwrap_or_default(),
         tenant_id: &n.tenant_id,
         agent_status: status
             .iter()

@@ -135,15 +135,46 @@ pub(super) fn parse_with(text: &str, chunk: usize) -> Option<Config> {
     }
     let mut config: Config = toml::from_str(&p.rest).ok()?;
     drop(p.rest);
-    let mut agents = Vec::with_capacity(p.agents);
-    for c in p.chunks {
-        agents.extend(toml::from_str::<Agents>(&text[c]).ok()?.agents);
-    }
+    let agents = parse_chunks(text, &p.chunks, p.agents)?;
     if agents.len() != p.agents {
         return None;
     }
     config.agents = agents;
     Some(config)
+}
+
+/// Parses the `[[agents]]` slices on up to as many threads as there are
+/// CPUs (each thread parses one slice at a time, so the peak memory grows
+/// by one slice's tree per thread, not with the file), in order.
+fn parse_chunks(text: &str, chunks: &[Range<usize>], count: usize) -> Option<Vec<AgentConfig>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks.len())
+        .max(1);
+    let one = |c: &Range<usize>| toml::from_str::<Agents>(&text[c.clone()]).ok();
+    let parsed: Vec<Option<Agents>> = if threads == 1 {
+        chunks.iter().map(one).collect()
+    } else {
+        // Thread t parses slices t, t + threads, …; they are put back in order.
+        let per: Vec<Vec<Option<Agents>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| s.spawn(move || chunks.iter().skip(t).step_by(threads).map(one).collect()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut iters: Vec<_> = per.into_iter().map(Vec::into_iter).collect();
+        (0..chunks.len())
+            .map(|i| iters[i % threads].next().flatten())
+            .collect()
+    };
+    let mut agents = Vec::with_capacity(count);
+    for a in parsed {
+        agents.extend(a?.agents);
+    }
+    Some(agents)
 }
 
 #[cfg(test)]

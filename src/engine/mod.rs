@@ -38,7 +38,9 @@ pub mod record;
 mod reload;
 mod state;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use ahash::AHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 

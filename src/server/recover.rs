@@ -73,27 +73,35 @@ pub(super) fn recover(config: &mut Config) -> Result<(Engine, Store), ServerErro
 
 /// The engine's model from the configuration.
 pub fn model(cfg: &Config) -> Model {
+    let queues: Vec<QueueDef> = cfg
+        .queues
+        .iter()
+        .map(|q| QueueDef {
+            number: q.number.as_str().into(),
+            name: q.name.clone(),
+            auto_ready: q.auto_ready,
+            wrap_up_secs: q.wrap_up_secs,
+            not_ready_after_other_call: q.not_ready_after_other_call,
+        })
+        .collect();
+    // Every membership shares its queue's id (a million agents' memberships
+    // are then no million allocations).
+    let ids: ahash::AHashMap<&str, &crate::engine::QueueId> = queues
+        .iter()
+        .map(|q| (q.number.as_str(), &q.number))
+        .collect();
+    let queue_id = |q: &str| ids.get(q).map_or_else(|| q.into(), |&id| id.clone());
     Model {
-        queues: cfg
-            .queues
-            .iter()
-            .map(|q| QueueDef {
-                number: q.number.as_str().into(),
-                name: q.name.clone(),
-                auto_ready: q.auto_ready,
-                wrap_up_secs: q.wrap_up_secs,
-                not_ready_after_other_call: q.not_ready_after_other_call,
-            })
-            .collect(),
         agents: cfg
             .agents
             .iter()
             .map(|a| AgentDef {
                 extension: a.extension.as_str().into(),
                 name: a.name.clone(),
-                queues: a.queues.iter().map(|q| q.as_str().into()).collect(),
+                queues: a.queues.iter().map(|q| queue_id(q)).collect(),
             })
             .collect(),
+        queues: queues.clone(),
         reasons: cfg
             .reasons
             .iter()
