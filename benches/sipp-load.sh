@@ -47,6 +47,7 @@ SERVERS=${SERVERS:-"facd kamailio trivial"}
 MEM=${MEM:-1}                       # 1: memory/start-up at the end; 0: skip; only: nothing else
 MEM_SETS=${MEM_SETS:-"${MEM_AGENTS:-100000}x${MEM_QUEUES:-5} 1000000x2"}   # agents x queues per agent, each started fresh
 MEM_RATE=${MEM_RATE:-10000}
+STARTUP_CPUS=${STARTUP_CPUS:-0-$(( $(nproc) - 1 ))}   # CPUs facd may start on (a real start uses the machine); the load then runs on SERVER_CPU
 MEM_DUR=${MEM_DUR:-10}
 TARGET_RATE=${TARGET_RATE:-20000}   # where facd's CPU per call is compared to Kamailio's
 SIPP_CPU=${SIPP_CPU:-0}
@@ -704,7 +705,7 @@ mem_run() { # agents queues_per_agent: start-up, then MEM_DUR s of load at MEM_R
     log "start-up with $MEM_AGENTS agents x $MEM_QUEUES queues ($(du -h "$d/facd.toml" | cut -f1) of TOML)"
     # The helper execs facd and sends OPTIONS every 2 ms until one is answered.
     python3 "$H" startup "$port" "$d/pid" "$OUT/facd-mem.out" "$OUT/facd-mem.err" \
-      env RUST_LOG="$FACD_LOG" taskset -c "$SERVER_CPU" "$FACD" --config "$d/facd.toml" >"$d/startup.txt" &
+      env RUST_LOG="$FACD_LOG" taskset -c "$STARTUP_CPUS" "$FACD" --config "$d/facd.toml" >"$d/startup.txt" &
     hp=$!; PIDS+=("$hp")
     for i in $(seq 50); do [ -s "$d/pid" ] && break; sleep 0.05; done
     [ -s "$d/pid" ] && EXTRA_PIDS+=("$(cat "$d/pid")")
@@ -712,6 +713,8 @@ mem_run() { # agents queues_per_agent: start-up, then MEM_DUR s of load at MEM_R
     read -r mpid su <"$d/startup.txt" || true
     if [ "${su:-fail}" != fail ] && [ -n "${mpid:-}" ] && alive "$mpid"; then
       rss0=$(vm "$mpid" VmRSS); hwm0=$(vm "$mpid" VmHWM)
+      # The load, like every other run, on the server's one CPU (every thread).
+      taskset -a -cp "$SERVER_CPU" "$mpid" >/dev/null || log "cannot pin facd-mem to CPU $SERVER_CPU"
       PID[facd-mem]=$mpid; PORT[facd-mem]=$port
       if [ "$WORKLOAD" = changes ]; then
         MCSV=$OUT/tmp/changes.csv

@@ -292,8 +292,12 @@ async fn a_full_disk_answers_500_and_applies_nothing() {
         }
     }
     let _guard = Unmount(mnt.clone());
+    // Enough agents that their logins fill 48 KiB: journal records are
+    // compact binary (about 35 bytes a change, framed), and the snapshot
+    // written at start holds every agent too.
+    const AGENTS: u32 = 1200;
     let mut cfg = common::base_config("confirm_ms = 20");
-    for a in 0..400 {
+    for a in 0..AGENTS {
         cfg.push_str(&format!(
             "\n[[agents]]\nextension = \"{}\"\nname = \"F\"\nqueues = [\"8000\"]\n",
             5000 + a
@@ -303,7 +307,7 @@ async fn a_full_disk_answers_500_and_applies_nothing() {
     let s = common::TestServer::start_with_storage(&cfg, &mnt.join("data"), tmp).await;
     let c = common::Udp::new(s.udp).await;
     let mut refused = None;
-    for a in 0..400 {
+    for a in 0..AGENTS {
         let call_id = format!("full{a}");
         c.send(&Req::invite(
             "*388000",
