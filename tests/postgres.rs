@@ -399,10 +399,13 @@ async fn a_wrap_up_fires_once_with_two_nodes_and_on_b_after_a_dies() {
     let c = Udp::new(a_udp).await;
     assert_eq!(dial(&c, "*388002", "1002", "wl").await, 200);
 
-    // An ACD call ends on A: WRAP_UP for 2 s, and both nodes are alive.
+    // An ACD call ends on A: WRAP_UP for 2 s (then READY: 8002 is
+    // auto-ready), and both nodes are alive.
     let acd = |id: &str| json!({"call_id": id, "type": "ACD", "queue_number": "8002"});
     let wrap_up = |id: &'static str| async move {
-        let (st, v) = post(a_http, "/api/agents/1002/calls", acd(id)).await.unwrap();
+        let (st, v) = post(a_http, "/api/agents/1002/calls", acd(id))
+            .await
+            .unwrap();
         assert_eq!(st, 200, "{v}");
         let path = format!("/api/agents/1002/calls/{id}/destroy");
         let (st, v) = post(a_http, &path, json!({})).await.unwrap();
@@ -415,7 +418,7 @@ async fn a_wrap_up_fires_once_with_two_nodes_and_on_b_after_a_dies() {
     })
     .await;
     eventually("the wrap-up ends (on one node)", || async {
-        state(&b, "1002", "8002").await == AgentState::NotReady
+        state(&b, "1002", "8002").await == AgentState::Ready
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -433,7 +436,7 @@ async fn a_wrap_up_fires_once_with_two_nodes_and_on_b_after_a_dies() {
     a.child.kill().unwrap();
     a.child.wait().unwrap();
     eventually("B ends the wrap-up A started", || async {
-        state(&b, "1002", "8002").await == AgentState::NotReady
+        state(&b, "1002", "8002").await == AgentState::Ready
     })
     .await;
     assert_eq!(timer_changes(), "2");
@@ -504,21 +507,30 @@ async fn postgres_restarted_under_load_answers_500_meanwhile_and_recovers_by_its
         .collect();
     assert!(failed > 0, "no change failed while PostgreSQL was down");
     assert!(
-        outcomes.iter().all(|(_, r)| !matches!(r, Err(ApplyError::Rejected(_)))),
+        outcomes
+            .iter()
+            .all(|(_, r)| !matches!(r, Err(ApplyError::Rejected(_)))),
         "{outcomes:?}"
     );
     assert!(outcomes.last().unwrap().1.is_ok(), "not recovered");
     // Every change answered OK is in the database.
-    let stored = pg.psql("SELECT record::text FROM facd_records WHERE agent = '1001' AND key = 'calls'");
+    let stored =
+        pg.psql("SELECT record::text FROM facd_records WHERE agent = '1001' AND key = 'calls'");
     for id in &ok {
-        assert!(stored.contains(&format!("\"{id}\"")), "{id} confirmed but not stored");
+        assert!(
+            stored.contains(&format!("\"{id}\"")),
+            "{id} confirmed but not stored"
+        );
     }
     // And the replica agrees with the database.
     let have = calls(&a, "1001").await;
     for id in &ok {
         assert!(have.contains(id));
     }
-    eprintln!("{} confirmed, {failed} answered NotSaved while PostgreSQL restarted", ok.len());
+    eprintln!(
+        "{} confirmed, {failed} answered NotSaved while PostgreSQL restarted",
+        ok.len()
+    );
     a.stop().await;
 }
 
@@ -528,19 +540,35 @@ fn postgres_settings_are_checked_and_an_unreachable_database_stops_the_start() {
         let text = format!("{}\n{storage}", base_config(""));
         match facd::config::Config::from_toml(&text) {
             Ok(_) => Vec::new(),
-            Err(facd::config::ConfigErrors(e)) => {
-                e.into_iter().map(|e| format!("{}: {}", e.key, e.message)).collect()
-            }
+            Err(facd::config::ConfigErrors(e)) => e
+                .into_iter()
+                .map(|e| format!("{}: {}", e.key, e.message))
+                .collect(),
         }
     };
     let e = check("[storage]\nbackend = \"postgres\"\n");
-    assert!(e.iter().any(|e| e.starts_with("storage.url: is required")), "{e:?}");
+    assert!(
+        e.iter().any(|e| e.starts_with("storage.url: is required")),
+        "{e:?}"
+    );
     let e = check("[storage]\nurl = \"postgres://u:secret@127.0.0.1/db\"\n");
-    assert!(e.iter().any(|e| e.starts_with("storage.url: is only used")), "{e:?}");
-    let e = check("[storage]\nbackend = \"postgres\"\nurl = \"postgres://u:secret@127.0.0.1:notaport/db\"\n");
-    assert!(e.iter().any(|e| e.starts_with("storage.url: is not a PostgreSQL")), "{e:?}");
+    assert!(
+        e.iter().any(|e| e.starts_with("storage.url: is only used")),
+        "{e:?}"
+    );
+    let e = check(
+        "[storage]\nbackend = \"postgres\"\nurl = \"postgres://u:secret@127.0.0.1:notaport/db\"\n",
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("storage.url: is not a PostgreSQL")),
+        "{e:?}"
+    );
     assert!(e.iter().all(|e| !e.contains("secret")), "{e:?}");
-    assert!(check("[storage]\nbackend = \"postgres\"\nurl = \"postgres://u@127.0.0.1:5/db\"\n").is_empty());
+    assert!(
+        check("[storage]\nbackend = \"postgres\"\nurl = \"postgres://u@127.0.0.1:5/db\"\n")
+            .is_empty()
+    );
 
     // Nothing listens on the port: facd exits 1 with the reason.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -549,7 +577,10 @@ fn postgres_settings_are_checked_and_an_unreachable_database_stops_the_start() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let path = config_file(dir.path(), &format!("postgres://facd:secret@127.0.0.1:{port}/facd"));
+    let path = config_file(
+        dir.path(),
+        &format!("postgres://facd:secret@127.0.0.1:{port}/facd"),
+    );
     let out = std::process::Command::new(common::facd_bin())
         .arg("--config")
         .arg(&path)
