@@ -159,7 +159,7 @@ BEGIN
             INSERT INTO facd_changes (node, ticket, versions, payload)
                 VALUES (p_node, (d->>'t')::bigint, d->'v', d->'p');
         END LOOP;
-        PERFORM pg_notify('facd_changes', '');
+        PERFORM pg_notify('facd_changes', p_node);
     END IF;
     RETURN outcome;
 END
@@ -260,10 +260,11 @@ fn pg_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     Ok(cfg)
 }
 
-/// Connects; notifications (and the end of the connection) go to `notes`.
+/// Connects; notifications (their payload: the node that committed) go to
+/// `notes`, which is dropped when the connection ends.
 async fn connect(
     cfg: &tokio_postgres::Config,
-    notes: Option<mpsc::UnboundedSender<()>>,
+    notes: Option<mpsc::UnboundedSender<String>>,
 ) -> Result<Client, tokio_postgres::Error> {
     let (client, mut conn) = cfg.connect(NoTls).await?;
     tokio::spawn(async move {
@@ -271,9 +272,9 @@ async fn connect(
         use futures_util::StreamExt;
         while let Some(m) = messages.next().await {
             match m {
-                Ok(AsyncMessage::Notification(_)) => {
-                    if let Some(n) = &notes {
-                        let _ = n.send(());
+                Ok(AsyncMessage::Notification(n)) => {
+                    if let Some(notes) = &notes {
+                        let _ = notes.send(n.payload().to_string());
                     }
                 }
                 Ok(AsyncMessage::Notice(n)) => debug!(notice = %n.message(), "postgres notice"),
@@ -681,17 +682,31 @@ async fn listener(
             if broken {
                 break;
             }
-            tokio::select! {
-                n = notes.recv() => if n.is_none() {
-                    warn!("postgres: listener connection lost; reconnecting");
-                    down_logged = true;
-                    break;
-                },
-                Some(a) = resync_rx.recv() => resyncs.push(a),
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = stop.cancelled() => return,
+            // Our own changes need no reading (we skip them): they are read
+            // past with the next other node's, or within a second.
+            let tick = tokio::time::sleep(Duration::from_secs(1));
+            tokio::pin!(tick);
+            loop {
+                tokio::select! {
+                    n = notes.recv() => match n {
+                        None => {
+                            warn!("postgres: listener connection lost; reconnecting");
+                            down_logged = true;
+                            break;
+                        }
+                        Some(from) if from == node => continue,
+                        Some(_) => {}
+                    },
+                    Some(a) = resync_rx.recv() => resyncs.push(a),
+                    () = &mut tick => {}
+                    () = stop.cancelled() => return,
+                }
+                break;
             }
-            while let Ok(()) = notes.try_recv() {}
+            if down_logged {
+                break;
+            }
+            while notes.try_recv().is_ok() {}
         }
     }
 }
