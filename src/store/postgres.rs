@@ -110,14 +110,15 @@ DECLARE
     vers jsonb;
     outcome jsonb := '[]'::jsonb;
     done jsonb := '[]'::jsonb;
+    agents text[];
 BEGIN
-    INSERT INTO facd_agents (agent)
-        SELECT DISTINCT x->>'agent' FROM jsonb_array_elements(p_batch) b,
-            jsonb_array_elements(b->'a') x ORDER BY 1
+    -- An array, not a subquery: the rows are then found by the index
+    -- (a join with the JSON would scan every agent).
+    agents := ARRAY(SELECT DISTINCT x->>'agent' FROM jsonb_array_elements(p_batch) b,
+        jsonb_array_elements(b->'a') x ORDER BY 1);
+    INSERT INTO facd_agents (agent) SELECT unnest(agents) ORDER BY 1
         ON CONFLICT (agent) DO NOTHING;
-    PERFORM 1 FROM facd_agents WHERE agent IN (
-        SELECT x->>'agent' FROM jsonb_array_elements(p_batch) b, jsonb_array_elements(b->'a') x)
-        ORDER BY agent FOR UPDATE;
+    PERFORM 1 FROM facd_agents WHERE agent = ANY (agents) ORDER BY agent FOR UPDATE;
     FOR t IN SELECT value FROM jsonb_array_elements(p_batch) LOOP
         ok := true;
         FOR a IN SELECT value FROM jsonb_array_elements(t->'a') LOOP
