@@ -380,6 +380,28 @@ async fn node_a_killed_mid_burst_loses_no_confirmed_change_and_b_keeps_serving()
     }
     assert!(total > 0, "A confirmed nothing before it was killed");
     eprintln!("A confirmed {total} changes before SIGKILL; all on B");
+    // A may have committed a change it had no time to confirm: once B has
+    // that too (B's replica is the database's), B's next change is not a
+    // conflict (it would be answered 500, and the phone would dial again).
+    let stored: Value = serde_json::from_str(
+        &pg.psql("SELECT record::text FROM facd_records WHERE agent = '1001' AND key = 'calls'"),
+    )
+    .unwrap();
+    let in_db: Vec<String> = stored["Calls"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap().to_string())
+        .collect();
+    eventually("B has what A committed", || {
+        let want = in_db.clone();
+        let b = &b;
+        async move {
+            let have = calls(b, "1001").await;
+            want.iter().all(|id| have.contains(id))
+        }
+    })
+    .await;
     // B keeps serving.
     let c = Udp::new(b.udp).await;
     assert_eq!(dial(&c, "*388000", "1001", "after-kill").await, 200);
@@ -435,6 +457,10 @@ async fn a_wrap_up_fires_once_with_two_nodes_and_on_b_after_a_dies() {
     wrap_up("w2").await;
     a.child.kill().unwrap();
     a.child.wait().unwrap();
+    eventually("B sees the wrap-up A confirmed", || async {
+        state(&b, "1002", "8002").await == AgentState::WrapUp
+    })
+    .await;
     eventually("B ends the wrap-up A started", || async {
         state(&b, "1002", "8002").await == AgentState::Ready
     })

@@ -102,14 +102,15 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     t jsonb;
     a jsonb;
-    d jsonb;
     ok boolean;
     cur_version bigint;
     cur_writer text;
     new_version bigint;
     vers jsonb;
-    outcome jsonb := '[]'::jsonb;
-    done jsonb := '[]'::jsonb;
+    -- Arrays, appended in place (a jsonb || would copy the whole batch at
+    -- every write: quadratic in the batch, and batches grow under load).
+    outcome jsonb[] := '{}';
+    done jsonb[] := '{}';
     agents text[];
 BEGIN
     -- An array, not a subquery: the rows are then found by the index
@@ -131,7 +132,7 @@ BEGIN
             END IF;
         END LOOP;
         IF NOT ok THEN
-            outcome := outcome || jsonb_build_array(jsonb_build_object('t', t->'t', 'ok', false));
+            outcome := array_append(outcome, jsonb_build_object('t', t->'t', 'ok', false));
             CONTINUE;
         END IF;
         vers := '{}'::jsonb;
@@ -150,19 +151,18 @@ BEGIN
             SELECT x->>'agent', x->>'queue', (x->>'due')::bigint, 0
                 FROM jsonb_array_elements(t->'u') x WHERE jsonb_typeof(x->'due') = 'number'
             ON CONFLICT (agent, queue) DO UPDATE SET due = EXCLUDED.due, claimed_until = 0;
-        done := done || jsonb_build_array(jsonb_build_object('t', t->'t', 'v', vers, 'p', t->'p'));
-        outcome := outcome || jsonb_build_array(jsonb_build_object('t', t->'t', 'ok', true, 'v', vers));
+        done := array_append(done, jsonb_build_object('t', t->'t', 'v', vers, 'p', t->'p'));
+        outcome := array_append(outcome, jsonb_build_object('t', t->'t', 'ok', true, 'v', vers));
     END LOOP;
-    IF jsonb_array_length(done) > 0 THEN
+    IF cardinality(done) > 0 THEN
         -- seq order is commit order: held until this transaction ends.
         PERFORM pg_advisory_xact_lock(7370626272);
-        FOR d IN SELECT value FROM jsonb_array_elements(done) LOOP
-            INSERT INTO facd_changes (node, ticket, versions, payload)
-                VALUES (p_node, (d->>'t')::bigint, d->'v', d->'p');
-        END LOOP;
+        INSERT INTO facd_changes (node, ticket, versions, payload)
+            SELECT p_node, (d->>'t')::bigint, d->'v', d->'p'
+                FROM unnest(done) WITH ORDINALITY AS u(d, n) ORDER BY n;
         PERFORM pg_notify('facd_changes', p_node);
     END IF;
-    RETURN outcome;
+    RETURN to_jsonb(outcome);
 END
 $fn$;
 "#;
