@@ -465,9 +465,29 @@ async fn a_wrap_up_fires_once_with_two_nodes_and_on_b_after_a_dies() {
         state(&b, "1002", "8002").await == AgentState::Ready
     })
     .await;
-    assert_eq!(timer_changes(), "2");
+    // (B's replica changes as soon as it fires; the row once committed.)
+    eventually("B's expiry is committed", || {
+        let n = timer_changes();
+        async move { n == "2" }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(timer_changes(), "2", "fired once");
     assert_eq!(pg.psql("SELECT count(*) FROM facd_wrapups"), "0");
+    // B's own expiry is published once durable (its replica changed
+    // before): wait for it, then for anything doubled.
     let mut timer_events = 0;
+    eventually("B publishes both expiries", || {
+        while let Ok(ev) = events.try_recv() {
+            if ev.cause == Cause::Timer && ev.agent.as_str() == "1002" {
+                timer_events += 1;
+            }
+        }
+        let n = timer_events;
+        async move { n >= 2 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     while let Ok(ev) = events.try_recv() {
         if ev.cause == Cause::Timer && ev.agent.as_str() == "1002" {
             timer_events += 1;
@@ -616,4 +636,120 @@ fn postgres_settings_are_checked_and_an_unreachable_database_stops_the_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("postgres: cannot connect"), "{err}");
     assert!(!err.contains("secret"), "{err}");
+}
+
+/// SIPp → Kamailio's dispatcher (contrib/kamailio/dispatcher.cfg) → two
+/// facd nodes → PostgreSQL: every call answered, each agent's calls
+/// hashed to one node, both nodes in the same state. Without kamailio or
+/// sipp it says SKIPPED and passes, except under CI.
+#[tokio::test]
+async fn sipp_through_kamailios_dispatcher_to_two_nodes_on_one_database() {
+    use std::process::{Command as Proc, Stdio};
+    let missing: Vec<&str> = [("kamailio", "-v"), ("sipp", "-v")]
+        .into_iter()
+        .filter(|(tool, arg)| Proc::new(tool).arg(arg).output().is_err())
+        .map(|(tool, _)| tool)
+        .collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but {missing:?} is not installed (apt-get install kamailio sip-tester)"
+        );
+        eprintln!("SKIPPED: {missing:?} not installed (apt-get install kamailio sip-tester)");
+        return;
+    }
+    let Some(pg) = TempPg::start() else { return };
+    let a = TestServer::start_pg(&config(), &pg.url).await;
+    let b = TestServer::start_pg(&config(), &pg.url).await;
+    let run = tempfile::tempdir().unwrap();
+    let list = run.path().join("dispatcher.list");
+    std::fs::write(&list, format!("1 sip:{}\n1 sip:{}\n", a.udp, b.udp)).unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/kamailio");
+    let mut kamailio = Proc::new("kamailio")
+        .current_dir(&contrib)
+        .args(["-f", "dispatcher.cfg", "-DD", "-E", "-m", "32", "-M", "8"])
+        .arg("-Y")
+        .arg(run.path())
+        .arg("-P")
+        .arg(run.path().join("kamailio.pid"))
+        .args(["-A", &format!("LISTEN=udp:127.0.0.1:{port}")])
+        .args(["-A", &format!("DS_LIST=\"{}\"", list.display())])
+        .args(["-A", "CHILDREN=1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(run.path().join("kamailio.log")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    // The first OPTIONS probes (every 2 s) find both nodes up.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // 1001 and 1002 dial, in turn, login / not ready / ready / logout in
+    // 8000: 5 rounds, 40 calls, every one a change.
+    let csv = run.path().join("agents.csv");
+    let mut rows = String::from("SEQUENTIAL\n");
+    for code in ["*388000", "*378000*1", "*368000", "*398000"] {
+        for agent in ["1001", "1002"] {
+            rows.push_str(&format!("{agent};{code}\n"));
+        }
+    }
+    std::fs::write(&csv, rows).unwrap();
+    let sipp = tokio::task::spawn_blocking({
+        let dir = run.path().to_path_buf();
+        move || {
+            Proc::new("sipp")
+                .current_dir(&dir)
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("-sf")
+                .arg(common::fixture("sipp/fac_load.xml"))
+                .arg("-inf")
+                .arg(dir.join("agents.csv"))
+                .args(["-i", "127.0.0.1", "-m", "40", "-r", "20", "-l", "5"])
+                .args(["-nostdin", "-timeout", "30", "-timeout_error"])
+                .args(["-trace_err", "-error_file"])
+                .arg(dir.join("errors.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let log = std::fs::read_to_string(run.path().join("kamailio.log")).unwrap_or_default();
+    let errors = std::fs::read_to_string(run.path().join("errors.log")).unwrap_or_default();
+    let _ = kamailio.kill();
+    let _ = kamailio.wait();
+    assert!(
+        sipp.success(),
+        "SIPp failed ({sipp}): {errors}\nkamailio: {log}"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM facd_changes"), "40");
+    // Hashing by the From user: each agent's changes were made by one node.
+    for agent in ["1001", "1002"] {
+        let nodes = pg.psql(&format!(
+            "SELECT count(DISTINCT node) FROM facd_changes WHERE versions ? '{agent}'"
+        ));
+        assert_eq!(nodes, "1", "{agent}'s calls went to more than one node");
+    }
+    eventually("both nodes agree", || async {
+        let view = |s: &TestServer| {
+            let core = s.core.clone();
+            async move {
+                core.query(|e| (e.agent("1001").unwrap(), e.agent("1002").unwrap()))
+                    .await
+                    .unwrap()
+            }
+        };
+        view(&a).await == view(&b).await
+    })
+    .await;
+    assert_eq!(state(&a, "1001", "8000").await, AgentState::LoggedOut);
+    a.stop().await;
+    b.stop().await;
 }
