@@ -233,7 +233,12 @@ impl<F: Clone, W> Uas<F, W> {
         if !self.journal.enabled || changes.is_empty() {
             return self.complete(now, reply, events);
         }
-        let agents = super::remote::agents_of(&changes);
+        // Only a shared store needs them (no allocation on the journal's path).
+        let agents = if self.journal.shared {
+            super::remote::agents_of(&changes)
+        } else {
+            Vec::new()
+        };
         let encoded = if self.journal.shared {
             serde_json::to_vec(&super::remote::SharedRecord {
                 changes,
