@@ -654,7 +654,10 @@ async fn listener(
         };
         if let Err(e) = client.batch_execute("LISTEN facd_changes").await {
             warn!(error = %e, "postgres: LISTEN failed; retrying");
-            continue;
+            tokio::select! {
+                () = tokio::time::sleep(RETRY) => continue,
+                () = stop.cancelled() => return,
+            }
         }
         if down_logged {
             info!(
@@ -812,8 +815,15 @@ async fn wrapup_poller(
                 () = stop.cancelled() => return,
             }
         };
-        let Ok(stmt) = client.prepare(CLAIM).await else {
-            continue;
+        let stmt = match client.prepare(CLAIM).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "postgres: cannot prepare the wrap-up claim; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
         };
         loop {
             tokio::select! {
