@@ -330,7 +330,7 @@ async fn node_a_killed_mid_burst_loses_no_confirmed_change_and_b_keeps_serving()
     let Some(pg) = TempPg::start() else { return };
     let b = TestServer::start_pg(&config(), &pg.url).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = common::spawn_facd(&config_file(dir.path(), &pg.url));
+    let mut a = Reaped::kill(common::spawn_facd(&config_file(dir.path(), &pg.url)));
     let a_http = a.http.unwrap();
 
     // A burst of call reports on A (each call a new id: every confirmed
@@ -415,7 +415,7 @@ async fn a_wrap_up_fires_once_with_two_nodes_and_on_b_after_a_dies() {
     let b = TestServer::start_pg(&config(), &pg.url).await;
     let mut events = b.hub.subscribe();
     let dir = tempfile::tempdir().unwrap();
-    let mut a = common::spawn_facd(&config_file(dir.path(), &pg.url));
+    let mut a = Reaped::kill(common::spawn_facd(&config_file(dir.path(), &pg.url)));
     let a_http = a.http.unwrap();
     let a_udp = a.udp.unwrap();
     let c = Udp::new(a_udp).await;
@@ -670,7 +670,7 @@ async fn sipp_through_kamailios_dispatcher_to_two_nodes_on_one_database() {
         .unwrap()
         .port();
     let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/kamailio");
-    let mut kamailio = Proc::new("kamailio")
+    let kamailio = Proc::new("kamailio")
         .current_dir(&contrib)
         .args(["-f", "dispatcher.cfg", "-DD", "-E", "-m", "32", "-M", "8"])
         .arg("-Y")
@@ -686,6 +686,7 @@ async fn sipp_through_kamailios_dispatcher_to_two_nodes_on_one_database() {
         ))
         .spawn()
         .unwrap();
+    let kamailio = Reaped::term(kamailio);
     // The first OPTIONS probes (every 2 s) find both nodes up.
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
@@ -723,8 +724,7 @@ async fn sipp_through_kamailios_dispatcher_to_two_nodes_on_one_database() {
     .unwrap();
     let log = std::fs::read_to_string(run.path().join("kamailio.log")).unwrap_or_default();
     let errors = std::fs::read_to_string(run.path().join("errors.log")).unwrap_or_default();
-    let _ = kamailio.kill();
-    let _ = kamailio.wait();
+    drop(kamailio);
     assert!(
         sipp.success(),
         "SIPp failed ({sipp}): {errors}\nkamailio: {log}"
@@ -752,4 +752,70 @@ async fn sipp_through_kamailios_dispatcher_to_two_nodes_on_one_database() {
     assert_eq!(state(&a, "1001", "8000").await, AgentState::LoggedOut);
     a.stop().await;
     b.stop().await;
+}
+
+/// A child process ended when dropped (also when a test fails half-way):
+/// SIGKILL for a facd node, SIGTERM for Kamailio, whose main process then
+/// ends its children.
+struct Reaped<T: AsChild> {
+    inner: T,
+    signal: i32,
+}
+
+trait AsChild {
+    fn child(&mut self) -> &mut std::process::Child;
+}
+
+impl AsChild for std::process::Child {
+    fn child(&mut self) -> &mut std::process::Child {
+        self
+    }
+}
+
+impl AsChild for common::Spawned {
+    fn child(&mut self) -> &mut std::process::Child {
+        &mut self.child
+    }
+}
+
+impl<T: AsChild> Reaped<T> {
+    fn kill(inner: T) -> Self {
+        Self {
+            inner,
+            signal: libc::SIGKILL,
+        }
+    }
+
+    fn term(inner: T) -> Self {
+        Self {
+            inner,
+            signal: libc::SIGTERM,
+        }
+    }
+}
+
+impl<T: AsChild> std::ops::Deref for Reaped<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsChild> std::ops::DerefMut for Reaped<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+}
+
+impl<T: AsChild> Drop for Reaped<T> {
+    fn drop(&mut self) {
+        let child = self.inner.child();
+        if let (Ok(None), Ok(pid)) = (child.try_wait(), i32::try_from(child.id())) {
+            // SAFETY: a plain signal to our own child process.
+            unsafe {
+                libc::kill(pid, self.signal);
+            }
+            let _ = child.wait();
+        }
+    }
 }
