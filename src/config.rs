@@ -318,6 +318,45 @@ pub enum Backend {
     Journal,
     /// An embedded redb database (measured against the journal; see README).
     Redb,
+    /// PostgreSQL (`storage.url`), shared by several facd nodes.
+    Postgres,
+}
+
+/// `storage.url`: a PostgreSQL connection string (`postgres://user:pass@host/db`
+/// or `host=… user=…`). Its Debug form hides the password, so it never
+/// reaches a log.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DbUrl(pub String);
+
+impl fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_password(&self.0))
+    }
+}
+
+/// `url` with the password of a `scheme://user:password@host` URL or of a
+/// `password=…` key replaced by `***`, for logs.
+pub fn redact_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let Some((auth, host)) = rest.rsplit_once('@') else {
+            return url.to_string();
+        };
+        return match auth.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        };
+    }
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `[storage]`.
@@ -328,8 +367,10 @@ pub struct StorageConfig {
     pub dir: PathBuf,
     /// fdatasync before answering (false: faster, not crash-safe; benchmarks only).
     pub sync: bool,
-    /// `"journal"` (our file journal, the default) or `"redb"`.
+    /// `"journal"` (our file journal, the default), `"redb"` or `"postgres"`.
     pub backend: Backend,
+    /// With `backend = "postgres"` only (and then required): the database.
+    pub url: Option<DbUrl>,
     /// Days of agent-state change history kept under `dir/history/`
     /// (0 = keep everything).
     pub history_days: u32,
@@ -341,6 +382,7 @@ impl Default for StorageConfig {
             dir: "data".into(),
             sync: true,
             backend: Backend::Journal,
+            url: None,
             history_days: 90,
         }
     }
@@ -648,6 +690,25 @@ impl Config {
         }
         if self.storage.dir.as_os_str().is_empty() {
             e.push(err("storage.dir", "must not be empty"));
+        }
+        match (&self.storage.backend, &self.storage.url) {
+            (Backend::Postgres, None) => e.push(err(
+                "storage.url",
+                "is required with backend = \"postgres\" (postgres://user:password@host:port/database)",
+            )),
+            (Backend::Postgres, Some(DbUrl(url))) => {
+                if let Err(problem) = url.parse::<tokio_postgres::Config>() {
+                    e.push(err(
+                        "storage.url",
+                        format!("is not a PostgreSQL connection string: {problem}"),
+                    ));
+                }
+            }
+            (_, Some(_)) => e.push(err(
+                "storage.url",
+                "is only used with backend = \"postgres\"",
+            )),
+            (_, None) => {}
         }
         tls_pair(
             "http",

@@ -471,20 +471,46 @@ impl Engine {
                 break;
             }
             self.timers.pop_first();
-            let agent = &self.agents[ai];
-            let cell = &agent.cells[s];
-            if cell.state != AgentState::WrapUp || cell.wrap_up_until != Some(when) {
-                continue;
-            }
-            let on_call = !agent.calls.is_empty();
-            let mut cells = agent.cells.clone();
-            let calls = agent.calls.clone();
-            let q = self.queue(ai, s);
-            let want = cells[s].pending.take().unwrap_or_else(|| auto(q));
-            enter(&mut cells[s], want, on_call, q, when);
-            events.extend(self.commit(ai, cells, calls, when, Cause::Timer));
+            events.extend(self.expire(when, ai, s));
         }
         events
+    }
+
+    /// Ends the wrap-ups of one agent whose deadline is at or before `now`
+    /// (a shared store: the node that claimed the deadline fires it).
+    pub fn handle_timeout_of(&mut self, now: Millis, ext: &str) -> Vec<Event> {
+        let Some(&ai) = self.agent_ix.get(ext) else {
+            return Vec::new();
+        };
+        let due: Vec<(Millis, usize, usize)> = self
+            .timers
+            .iter()
+            .take_while(|t| t.0 <= now)
+            .filter(|t| t.1 == ai)
+            .copied()
+            .collect();
+        let mut events = Vec::new();
+        for t in due {
+            self.timers.remove(&t);
+            events.extend(self.expire(t.0, t.1, t.2));
+        }
+        events
+    }
+
+    /// One wrap-up deadline `when` of agent `ai` in slot `s` has passed.
+    fn expire(&mut self, when: Millis, ai: usize, s: usize) -> Vec<Event> {
+        let agent = &self.agents[ai];
+        let cell = &agent.cells[s];
+        if cell.state != AgentState::WrapUp || cell.wrap_up_until != Some(when) {
+            return Vec::new();
+        }
+        let on_call = !agent.calls.is_empty();
+        let mut cells = agent.cells.clone();
+        let calls = agent.calls.clone();
+        let q = self.queue(ai, s);
+        let want = cells[s].pending.take().unwrap_or_else(|| auto(q));
+        enter(&mut cells[s], want, on_call, q, when);
+        self.commit(ai, cells, calls, when, Cause::Timer)
     }
 
     /// The earliest wrap-up deadline.

@@ -36,11 +36,13 @@ use crate::uas::subscription::ExpiryBounds;
 use crate::uas::{ApplyError, Identity, JournalOrder, KeySettings, Now, Transport, Uas, UasConfig};
 
 mod clock;
+mod cluster;
 mod metrics;
 mod recover;
 mod reload;
 mod tls;
 
+use cluster::Storage;
 use recover::{agent_secrets, recover};
 pub use recover::{codes, model};
 pub use reload::{LogHook, ReloadError, ReloadHandle, ReloadReport};
@@ -100,7 +102,7 @@ pub struct Server {
     /// Each agent's password or HA1, when `auth.required`.
     secrets: Option<ahash::AHashMap<String, Secret>>,
     engine: Engine,
-    store: Store,
+    store: Storage,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
     /// `tls:`, `ws:` and `wss:` listeners.
@@ -135,7 +137,12 @@ impl Server {
         let api = ApiConfig::from_config(&config);
         let secrets = config.auth.required.then(|| agent_secrets(&config));
         let reports = ReportsState::from_config(&config);
-        let (engine, store) = recover(&mut config)?;
+        let (engine, store) = if config.storage.backend == crate::config::Backend::Postgres {
+            cluster::recover(&mut config).await?
+        } else {
+            let (engine, store) = recover(&mut config)?;
+            (engine, Storage::Local(store))
+        };
         let history = open_history(&config, &engine)?;
         let listeners = config.listeners();
         let mut udp = Vec::new();
@@ -365,7 +372,7 @@ impl Server {
         let codes = StarCodeParser::new(codes(cfg));
         let (probe, mut probe_rx) = mpsc::channel(16);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Result<(), StoreError>)>();
-        let store = self.store;
+        let mut store = self.store;
         let store_stats = store.shared_stats();
         let identity = self.secrets.take().map(|secrets| Identity {
             authenticator: Authenticator::new(&cfg.sip.domain, rand::random(), 300),
@@ -395,6 +402,9 @@ impl Server {
         };
         let mut uas: ShellUas = Uas::new(uas_cfg, self.engine, codes, identity).with_keys(keys);
         uas.set_trusted_proxies(cfg.settings().trusted_proxies.clone());
+        if store.is_shared() {
+            uas.set_shared_store(true);
+        }
 
         // Give what start-up freed (the configuration's agents, the TOML
         // parser's garbage) back to the OS: with 100,000 agents that is most
@@ -538,6 +548,13 @@ impl Server {
                     let now = clock::now();
                     udp.drain(BATCH, |m| uas.handle(now, m));
                 }
+                Some(ev) = store.next_event() => {
+                    let now = clock::now();
+                    store.on_event(&mut uas, now, ev);
+                    while let Some(ev) = store.try_event() {
+                        store.on_event(&mut uas, now, ev);
+                    }
+                }
                 Some(req) = self.requests.recv() => {
                     let now = clock::now();
                     on_core_request(&mut uas, now, req);
@@ -570,7 +587,7 @@ impl Server {
             drive(
                 &mut uas,
                 &mut flows,
-                &store,
+                &mut store,
                 &done_tx,
                 &media_tx,
                 &self.hub,
@@ -589,7 +606,7 @@ impl Server {
         drive(
             &mut uas,
             &mut flows,
-            &store,
+            &mut store,
             &done_tx,
             &media_tx,
             &self.hub,
@@ -617,7 +634,7 @@ impl Server {
             Err(_) => warn!("final snapshot was not written"),
             Ok(Ok(())) => {}
         }
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        store.close().await;
         let s = &uas.stats;
         let t = &self.stats;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -701,15 +718,15 @@ async fn serve_http(
 fn drive(
     uas: &mut ShellUas,
     flows: &mut Flows,
-    store: &Store,
+    store: &mut Storage,
     done: &mpsc::UnboundedSender<(u64, Result<(), StoreError>)>,
     media: &mpsc::Sender<media::MediaOrder>,
     hub: &Hub,
     history: &mut history::Sink,
 ) {
     while let Some(order) = uas.poll_journal() {
-        match order {
-            JournalOrder::Append { ticket, record } => {
+        match (order, &mut *store) {
+            (JournalOrder::Append { ticket, record }, Storage::Local(store)) => {
                 let done = done.clone();
                 store.append(
                     vec![record],
@@ -718,7 +735,16 @@ fn drive(
                     }),
                 );
             }
-            JournalOrder::Reset => store.reset(),
+            (JournalOrder::Reset, Storage::Local(store)) => store.reset(),
+            (JournalOrder::Append { ticket, record }, Storage::Pg(c)) => {
+                // Refused before reaching the database: undone and answered
+                // at once (the loop then takes the UAS's next orders).
+                if let Err(e) = c.append(ticket, &record) {
+                    uas.on_durable(clock::now(), ticket, Err(e));
+                }
+            }
+            // The database keeps no half-written change to drop.
+            (JournalOrder::Reset, Storage::Pg(_)) => {}
         }
     }
     while let Some(t) = uas.poll_transmit() {
@@ -740,11 +766,12 @@ fn drive(
 }
 
 /// Writes a snapshot once the journal has grown past [`CHECKPOINT_BYTES`].
-fn maybe_checkpoint(uas: &ShellUas, store: &Store) {
+fn maybe_checkpoint(uas: &ShellUas, store: &Storage) {
+    let Storage::Local(store) = store else { return };
     if store.journal_len() < CHECKPOINT_BYTES {
         return;
     }
-    checkpoint(
+    checkpoint_local(
         uas,
         store,
         Box::new(|r| {
@@ -756,7 +783,16 @@ fn maybe_checkpoint(uas: &ShellUas, store: &Store) {
 }
 
 /// Writes a snapshot of every state (ordered after all journaled changes).
-fn checkpoint(uas: &ShellUas, store: &Store, done: crate::store::Done) {
+/// Nothing to do on a shared store: PostgreSQL holds every agent's rows.
+fn checkpoint(uas: &ShellUas, store: &Storage, done: crate::store::Done) {
+    match store {
+        Storage::Local(store) => checkpoint_local(uas, store, done),
+        Storage::Pg(_) => done(Ok(())),
+    }
+}
+
+/// See [`checkpoint`].
+fn checkpoint_local(uas: &ShellUas, store: &Store, done: crate::store::Done) {
     match crate::engine::record::encode(&uas.engine().export()) {
         Ok(snap) => store.checkpoint(snap, done),
         Err(e) => warn!(error = %e, "cannot encode a snapshot"),

@@ -35,6 +35,7 @@ use tracing::{error, warn};
 
 pub use crate::config::Backend;
 
+pub mod postgres;
 mod redb_backend;
 
 use redb_backend::RedbJournal;
@@ -79,6 +80,9 @@ pub enum StoreError {
     /// The committer thread is gone.
     #[error("the store is closed")]
     Closed,
+    /// PostgreSQL (`storage.backend = "postgres"`) refused or is unreachable.
+    #[error("postgres: {0}")]
+    Database(String),
 }
 
 fn io<'a>(path: &'a Path, op: &'static str) -> impl Fn(std::io::Error) -> StoreError + 'a {
@@ -172,6 +176,11 @@ impl Store {
         sync: bool,
         backend: Backend,
     ) -> Result<(Self, Recovered), StoreError> {
+        if backend == Backend::Postgres {
+            return Err(StoreError::Database(
+                "PostgreSQL is not a local journal (see store::postgres)".into(),
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(io(dir, "create directory"))?;
         let lock_path = dir.join("LOCK");
         let lock = OpenOptions::new()

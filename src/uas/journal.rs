@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::reply::{Answer, Rq, SubAnswer};
 use super::subscription::Keys;
 use super::{translate, Now, Uas};
-use crate::engine::{Applied, Cause, Change, Command, Event, Rejection};
+use crate::engine::{AgentId, Applied, Cause, Change, Command, Event, Rejection};
 use crate::sip::feature_sync::AcdState;
 use crate::transaction::TxId;
 
@@ -73,12 +73,20 @@ pub(super) struct Pending<F, W> {
     events: Vec<Event>,
     /// The agent's records before the change, to undo it if the write fails.
     undo: Vec<Change>,
+    /// The agents the change is about (a shared store undoes only the
+    /// changes queued after a failed one that touch the same agents).
+    agents: Vec<AgentId>,
 }
 
 /// The writes in flight.
 pub(super) struct Journal<F, W> {
     /// False: nothing is journaled, answers go out at once.
     enabled: bool,
+    /// The store is shared by several nodes (PostgreSQL): records carry
+    /// their events ([`super::remote::SharedRecord`]), writes of different
+    /// agents succeed or fail independently, and wrap-up deadlines fire
+    /// only when the shell says so ([`Uas::expire_wrapup`]).
+    pub(super) shared: bool,
     pub(super) pending: BTreeMap<u64, Pending<F, W>>,
     next_ticket: u64,
     pub(super) orders: VecDeque<JournalOrder>,
@@ -88,6 +96,7 @@ impl<F, W> Journal<F, W> {
     pub(super) fn new(enabled: bool) -> Self {
         Self {
             enabled,
+            shared: false,
             pending: BTreeMap::new(),
             next_ticket: 1,
             orders: VecDeque::new(),
@@ -224,7 +233,24 @@ impl<F: Clone, W> Uas<F, W> {
         if !self.journal.enabled || changes.is_empty() {
             return self.complete(now, reply, events);
         }
-        let record = match crate::engine::record::encode(&changes) {
+        // Only a shared store needs them (no allocation on the journal's path).
+        let agents = if self.journal.shared {
+            super::remote::agents_of(&changes)
+        } else {
+            Vec::new()
+        };
+        // PostgreSQL keeps a shared record as JSON (with its events, for the
+        // other nodes); the local journal takes the compact binary form.
+        let encoded = if self.journal.shared {
+            serde_json::to_vec(&super::remote::SharedRecord {
+                changes,
+                events: events.clone(),
+            })
+            .map_err(|e| e.to_string())
+        } else {
+            crate::engine::record::encode(&changes).map_err(|e| e.to_string())
+        };
+        let record = match encoded {
             Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, "cannot encode a journal record");
@@ -240,6 +266,7 @@ impl<F: Clone, W> Uas<F, W> {
                 reply,
                 events,
                 undo,
+                agents,
             },
         );
         j.orders.push_back(JournalOrder::Append { ticket, record });
@@ -263,14 +290,9 @@ impl<F: Clone, W> Uas<F, W> {
                 if !self.journal.pending.contains_key(&ticket) {
                     return;
                 }
-                let failed: Vec<u64> = self
-                    .journal
-                    .pending
-                    .range(ticket..)
-                    .map(|(t, _)| *t)
-                    .collect();
+                let failed = self.failed_from(ticket);
                 warn!(error = %e, changes = failed.len(), "journal write failed: changes undone and answered 500");
-                for t in failed.into_iter().rev() {
+                for &t in failed.iter().rev() {
                     let Some(p) = self.journal.pending.remove(&t) else {
                         continue;
                     };
@@ -297,11 +319,33 @@ impl<F: Clone, W> Uas<F, W> {
                 let _ = self.engine.take_changes();
                 // Writes not yet handed to the store are of undone changes too.
                 self.journal.orders.retain(
-                    |o| !matches!(o, JournalOrder::Append { ticket: t, .. } if *t >= ticket),
+                    |o| !matches!(o, JournalOrder::Append { ticket: t, .. } if failed.contains(t)),
                 );
-                self.journal.orders.push_back(JournalOrder::Reset);
+                if !self.journal.shared {
+                    self.journal.orders.push_back(JournalOrder::Reset);
+                }
             }
         }
+    }
+
+    /// The changes undone when the write of `ticket` fails: it and every
+    /// later one; with a shared store, only the later ones that touch its
+    /// agents (or the agents of those), since other agents' writes succeed
+    /// or fail on their own.
+    fn failed_from(&self, ticket: u64) -> Vec<u64> {
+        let later = self.journal.pending.range(ticket..);
+        if !self.journal.shared {
+            return later.map(|(t, _)| *t).collect();
+        }
+        let mut agents: Vec<&AgentId> = Vec::new();
+        let mut failed = Vec::new();
+        for (t, p) in later {
+            if *t == ticket || p.agents.iter().any(|a| agents.contains(&a)) {
+                agents.extend(p.agents.iter());
+                failed.push(*t);
+            }
+        }
+        failed
     }
 
     /// A change became durable (or needs no journal): answer whoever
@@ -319,7 +363,7 @@ impl<F: Clone, W> Uas<F, W> {
     /// The one place durable events leave the UAS: to the outbox, and to
     /// the phone keys subscribed to each agent concerned, one NOTIFY per key
     /// whose display changed (SPEC §5).
-    fn publish(&mut self, now: Now, events: Vec<Event>) {
+    pub(super) fn publish(&mut self, now: Now, events: Vec<Event>) {
         let mut agents: Vec<&str> = events
             .iter()
             .map(|e| e.agent.as_str())

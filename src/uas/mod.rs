@@ -32,6 +32,7 @@ mod invite;
 mod journal;
 mod metrics;
 mod reload;
+mod remote;
 mod reply;
 mod subscribe;
 pub mod subscription;
@@ -67,6 +68,7 @@ pub use identity::Identity;
 pub use journal::{ApplyError, JournalOrder};
 pub use metrics::{method_label, InFlight, UasMetrics};
 pub use reload::Reload;
+pub use remote::{change_agent, SharedRecord};
 pub use translate::{dialog_id, dialog_key, sip_status};
 
 /// RFC 3261 §8.1.1.7: the magic cookie of RFC 3261 branches.
@@ -356,7 +358,7 @@ impl<F: Clone, W> Uas<F, W> {
         self.txs.handle_timeout(now.mono);
         self.dialogs.handle_timeout(now.mono);
         self.subs.handle_timeout(now.mono);
-        if self.engine.next_deadline().is_some_and(|d| d <= now.wall) {
+        if self.local_timers() && self.engine.next_deadline().is_some_and(|d| d <= now.wall) {
             let events = self.engine.handle_timeout(now.wall);
             for ev in &events {
                 info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = "timer", "state changed");
@@ -373,6 +375,7 @@ impl<F: Clone, W> Uas<F, W> {
         let engine = self
             .engine
             .next_deadline()
+            .filter(|_| self.local_timers())
             .map(|d| now.mono + Duration::from_millis(d.saturating_sub(now.wall)));
         [
             self.txs.poll_timeout(),

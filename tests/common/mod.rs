@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod digest;
+pub mod pg;
 pub mod prom;
 
 use std::net::SocketAddr;
@@ -105,16 +106,29 @@ impl TestServer {
 
     /// Like `start`, with the journal in `data`.
     pub async fn start_with_storage(config: &str, data: &Path, dir: tempfile::TempDir) -> Self {
+        let storage = format!("[storage]\ndir = {:?}\n", data.display().to_string());
+        Self::start_with_section(config, &storage, dir).await
+    }
+
+    /// Like `start`, on the PostgreSQL at `url` (`backend = "postgres"`).
+    pub async fn start_pg(config: &str, url: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = format!(
+            "[storage]\ndir = {:?}\nbackend = \"postgres\"\nurl = {url:?}\n",
+            dir.path().join("data").display().to_string()
+        );
+        Self::start_with_section(config, &storage, dir).await
+    }
+
+    /// Like `start`, with `storage` as the `[storage]` section.
+    async fn start_with_section(config: &str, storage: &str, dir: tempfile::TempDir) -> Self {
         // An ephemeral HTTP port unless the test chose one.
         let http = if config.contains("[http]") {
             ""
         } else {
             "[http]\nlisten = \"127.0.0.1:0\"\n"
         };
-        let text = format!(
-            "{config}\n{http}[storage]\ndir = {:?}\n",
-            data.display().to_string()
-        );
+        let text = format!("{config}\n{http}{storage}");
         let cfg = facd::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}"));
         let server = facd::server::Server::bind(cfg).await.unwrap();
         let addrs = server.local_addrs();
