@@ -5,7 +5,7 @@
 # Workload "changes": every call changes the state of the agent who dials it
 # (each agent in turn dials *388000, *378000*1, *368000, *398000 in queue
 # 8000, auto_ready: login to READY, not ready with a reason, ready, logout),
-# durability on. Each run ends its log with the number of journal appends,
+# durability on. Each run ends its log with the number of journal records,
 # which must equal the calls. facd runs under callgrind twice, for CALLS_A and CALLS_B calls of SIPp's fac_load scenario
 # over UDP at RATE calls/s; per call = (total B - total A) / (CALLS_B - CALLS_A),
 # which removes start-up and shutdown. Each run idles IDLE s (default 40)
@@ -107,7 +107,7 @@ for line in open(sys.argv[1], errors="replace"):
     elif line.startswith("calls=") and cur_cfn is not None:
         if cur_cfn in ALLOC:
             allocs += int(line[6:].split()[0])
-        elif cur_cfn == "facd::store::Store::append":
+        elif cur_cfn == "facd::engine::record::encode":
             appends += int(line[6:].split()[0])
         cur_cfn = None
     elif line.startswith(("summary:", "totals:")):
@@ -120,12 +120,13 @@ PY
 }
 read -r ia aa oka fa ja < <(run "$CALLS_A")
 read -r ib ab okb fb jb < <(run "$CALLS_B")
-echo "run A: $oka calls ok, $fa failed, $ja journal appends, $ia instructions, $aa allocations"
-echo "run B: $okb calls ok, $fb failed, $jb journal appends, $ib instructions, $ab allocations"
+echo "run A: $oka calls ok, $fa failed, $ja journal records, $ia instructions, $aa allocations"
+echo "run B: $okb calls ok, $fb failed, $jb journal records, $ib instructions, $ab allocations"
 [ "$fa" = 0 ] && [ "$fb" = 0 ] || echo "callgrind-call: warning: failed calls" >&2
-# Every call of the workload is a change: one journal append each (group
-# commit batches appends in the store, not here).
-[ "$ja" = "$oka" ] && [ "$jb" = "$okb" ] || echo "callgrind-call: warning: not every call was a journaled change" >&2
+# Every call of the workload is a change: one journal record encoded each
+# (the core loop hands a turn's records to the store as one batch, and group
+# commit batches them again there).
+[ "$ja" -ge "$oka" ] && [ "$jb" -ge "$okb" ] || echo "callgrind-call: warning: not every call was a journaled change" >&2
 n=$((okb - oka))
 echo "instructions_per_call $(( (ib - ia) / n ))"
 echo "allocations_per_call $(python3 -c "print(round(($ab - $aa) / $n, 1))")"

@@ -45,10 +45,12 @@ RATES=${RATES:-"5000 10000 20000 30000 35000"}
 DUR=${DUR:-20}
 SERVERS=${SERVERS:-"facd kamailio trivial"}
 MEM=${MEM:-1}                       # 1: memory/start-up at the end; 0: skip; only: nothing else
-MEM_SETS=${MEM_SETS:-"${MEM_AGENTS:-100000}x${MEM_QUEUES:-5} 1000000x2"}   # agents x queues per agent, each started fresh
+# Memory/start-up sets, each on a fresh facd: AGENTSxQUEUES[@SECONDS of load]
+# (issue 13: 100,000 x 5 as before, 5 s; 1,000,000 x 2 through 10 s).
+MEM_SETS=${MEM_SETS:-"${MEM_AGENTS:-100000}x${MEM_QUEUES:-5}@5 1000000x2@10"}
 MEM_RATE=${MEM_RATE:-10000}
 STARTUP_CPUS=${STARTUP_CPUS:-0-$(( $(nproc) - 1 ))}   # CPUs facd may start on (a real start uses the machine); the load then runs on SERVER_CPU
-MEM_DUR=${MEM_DUR:-10}
+MEM_DUR=${MEM_DUR:-10}                 # for a set without @SECONDS
 TARGET_RATE=${TARGET_RATE:-20000}   # where facd's CPU per call is compared to Kamailio's
 SIPP_CPU=${SIPP_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
@@ -62,7 +64,7 @@ QUIET_PCT=${QUIET_PCT:-30}          # before each run, wait until CPUs 0+1 are l
 QUIET_WAIT=${QUIET_WAIT:-120}       # ... but at most this many seconds (0: do not wait)
 QUIET_WAITED=0
 if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
-  RATES=${QUICK_RATE:-1000}; DUR=3; MEM_RATE=1000; MEM_DUR=3
+  RATES=${QUICK_RATE:-1000}; DUR=3; MEM_RATE=1000; MEM_DUR=3; MEM_SETS="10000x5@3"
 fi
 if [ "$MEM" = only ]; then RATES=""; fi
 
@@ -744,7 +746,10 @@ mem_run() { # agents queues_per_agent: start-up, then MEM_DUR s of load at MEM_R
   fi
 }
 if [ "$MEM" != 0 ] && [[ " $SERVERS " == *" facd "* || "$MEM" = only ]]; then
-  for set in $MEM_SETS; do mem_run "${set%x*}" "${set#*x}"; done
+  for set in $MEM_SETS; do
+    shape=${set%@*}; secs=$MEM_DUR; [ "$shape" != "$set" ] && secs=${set#*@}
+    MEM_DUR=$secs mem_run "${shape%x*}" "${shape#*x}"
+  done
 fi
 
 echo "quiet waited=$QUIET_WAITED" >>"$SUMMARY"

@@ -475,13 +475,15 @@ impl Server {
         });
         let (core_reload_tx, mut core_reload_rx) = mpsc::channel(1);
         let (path, log) = self.reload_from.unzip();
+        let log_level = self.config.log_level();
         let reloader = reload::Reloader {
             path,
-            started: self.config.clone(),
+            // Moved, not copied: with a million agents a copy is 100 MB.
+            started: self.config,
             limits: tcfg.limits.clone(),
             api: app_state.clone(),
             log: log.flatten(),
-            log_level: self.config.log_level(),
+            log_level,
             core: core_reload_tx,
         };
         let (reload_tx, reload_rx) = self.reloads;
@@ -506,17 +508,25 @@ impl Server {
         let sleep = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(sleep);
         let mut drain_until = None;
+        // The deadline the sleep is armed for (None: an hour away, nothing
+        // due). Re-arming a tokio timer costs a wheel update, so it is done
+        // only when the deadline changes, not on every message.
+        let mut armed: Option<std::time::Instant> = None;
         loop {
             let now = clock::now();
             // While draining, wake at the drain limit even if no timer is due.
-            let deadline = uas
-                .poll_timeout(now)
-                .unwrap_or(now.mono + Duration::from_secs(3600))
-                .min(drain_until.map_or(
-                    now.mono + Duration::from_secs(3600),
-                    |u: tokio::time::Instant| u.into_std(),
-                ));
-            sleep.as_mut().reset(deadline.into());
+            let want = match (uas.poll_timeout(now), drain_until) {
+                (t, None) => t,
+                (t, Some(u)) => {
+                    let u: std::time::Instant = tokio::time::Instant::into_std(u);
+                    Some(t.map_or(u, |t| t.min(u)))
+                }
+            };
+            if want != armed {
+                let at = want.unwrap_or(now.mono + Duration::from_secs(3600));
+                sleep.as_mut().reset(at.into());
+                armed = want;
+            }
             tokio::select! {
                 biased;
                 () = &mut shutdown, if drain_until.is_none() => {
@@ -582,7 +592,14 @@ impl Server {
                 Some(reply) = probe_rx.recv() => {
                     let _ = reply.send(metrics::sample(&uas));
                 }
-                () = &mut sleep => uas.handle_timeout(clock::now()),
+                () = &mut sleep => {
+                    // Fired: an hour away until the next loop arms it for
+                    // whatever is due next (a fired sleep stays ready).
+                    let now = clock::now();
+                    sleep.as_mut().reset((now.mono + Duration::from_secs(3600)).into());
+                    armed = None;
+                    uas.handle_timeout(now);
+                }
             }
             drive(
                 &mut uas,
@@ -724,18 +741,34 @@ fn drive(
     hub: &Hub,
     history: &mut history::Sink,
 ) {
+    // The local journal takes every append of this turn as one batch (one
+    // hand-over to its thread); each ticket is reported on `done`.
+    let mut tickets = Vec::new();
+    let mut records = Vec::new();
+    let hand_over = |store: &Store, tickets: &mut Vec<u64>, records: &mut Vec<Vec<u8>>| {
+        if tickets.is_empty() {
+            return;
+        }
+        let (tickets, done) = (std::mem::take(tickets), done.clone());
+        store.append(
+            std::mem::take(records),
+            Box::new(move |r| {
+                for t in tickets {
+                    let _ = done.send((t, r.clone()));
+                }
+            }),
+        );
+    };
     while let Some(order) = uas.poll_journal() {
         match (order, &mut *store) {
-            (JournalOrder::Append { ticket, record }, Storage::Local(store)) => {
-                let done = done.clone();
-                store.append(
-                    vec![record],
-                    Box::new(move |r| {
-                        let _ = done.send((ticket, r));
-                    }),
-                );
+            (JournalOrder::Append { ticket, record }, Storage::Local(_)) => {
+                tickets.push(ticket);
+                records.push(record);
             }
-            (JournalOrder::Reset, Storage::Local(store)) => store.reset(),
+            (JournalOrder::Reset, Storage::Local(store)) => {
+                hand_over(store, &mut tickets, &mut records);
+                store.reset();
+            }
             (JournalOrder::Append { ticket, record }, Storage::Pg(c)) => {
                 // Refused before reaching the database: undone and answered
                 // at once (the loop then takes the UAS's next orders).
@@ -746,6 +779,9 @@ fn drive(
             // The database keeps no half-written change to drop.
             (JournalOrder::Reset, Storage::Pg(_)) => {}
         }
+    }
+    if let Storage::Local(store) = store {
+        hand_over(store, &mut tickets, &mut records);
     }
     while let Some(t) = uas.poll_transmit() {
         flows.send(t);

@@ -44,6 +44,7 @@ pub(super) fn recover(config: &mut Config) -> Result<(Engine, Store), ServerErro
             }
         }
     };
+    let fresh = recovered.snapshot.is_none() && recovered.records.is_empty();
     if let Some(snap) = recovered.snapshot {
         let changes = crate::engine::record::decode(&snap)
             .map_err(|e| corrupt(0, format!("snapshot does not decode: {e}")))?;
@@ -57,6 +58,12 @@ pub(super) fn recover(config: &mut Config) -> Result<(Engine, Store), ServerErro
     }
     info!(%dir, records = journaled, restored, "state recovered");
     let _ = engine.take_changes();
+    if fresh {
+        // Nothing stored: the state is the configuration's (everyone logged
+        // out), which an empty journal already says; a snapshot of a million
+        // logged-out agents would only slow the first start.
+        return Ok((engine, store));
+    }
     // Start the journal over from a snapshot of what was recovered.
     let (tx, rx) = std::sync::mpsc::channel();
     let snap =
