@@ -18,7 +18,7 @@ use common::pg::TempPg;
 use common::{base_config, Req, TestServer, Udp};
 use facd::engine::{AgentState, Cause, Command, Event, ReasonRef, Target};
 use facd::uas::ApplyError;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -59,23 +59,7 @@ where
     }
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The next JSON text message on a WSI session, within 5 s.
-async fn ws_recv(ws: &mut Ws) -> Value {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("expected a text message, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("no WSI message within 5 s")
-}
+use common::wsi::{recv as ws_recv, Ws};
 
 /// A WSI session logged in as the admin and subscribed to `queue`'s events
 /// (its snapshot read).

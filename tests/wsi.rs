@@ -16,10 +16,9 @@ use common::{base_config, HoldClock, Req, TestServer, Udp};
 use facd::engine::{Cause, Command, Target};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::MaybeTlsStream;
 
 const ADMIN: &str = "admin-token-1";
 
@@ -30,7 +29,7 @@ fn config() -> String {
     )
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use common::wsi::{recv, Ws};
 
 async fn connect(http: SocketAddr) -> Ws {
     tokio_tungstenite::connect_async(format!("ws://{http}/wsi"))
@@ -41,21 +40,6 @@ async fn connect(http: SocketAddr) -> Ws {
 
 async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
-}
-
-/// The next JSON text message (pings skipped), within 5 s.
-async fn recv(ws: &mut Ws) -> Value {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("expected a text message, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("no message within 5 s")
 }
 
 async fn login(http: SocketAddr, user: &str, password: &str) -> Ws {

@@ -6,6 +6,7 @@
 pub mod digest;
 pub mod pg;
 pub mod prom;
+pub mod wsi;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
