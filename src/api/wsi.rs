@@ -47,6 +47,7 @@ use tracing::{debug, info, warn};
 
 use super::{ids, ApiConfig, ApiError, Principal, Shared};
 use crate::engine::{AgentState, Engine, Event, Millis, ReasonName};
+use crate::events::{Hub, OnDemand};
 
 /// Messages a session may have queued before it counts as lagging.
 pub const SESSION_QUEUE: usize = 1024;
@@ -160,7 +161,9 @@ pub struct Wsi {
 struct Inner {
     subs: Mutex<Subs>,
     next_id: AtomicU64,
-    sessions: AtomicUsize,
+    /// Sessions connected now; shared with the hub as its demand, so that
+    /// events reach the dispatcher only while a session could want them.
+    sessions: Arc<AtomicUsize>,
     naming: std::sync::OnceLock<Naming>,
 }
 
@@ -174,6 +177,16 @@ impl Drop for Slot {
 }
 
 impl Wsi {
+    /// A registry whose sessions count as demand on `hub`.
+    pub fn for_hub(hub: &Hub) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sessions: hub.demand(),
+                ..Inner::default()
+            }),
+        }
+    }
+
     fn subs(&self) -> MutexGuard<'_, Subs> {
         // A panic while holding the lock leaves only subscription indexes,
         // which stay consistent entry by entry: keep going.
@@ -211,7 +224,8 @@ impl Wsi {
     }
 
     /// Reads the hub until `stop`, handing each event to its subscribers.
-    pub async fn dispatch(self, mut rx: broadcast::Receiver<Arc<Event>>, stop: CancellationToken) {
+    pub async fn dispatch(self, mut feed: OnDemand, stop: CancellationToken) {
+        let rx = &mut feed.rx;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let first = tokio::select! {

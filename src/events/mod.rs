@@ -8,6 +8,7 @@
 //! fresh snapshot through [`CoreHandle::query`] instead of stale deltas
 //! (DESIGN §6). Publishing never blocks the core.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -88,9 +89,32 @@ impl CoreHandle {
 }
 
 /// The broadcast of durable events.
+///
+/// An event nobody wants costs nothing past the check in [`Hub::publish`]
+/// (issue 13): a receiver taken with [`Hub::subscribe`] always wants
+/// events; one taken with [`Hub::subscribe_on_demand`] (the WSI
+/// dispatcher) only while the [`Hub::demand`] counter is above zero (the
+/// WSI counts its sessions there).
 #[derive(Clone)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<Event>>,
+    /// Receivers that want events only on demand.
+    passive: Arc<AtomicUsize>,
+    /// Parties that want the on-demand receivers fed.
+    demand: Arc<AtomicUsize>,
+}
+
+/// A receiver fed only while someone counts in [`Hub::demand`].
+pub struct OnDemand {
+    /// The events.
+    pub rx: broadcast::Receiver<Arc<Event>>,
+    passive: Arc<AtomicUsize>,
+}
+
+impl Drop for OnDemand {
+    fn drop(&mut self) {
+        self.passive.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Default for Hub {
@@ -103,12 +127,40 @@ impl Hub {
     /// A hub whose subscribers may lag `capacity` events.
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity);
-        Self { tx }
+        Self {
+            tx,
+            passive: Arc::default(),
+            demand: Arc::default(),
+        }
     }
 
-    /// Publishes one event (never blocks; dropped when nobody listens).
+    /// Whether anyone would see an event published now.
+    pub fn wanted(&self) -> bool {
+        self.demand.load(Ordering::Acquire) > 0
+            || self.tx.receiver_count() > self.passive.load(Ordering::Acquire)
+    }
+
+    /// Publishes one event (never blocks; dropped when nobody wants it).
     pub fn publish(&self, ev: Event) {
-        let _ = self.tx.send(Arc::new(ev));
+        if self.wanted() {
+            let _ = self.tx.send(Arc::new(ev));
+        }
+    }
+
+    /// A receiver fed only while [`Hub::demand`] is above zero.
+    pub fn subscribe_on_demand(&self) -> OnDemand {
+        // Counted before the receiver exists, so `wanted` never sees it as
+        // an unconditional subscriber.
+        self.passive.fetch_add(1, Ordering::AcqRel);
+        OnDemand {
+            rx: self.tx.subscribe(),
+            passive: self.passive.clone(),
+        }
+    }
+
+    /// The counter of parties wanting on-demand receivers fed.
+    pub fn demand(&self) -> Arc<AtomicUsize> {
+        self.demand.clone()
     }
 
     /// A new subscriber, seeing events published from now on.
@@ -119,5 +171,57 @@ impl Hub {
     /// Subscribers connected now.
     pub fn subscribers(&self) -> usize {
         self.tx.receiver_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::AgentState;
+
+    fn ev(at: u64) -> Event {
+        Event {
+            agent: "1001".into(),
+            queue: "8000".into(),
+            from: AgentState::NotReady,
+            to: AgentState::Ready,
+            reason: None,
+            pending: None,
+            cause: Cause::Fac,
+            at,
+            removed: false,
+        }
+    }
+
+    #[test]
+    fn an_on_demand_receiver_is_fed_only_while_demand_is_counted() {
+        let hub = Hub::new(16);
+        let mut feed = hub.subscribe_on_demand();
+        assert!(!hub.wanted());
+        hub.publish(ev(1));
+        assert!(feed.rx.try_recv().is_err(), "nobody wanted event 1");
+        hub.demand().fetch_add(1, Ordering::AcqRel);
+        assert!(hub.wanted());
+        hub.publish(ev(2));
+        assert_eq!(feed.rx.try_recv().unwrap().at, 2);
+        hub.demand().fetch_sub(1, Ordering::AcqRel);
+        hub.publish(ev(3));
+        assert!(feed.rx.try_recv().is_err(), "demand went back to zero");
+    }
+
+    #[test]
+    fn a_plain_subscriber_always_gets_events_and_its_drop_is_noticed() {
+        let hub = Hub::new(16);
+        let feed = hub.subscribe_on_demand();
+        let mut rx = hub.subscribe();
+        hub.publish(ev(1));
+        assert_eq!(rx.try_recv().unwrap().at, 1);
+        drop(rx);
+        assert!(!hub.wanted());
+        drop(feed);
+        assert!(!hub.wanted());
+        let mut rx = hub.subscribe();
+        hub.publish(ev(2));
+        assert_eq!(rx.try_recv().unwrap().at, 2);
     }
 }

@@ -225,6 +225,8 @@ impl Server {
             source,
         })?;
         let (handle, requests) = CoreHandle::channel();
+        let hub = Hub::default();
+        let wsi = Wsi::for_hub(&hub);
         Ok(Self {
             config,
             secrets,
@@ -239,10 +241,10 @@ impl Server {
             stats: Arc::new(Stats::default()),
             handle,
             requests,
-            hub: Hub::default(),
+            hub,
             http,
             api,
-            wsi: Wsi::default(),
+            wsi,
             reload_from: None,
             reloads: mpsc::channel(4),
             history,
@@ -463,7 +465,7 @@ impl Server {
         tasks.spawn(
             self.wsi
                 .clone()
-                .dispatch(self.hub.subscribe(), stop_all.clone()),
+                .dispatch(self.hub.subscribe_on_demand(), stop_all.clone()),
         );
         let app_state = Arc::new(AppState {
             core: self.handle.clone(),
