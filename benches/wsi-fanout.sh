@@ -36,8 +36,9 @@ REPORT=$OUT/report.txt
 
 log "building facd and the client (release)"
 (cd "$ROOT" && cargo build --release --quiet --bin facd --example wsi_fanout) || die "build failed"
-FACD=$ROOT/target/release/facd
-CLIENT=$ROOT/target/release/examples/wsi_fanout
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+FACD=$TARGET/release/facd
+CLIENT=$TARGET/release/examples/wsi_fanout
 
 freeport() { python3 -c 'import socket,sys;s=socket.socket(socket.AF_INET,getattr(socket,sys.argv[1]));s.bind(("127.0.0.1",0));print(s.getsockname()[1])' "$1"; }
 
