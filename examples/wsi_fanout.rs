@@ -991,3 +991,67 @@ async fn main() {
     }
     drop(stalled_socks);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notify_is_read_and_answered() {
+        let raw = "NOTIFY sip:2000@127.0.0.1:5070;transport=udp SIP/2.0\r\n\
+                   Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1\r\n\
+                   From: <sip:2000@127.0.0.1:5060>;tag=srv\r\n\
+                   t: <sip:2000@127.0.0.1>;tag=fk0\r\n\
+                   Call-ID: fk-0@bench\r\n\
+                   CSeq: 7 NOTIFY\r\n\
+                   Event: as-feature-event\r\n\
+                   Subscription-State: active;expires=3599\r\n\
+                   Content-Type: application/x-as-feature-event+xml\r\n\
+                   Content-Length: 71\r\n\r\n\
+                   <?xml version=\"1.0\"?>\r\n<AgentNotReadyEvent xmlns=\"x\"></AgentNotReadyEvent>\r\n";
+        let m = SipMsg::parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.method(), Some("NOTIFY"));
+        assert_eq!(m.cseq(), Some((7, "NOTIFY")));
+        assert_eq!(m.tag("From"), Some("srv"));
+        assert_eq!(m.tag("To"), Some("fk0"));
+        assert_eq!(m.acd_state(), Some("NOT_READY"));
+        assert_eq!(
+            m.ok(),
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1\r\n\
+             From: <sip:2000@127.0.0.1:5060>;tag=srv\r\nTo: <sip:2000@127.0.0.1>;tag=fk0\r\n\
+             Call-ID: fk-0@bench\r\nCSeq: 7 NOTIFY\r\nContent-Length: 0\r\n\r\n"
+        );
+        for bad in [
+            "",
+            "NOTIFY x SIP/2.0\r\nbroken\r\n\r\n",
+            "SIP/2.0 200 OK\r\nl: 9\r\n\r\nshort",
+        ] {
+            assert!(SipMsg::parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn probes_pair_with_their_notifies_and_misses_count() {
+        let t0 = Instant::now() + Duration::from_secs(1);
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let probes = [
+            ("NOT_READY", ms(0)),
+            ("READY", ms(200)),
+            ("NOT_READY", ms(400)),
+        ];
+        // The first NOTIFY read just before its 200 OK, the second missing,
+        // the third late, then a repeat nobody asked for.
+        let arrivals = [
+            ("NOT_READY", ms(0) - Duration::from_millis(1)),
+            ("NOT_READY", ms(430)),
+            ("NOT_READY", ms(600)),
+        ];
+        let (lat, missed, unmatched) = match_probes(&probes, &arrivals);
+        assert_eq!(lat.len(), 2);
+        assert!(
+            (lat[0] + 1.0).abs() < 0.01 && (lat[1] - 30.0).abs() < 0.01,
+            "{lat:?}"
+        );
+        assert_eq!((missed, unmatched), (1, 1));
+    }
+}
