@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# Whole-server SIP load benchmark: SIPp (pinned to CPU 0) against facd,
-# Kamailio and a trivial C responder (each pinned to CPU 1), the same
+# Whole-server SIP load benchmark: a load client (pinned to CPU 0) against
+# facd, Kamailio and a trivial C responder (each pinned to CPU 1), the same
 # scenario at the same fixed rates, in the same run, on 127.0.0.1 only.
 # Prints per rate: successful / failed calls, calls/s achieved, p50/p99
-# INVITE->200, server CPU us per call, SIPp CPU us per call; then facd's
+# INVITE->200, server CPU us per call, client CPU us per call; then facd's
 # CPU-per-call ratios to the anchors, the highest rate each server held with
 # 0 failed calls, facd's start-up time and resident memory with 100,000
 # agents x 5 queues and 1,000,000 x 2 (MEM_SETS), and the targets. See benches/README.md.
 #
-#   benches/sipp-load.sh                      # RATES="5000 10000 20000 30000 35000" DUR=20
+#   benches/sipp-load.sh                      # RATES="10000:sipp 10000 20000 30000" DUR=20
+#   RATES="10000 20000" DUR=10 WIRE=1 benches/sipp-load.sh   # the README's run
 #   QUICK=1 benches/sipp-load.sh              # smoke run: one low rate, 3 s
 #   SERVERS="kamailio trivial" MEM=0 benches/sipp-load.sh   # anchors only
 #   MEM=only benches/sipp-load.sh             # only start-up time and memory
 #   WORKLOAD=noop benches/sipp-load.sh        # the old load: most calls change nothing
+#   DRIVER=sipp benches/sipp-load.sh          # SIPp drives every rate
+#
+# Drivers (DRIVER, default "gen"; a rate may name its own: "10000:sipp"):
+#   sipp  SIPp with sip-fixtures/sipp/fac_load.xml: the reference client. On
+#         one CPU of a small VM it tops out near 10,000 calls/s of this
+#         scenario whatever the server (55-85 us of its own CPU per call), so
+#         it cannot show a server at 20,000/s.
+#   gen   examples/sip_load.rs: the same messages from the same CSV, one
+#         thread, sendmmsg/recvmmsg, about a third of SIPp's CPU per call.
+#         The default rates measure 10,000/s with both, as a cross-check
+#         that the servers' CPU per call does not depend on the client.
 #
 # Workloads (WORKLOAD, default "changes"):
 #   changes  every call changes the state of the agent who dials it: each of
@@ -41,7 +53,8 @@ if [ -z "${ANCHORS:-}" ]; then
   done
 fi
 ANCHORS=${ANCHORS:-/work/shared/anchors/kamailio}
-RATES=${RATES:-"5000 10000 20000 30000 35000"}
+RATES=${RATES:-"10000:sipp 10000 20000 30000"}
+DRIVER=${DRIVER:-gen}               # sipp or gen (see above)
 DUR=${DUR:-20}
 SERVERS=${SERVERS:-"facd kamailio trivial"}
 MEM=${MEM:-1}                       # 1: memory/start-up at the end; 0: skip; only: nothing else
@@ -64,7 +77,7 @@ QUIET_PCT=${QUIET_PCT:-30}          # before each run, wait until CPUs 0+1 are l
 QUIET_WAIT=${QUIET_WAIT:-120}       # ... but at most this many seconds (0: do not wait)
 QUIET_WAITED=0
 if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
-  RATES=${QUICK_RATE:-1000}; DUR=3; MEM_RATE=1000; MEM_DUR=3; MEM_SETS="10000x5@3"
+  RATES=${QUICK_RATE:-"1000:sipp 1000"}; DUR=3; MEM_RATE=1000; MEM_DUR=3; MEM_SETS="10000x5@3"
 fi
 if [ "$MEM" = only ]; then RATES=""; fi
 
@@ -250,8 +263,22 @@ def pct(v, p):
     return v[k]
 
 def parse(d, calls):
-    """One SIPp run: print 'ok failed cps p50 p99 pmax retrans sipp_cpu_s detail'."""
+    """One client run: print 'ok failed cps p50 p99 pmax retrans client_cpu_s detail'."""
     calls = int(calls)
+    try:
+        u, s = open(f"{d}/time.txt").read().split()[-2:]
+        cpu = float(u) + float(s)
+    except (OSError, ValueError):
+        cpu = float("nan")
+    if os.path.exists(f"{d}/result.txt"):      # DRIVER=gen: its own line
+        try:
+            ok, failed, cps, p50, p99, pmax, retrans, detail = open(f"{d}/result.txt").read().split()
+        except ValueError:
+            ok, failed, cps, p50, p99, pmax, retrans, detail = 0, calls, "nan", "nan", "nan", "nan", 0, "no-result"
+        if int(ok) + int(failed) < calls:
+            detail = (detail if detail != "-" else "") + f",not-run:{calls - int(ok) - int(failed)}"
+        print(ok, failed, cps, p50, p99, pmax, retrans, f"{cpu:.3f}", detail.strip(",") or "-")
+        return
     ok = failed = retrans = 0; elapsed = float("nan"); detail = []
     try:
         rows = list(csv.reader(open(f"{d}/stat.csv"), delimiter=";"))
@@ -296,11 +323,6 @@ def parse(d, calls):
     with open(f"{d}/failures.txt", "w") as f:
         for k, v in sorted(seen.items(), key=lambda kv: -kv[1])[:10]:
             f.write(f"{v} x {k}\n")
-    try:
-        u, s = open(f"{d}/time.txt").read().split()[-2:]
-        cpu = float(u) + float(s)
-    except (OSError, ValueError):
-        cpu = float("nan")
     cps = ok / elapsed if elapsed == elapsed and elapsed > 0 else float("nan")
     print(ok, failed, f"{cps:.0f}", f"{pct(inv, .5):.1f}", f"{pct(inv, .99):.1f}",
           f"{inv[-1] if inv else float('nan'):.1f}", retrans, f"{cpu:.3f}", ",".join(detail) or "-")
@@ -361,16 +383,17 @@ def fmt(x, nd=1):
     except ValueError:
         return x
 
-def table(summary, rate):
+def table(summary, label):
     runs = [kv(l) for l in open(summary) if l.startswith("run ")]
-    runs = [r for r in runs if r["rate"] == rate]
-    print(f"\nrate {rate} calls/s x {runs[0]['dur'] if runs else '?'} s")
+    runs = [r for r in runs if r.get("label", r["rate"]) == label]
+    drv = runs[0].get("driver", "sipp") if runs else "?"
+    print(f"\nrate {label.split(':')[0]} calls/s x {runs[0]['dur'] if runs else '?'} s, driven by {drv}")
     print(f"  {'server':<9}{'ok':>9}{'failed':>8}{'calls/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
-          f"{'srv us/call':>12}{'sipp us/call':>13}{'retrans':>9}{'other%':>7}{'RSS MB':>8}"
+          f"{'srv us/call':>12}{'client us/call':>15}{'retrans':>9}{'other%':>7}{'RSS MB':>8}"
           f"{'wire p50/p99/max us':>22}  notes")
     for r in runs:
         print(f"  {r['server']:<9}{r['ok']:>9}{r['failed']:>8}{r['cps']:>9}{fmt(r['p50_ms']):>8}{fmt(r['p99_ms']):>8}"
-              f"{fmt(r['max_ms']):>8}{fmt(r['server_us_per_call']):>12}{fmt(r['sipp_us_per_call']):>13}"
+              f"{fmt(r['max_ms']):>8}{fmt(r['server_us_per_call']):>12}{fmt(r.get('client_us_per_call', r.get('sipp_us_per_call', 'nan'))):>15}"
               f"{r['retrans']:>9}{r.get('other_cpu_pct', '-'):>7}{r.get('rss_mb', 'na').replace('na', '-'):>8}"
               f"{(r['wire_p50_us'] + '/' + r['wire_p99_us'] + '/' + r['wire_max_us']) if 'wire_p99_us' in r else '-':>22}"
               f"  {'' if r['detail'] == '-' else r['detail']}")
@@ -380,7 +403,8 @@ def report(summary, rates, target_rate):
     runs = [kv(l) for l in lines if l.startswith("run ") and not kv(l)["server"].endswith("-mem")]
     mems = [kv(l) for l in lines if l.startswith("mem ")]
     rates = rates.split()
-    by = {(r["server"], r["rate"]): r for r in runs}
+    by = {(r["server"], r.get("label", r["rate"])): r for r in runs}
+    drv = lambda label: by.get(("facd", label), by.get(("kamailio", label), {})).get("driver", "?")
     servers = []
     for r in runs:
         if r["server"] not in servers:
@@ -402,7 +426,7 @@ def report(summary, rates, target_rate):
                 ratio = fa / an if fa is not None and an else None
                 parts.append(f"{a} {ratio:.2f}x" if ratio is not None else f"{a} n/a")
                 out.append(f"ratio rate={rate} server_cpu_facd_over_{a}={'%.3f' % ratio if ratio is not None else 'na'}")
-            print(f"  {rate:>6} calls/s: " + ", ".join(parts))
+            print(f"  {rate.split(':')[0]:>6} calls/s ({drv(rate)}): " + ", ".join(parts))
         print("\nHighest rate held: 0 failed calls, all completed, >= 95% of the rate achieved")
         held = {}
         for s in servers:
@@ -410,12 +434,12 @@ def report(summary, rates, target_rate):
             for rate in rates:
                 r = by.get((s, rate))
                 if (r and r["failed"] == "0" and int(r["ok"]) == int(r["calls"])
-                        and float(r["cps"]) >= 0.95 * int(rate)):
-                    if best is None or int(rate) > int(best):
+                        and float(r["cps"]) >= 0.95 * int(r["rate"])):
+                    if best is None or int(r["rate"]) > int(best.split(":")[0]):
                         best = rate
             held[s] = best
             cps = by[(s, best)]["cps"] if best else "-"
-            print(f"  {s:<9} {best or 'none':>6}" + (f"  (achieved {cps} calls/s)" if best else ""))
+            print(f"  {s:<9} {best.split(':')[0] if best else 'none':>6}" + (f"  (achieved {cps} calls/s, {by[(s, best)].get('driver', '?')})" if best else ""))
             out.append(f"held server={s} max_rate_0_failed={best or 'none'} achieved_cps={cps}")
     print("\nTargets")
     def tgt(name, value, limit, ok, unit=""):
@@ -430,9 +454,10 @@ def report(summary, rates, target_rate):
         tgt(f"cpu_vs_kamailio facd/Kamailio CPU per call @{target_rate}", r, "<= 0.8x", r is not None and r <= 0.8, "x")
         if ("facd", rates[-1]) in by or any(s == "facd" for s, _ in by):
             h = held.get("facd")
-            mx = max(int(x) for x in rates)
+            mx = max(int(x.split(":")[0]) for x in rates)
+            h = int(h.split(":")[0]) if h else None
             tgt(f"zero_failed highest rate with 0 failed (of {mx})", float(h) if h else 0.0, f"= {mx}",
-                h is not None and int(h) == mx)
+                h is not None and h == mx)
             p99s = [f(by[("facd", x)]["p99_ms"]) for x in rates if ("facd", x) in by]
             p99s = [p for p in p99s if p is not None]
             w = max(p99s) if p99s else None
@@ -511,6 +536,12 @@ build_facd() {
   log "cargo build --release"
   (cd "$ROOT" && cargo build --release --quiet) >"$OUT/build.log" 2>&1 || { log "facd build failed (see $OUT/build.log)"; return 1; }
 }
+GEN=${GEN_BIN:-$ROOT/target/release/examples/sip_load}
+build_gen() {
+  [ -n "${GEN_BIN:-}" ] && { [ -x "$GEN" ] || die "GEN_BIN=$GEN is not executable"; return 0; }
+  log "cargo build --release --example sip_load"
+  (cd "$ROOT" && cargo build --release --quiet --example sip_load) >>"$OUT/build.log" 2>&1 || die "sip_load build failed (see $OUT/build.log)"
+}
 
 start_facd() { # name agents queues_per_agent -> PID[name] PORT[name]
   local name=$1 agents=$2 per=$3 port http d=$OUT/tmp/$1
@@ -570,12 +601,24 @@ PYCFG
 }
 
 # ---------------------------------------------------------------- SIPp
-run_sipp() { # dir port rate calls csv: one SIPp run in dir (stat, rtt, errors, sipp.log, time.txt, rc)
-  local d=$1 port=$2 rate=$3 calls=$4 csv=$5
+run_sipp() { # dir port rate calls csv [driver]: one client run in dir (SIPp: stat, rtt, errors, sipp.log; gen: result.txt, gen.log; both: time.txt, rc)
+  local d=$1 port=$2 rate=$3 calls=$4 csv=$5 drv=${6:-sipp}
   mkdir -p "$d"; cp "$SCEN" "$d/fac_load.xml"; cp "$csv" "$d/agents.csv"
+  rm -f "$d/result.txt"
   local lport cport
   read -r lport cport < <(python3 "$H" freeports udp 2)
-  local tmo=$(( calls / rate * 3 + 60 ))   # generous: a slowed-down SIPp still finishes
+  local tmo=$(( calls / rate * 3 + 60 ))   # generous: a slowed-down client still finishes
+  if [ "$drv" = gen ]; then
+    (
+      cd "$d" || exit 1
+      TIMEFORMAT='%3U %3S'
+      { time timeout -k 5 $((tmo + 30)) taskset -c "$SIPP_CPU" "$GEN" "127.0.0.1:$port" --csv agents.csv \
+          --local "127.0.0.1:$lport" --rate "$rate" --calls "$calls" --limit $((rate * 2 + 100)) \
+          --timeout "$tmo" --out result.txt >gen.log 2>&1; echo $? >rc; } 2>time.txt
+    ) &
+    local gp=$!; PIDS+=("$gp"); wait "$gp"; forget "$gp"
+    return
+  fi
   (
     cd "$d" || exit 1
     TIMEFORMAT='%3U %3S'
@@ -589,12 +632,12 @@ run_sipp() { # dir port rate calls csv: one SIPp run in dir (stat, rtt, errors, 
   local sp=$!; PIDS+=("$sp"); wait "$sp"; forget "$sp"
 }
 
-measure() { # server rate calls csv tag -> appends a "run" line to the summary
-  local s=$1 rate=$2 calls=$3 csv=$4 tag=$5 d=$OUT/runs/$5
+measure() { # server rate calls csv tag [driver [label]] -> appends a "run" line to the summary
+  local s=$1 rate=$2 calls=$3 csv=$4 tag=$5 d=$OUT/runs/$5 drv=${6:-$DRIVER} label=${7:-$2}
   local pid=${PID[$s]} port=${PORT[$s]}
   if ! alive "$pid" || ! answers "$port" 3; then
     log "$s (pid $pid) is down or not answering: skipping rate $rate"
-    echo "run server=$s rate=$rate dur=$((calls / rate)) calls=$calls ok=0 failed=$calls cps=0 p50_ms=nan p99_ms=nan max_ms=nan server_us_per_call=nan sipp_us_per_call=nan retrans=0 sipp_rc=na detail=server-down" >>"$SUMMARY"
+    echo "run server=$s rate=$rate label=$label driver=$drv dur=$((calls / rate)) calls=$calls ok=0 failed=$calls cps=0 p50_ms=nan p99_ms=nan max_ms=nan server_us_per_call=nan client_us_per_call=nan retrans=0 client_rc=na detail=server-down" >>"$SUMMARY"
     return 1
   fi
   local c0 c1 ok failed cps p50 p99 pmax retrans scpu detail rc
@@ -611,7 +654,7 @@ measure() { # server rate calls csv tag -> appends a "run" line to the summary
         "udp port $port and (udp[8:4] = 0x494e5649 or udp[8:4] = 0x5349502f)" >"$d/tcpdump.log" 2>&1 ) &
     wp=$!; PIDS+=("$wp")
   fi
-  run_sipp "$d" "$port" "$rate" "$calls" "$csv"
+  run_sipp "$d" "$port" "$rate" "$calls" "$csv" "$drv"
   c1=$(cpu_ticks "$pid")
   local wire=""
   if [ -n "$wp" ]; then
@@ -634,8 +677,8 @@ measure() { # server rate calls csv tag -> appends a "run" line to the summary
   [ -n "${KEEP_RTT:-}" ] || rm -f "$d"/*_rtt.csv
   local rss=na
   [[ $s == facd* ]] && rss=$(vm "$pid" VmRSS)
-  echo "run server=$s rate=$rate dur=$((calls / rate)) calls=$calls ok=$ok failed=$failed cps=$cps p50_ms=$p50 p99_ms=$p99 max_ms=$pmax server_us_per_call=$us sipp_us_per_call=$sus retrans=$retrans sipp_rc=$rc server_cpu_ticks=$((c1 - c0)) other_cpu_pct=$bg rss_mb=$rss$wire detail=$detail" >>"$SUMMARY"
-  log "$tag: ok=$ok failed=$failed cps=$cps p99=${p99}ms server=${us}us/call sipp=${sus}us/call rc=$rc other-cpu=${bg}%${wire}"
+  echo "run server=$s rate=$rate label=$label driver=$drv dur=$((calls / rate)) calls=$calls ok=$ok failed=$failed cps=$cps p50_ms=$p50 p99_ms=$p99 max_ms=$pmax server_us_per_call=$us client_us_per_call=$sus retrans=$retrans client_rc=$rc server_cpu_ticks=$((c1 - c0)) other_cpu_pct=$bg rss_mb=$rss$wire detail=$detail" >>"$SUMMARY"
+  log "$tag ($drv): ok=$ok failed=$failed cps=$cps p99=${p99}ms server=${us}us/call client=${sus}us/call rc=$rc other-cpu=${bg}%${wire}"
 }
 
 login_pass() { # name: every agent 1000..1999 dials *38 once (not measured)
@@ -654,14 +697,16 @@ vm() { awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/
 {
   echo "facd SIP load benchmark  $(date -u +%FT%TZ)  host $(hostname)  $(nproc --all) CPUs  load avg $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')  sipp $(sipp -v 2>&1 | grep -o 'v[0-9][^ -]*' | head -1)  kamailio $(kamailio -v 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1)"
-  echo "workload $WORKLOAD  scenario $SCEN  csv $CSV  rates: $RATES  duration ${DUR}s  SIPp on CPU $SIPP_CPU, servers on CPU $SERVER_CPU  facd storage.sync=$FACD_SYNC storage.backend=$FACD_BACKEND"
+  echo "workload $WORKLOAD  scenario $SCEN  csv $CSV  rates: $RATES (driver $DRIVER unless named)  duration ${DUR}s  client on CPU $SIPP_CPU, servers on CPU $SERVER_CPU  facd storage.sync=$FACD_SYNC storage.backend=$FACD_BACKEND"
 } | tee "$REPORT"
 {
   echo "# facd sipp-load summary: one record per line, 'kind key=value ...'"
-  echo "meta workload=$WORKLOAD date=$(date -u +%FT%TZ) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo na) cpus=$(nproc --all) loadavg=$(cut -d' ' -f1 /proc/loadavg) dur=$DUR rates=${RATES// /,} sipp_cpu=$SIPP_CPU server_cpu=$SERVER_CPU facd_sync=$FACD_SYNC facd_backend=$FACD_BACKEND"
+  echo "meta workload=$WORKLOAD date=$(date -u +%FT%TZ) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo na) cpus=$(nproc --all) loadavg=$(cut -d' ' -f1 /proc/loadavg) dur=$DUR rates=${RATES// /,} driver=$DRIVER client_cpu=$SIPP_CPU server_cpu=$SERVER_CPU facd_sync=$FACD_SYNC facd_backend=$FACD_BACKEND"
 } >"$SUMMARY"
 
 # ---------------------------------------------------------------- load runs
+case "$DRIVER" in sipp|gen) ;; *) die "DRIVER must be sipp or gen" ;; esac
+if [ "$DRIVER" = gen ] || [[ " $RATES " == *":gen "* ]]; then build_gen; fi
 UP=()
 if [ -n "$RATES" ]; then
   for s in $SERVERS; do
@@ -681,14 +726,15 @@ if [ -n "$RATES" ]; then
   fi
   sleep "$GAP"
   # Servers interleaved per rate, so that background noise hits them alike.
-  for rate in $RATES; do
+  for spec in $RATES; do
+    rate=${spec%%:*}; drv=$DRIVER; [[ $spec == *:* ]] && drv=${spec#*:}
     # Whole rounds of the CSV (changes: every agent ends where it started).
     calls=$(( (rate * DUR + ROWS - 1) / ROWS * ROWS ))
     for s in "${UP[@]}"; do
-      measure "$s" "$rate" "$calls" "$CSV" "$s-$rate"
+      measure "$s" "$rate" "$calls" "$CSV" "$s-$rate-$drv" "$drv" "$spec"
       sleep "$GAP"
     done
-    python3 "$H" table "$SUMMARY" "$rate" | tee -a "$REPORT"
+    python3 "$H" table "$SUMMARY" "$spec" | tee -a "$REPORT"
   done
   if [ -n "${PID[facd]:-}" ] && alive "${PID[facd]}"; then
     echo "rss server=facd agents=1000 vmrss_mb=$(vm "${PID[facd]}" VmRSS) vmhwm_mb=$(vm "${PID[facd]}" VmHWM)" >>"$SUMMARY"
