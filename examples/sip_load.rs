@@ -31,7 +31,10 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::Parser;
+use facd::sip::message::{parse_message, Message, Method};
+use facd::sip::values::contact_uri;
 
 #[derive(Parser)]
 #[command(about = "SIP star-code load generator (the SIPp fac_load.xml scenario, lean)")]
@@ -295,8 +298,13 @@ fn run(a: Args) -> Result<ExitCode, String> {
 }
 
 impl Gen {
+    /// The CSV row call `n` uses (the rows in turn, as SIPp's SEQUENTIAL).
+    fn row(&self, n: u32) -> &(String, String) {
+        &self.rows[n as usize % self.rows.len()]
+    }
+
     fn invite(&self, n: u32) -> Vec<u8> {
-        let (user, code) = &self.rows[n as usize % self.rows.len()];
+        let (user, code) = self.row(n);
         let (lip, lport) = (self.local.ip(), self.local.port());
         let (rip, rport) = (self.server.ip(), self.server.port());
         let mport = self.media.local_addr().map_or(6000, |a| a.port());
@@ -332,7 +340,7 @@ impl Gen {
         to: &str,
         cseq: u32,
     ) -> Vec<u8> {
-        let (user, _) = &self.rows[n as usize % self.rows.len()];
+        let (user, _) = self.row(n);
         let (lip, lport) = (self.local.ip(), self.local.port());
         format!(
             "{method} {ruri} SIP/2.0\r\n\
@@ -516,7 +524,7 @@ impl Gen {
                     let us = now.saturating_duration_since(c.started).as_micros();
                     self.invite_ms.push(us.min(u128::from(u32::MAX)) as u32);
                     let ruri = r.contact.unwrap_or_else(|| {
-                        let (code, s) = (&self.rows[n as usize % self.rows.len()].1, self.server);
+                        let (code, s) = (&self.row(n).1, self.server);
                         format!("sip:{code}@{s}")
                     });
                     let to = r.to.unwrap_or_default();
@@ -541,7 +549,7 @@ impl Gen {
                 (200..=299, _) => {}
                 (_, Phase::Invite | Phase::Proceeding) => {
                     let to = r.to.unwrap_or_default();
-                    let (code, s) = (&self.rows[n as usize % self.rows.len()].1, self.server);
+                    let (code, s) = (&self.row(n).1, self.server);
                     let ruri = format!("sip:{code}@{s}");
                     let ack = self.in_dialog(n, "ACK", 0, &ruri, &to, 1);
                     self.out.push(ack);
@@ -621,47 +629,26 @@ struct Resp {
 }
 
 impl Resp {
+    /// Read with facd's own parser (`sip::message`, compact forms and the
+    /// rest of RFC 3261 §7.3 included); `None` for a request or anything
+    /// that does not parse.
     fn parse(m: &[u8]) -> Option<Self> {
-        let text = std::str::from_utf8(m).ok()?;
-        let (head, _) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
-        let mut lines = head.split("\r\n");
-        let first = lines.next()?;
-        let status: u16 = first.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()?;
-        let mut r = Self {
-            status,
-            call: None,
-            invite: false,
-            bye: false,
-            to: None,
-            contact: None,
+        let Ok(Message::Response(r)) = parse_message(Bytes::copy_from_slice(m)) else {
+            return None;
         };
-        for l in lines {
-            let Some((name, value)) = l.split_once(':') else {
-                continue;
-            };
-            let name = name.trim_end();
-            let value = value.trim();
-            let is = |long: &str, short: &str| {
-                name.eq_ignore_ascii_case(long)
-                    || (!short.is_empty() && name.eq_ignore_ascii_case(short))
-            };
-            if is("Call-ID", "i") {
-                // "<n>-<pid>@host": ours; anything else is not.
-                r.call = value.split('-').next().and_then(|d| d.parse().ok());
-            } else if is("CSeq", "") {
-                let method = value.split_whitespace().nth(1).unwrap_or("");
-                r.invite = method == "INVITE";
-                r.bye = method == "BYE";
-            } else if is("To", "t") {
-                r.to = Some(value.to_string());
-            } else if is("Contact", "m") && r.contact.is_none() {
-                r.contact = match (value.find('<'), value.find('>')) {
-                    (Some(a), Some(b)) if a < b => Some(value[a + 1..b].to_string()),
-                    _ => value.split(';').next().map(|s| s.trim().to_string()),
-                };
-            }
-        }
-        Some(r)
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Some(Self {
+            status: r.status,
+            // "<n>-<pid>@host": ours; anything else is not.
+            call: std::str::from_utf8(r.call_id())
+                .ok()
+                .and_then(|c| c.split('-').next())
+                .and_then(|d| d.parse().ok()),
+            invite: r.base.cseq.method == Method::Invite,
+            bye: r.base.cseq.method == Method::Bye,
+            to: Some(text(r.at(r.base.to.raw))),
+            contact: r.headers.get("Contact").map(|v| text(&contact_uri(&v))),
+        })
     }
 }
 
@@ -672,6 +659,7 @@ mod tests {
     #[test]
     fn a_200_to_an_invite_gives_call_to_and_contact() {
         let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-7-42-0\r\n\
+                  From: <sip:1000@127.0.0.1:5070>;tag=7SIPpTag0042\r\n\
                   To: <sip:*388000@127.0.0.1:5060>;tag=abc\r\nCall-ID: 42-7@127.0.0.1\r\n\
                   CSeq: 1 INVITE\r\nContact: \"facd\" <sip:facd@127.0.0.1:5060;transport=udp>\r\n\
                   Content-Length: 0\r\n\r\n";
@@ -691,7 +679,8 @@ mod tests {
 
     #[test]
     fn compact_headers_and_a_bye_answer_are_read() {
-        let m = b"SIP/2.0 481 Call Does Not Exist\r\ni: 9-1@h\r\nt: <sip:x@h>;tag=1\r\nCSeq: 2 BYE\r\nm: sip:y@h\r\n\r\n";
+        let m = b"SIP/2.0 481 Call Does Not Exist\r\nv: SIP/2.0/UDP h;branch=z9hG4bK-1-9-2\r\n\
+                  f: <sip:a@h>;tag=2\r\ni: 9-1@h\r\nt: <sip:x@h>;tag=1\r\nCSeq: 2 BYE\r\nm: sip:y@h\r\n\r\n";
         let r = Resp::parse(m).expect("a response");
         assert_eq!(
             (r.status, r.call, r.bye, r.invite),
@@ -704,7 +693,11 @@ mod tests {
     fn requests_foreign_call_ids_and_junk_are_not_ours() {
         assert!(Resp::parse(b"OPTIONS sip:x@h SIP/2.0\r\n\r\n").is_none());
         assert!(Resp::parse(b"\xff\xfe").is_none());
-        let r = Resp::parse(b"SIP/2.0 200 OK\r\nCall-ID: abc@h\r\nCSeq: 1 INVITE\r\n\r\n").unwrap();
+        let r = Resp::parse(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-x\r\nFrom: <sip:a@h>;tag=2\r\n\
+              To: <sip:b@h>;tag=3\r\nCall-ID: abc@h\r\nCSeq: 1 INVITE\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(r.call, None);
     }
 }
