@@ -151,8 +151,9 @@ impl Naming {
     }
 }
 
-/// The WSI registry and dispatcher (cloneable).
-#[derive(Clone, Default)]
+/// The WSI registry and dispatcher (cloneable). Built with
+/// [`Wsi::for_hub`], so that its sessions are the hub's demand.
+#[derive(Clone)]
 pub struct Wsi {
     inner: Arc<Inner>,
 }
