@@ -359,6 +359,11 @@ pub fn redact_password(url: &str) -> String {
         .join(" ")
 }
 
+/// `storage.group_commit_ms` when unset.
+pub const DEFAULT_GROUP_COMMIT_MS: u32 = 2;
+/// The most `storage.group_commit_ms` may be.
+pub const MAX_GROUP_COMMIT_MS: u32 = 100;
+
 /// `[storage]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -374,6 +379,11 @@ pub struct StorageConfig {
     /// Days of agent-state change history kept under `dir/history/`
     /// (0 = keep everything).
     pub history_days: u32,
+    /// Least milliseconds between two journal syncs (group commit): under
+    /// load one `fdatasync` covers every change of the interval, at the
+    /// cost of up to this much more before the answer. 0 syncs as soon as
+    /// the previous sync has ended.
+    pub group_commit_ms: u32,
 }
 
 impl Default for StorageConfig {
@@ -384,6 +394,7 @@ impl Default for StorageConfig {
             backend: Backend::Journal,
             url: None,
             history_days: 90,
+            group_commit_ms: DEFAULT_GROUP_COMMIT_MS,
         }
     }
 }
@@ -686,6 +697,14 @@ impl Config {
             e.push(err(
                 "storage.history_days",
                 "must be at most 36500 (0 keeps everything)",
+            ));
+        }
+        if self.storage.group_commit_ms > MAX_GROUP_COMMIT_MS {
+            e.push(err(
+                "storage.group_commit_ms",
+                format!(
+                    "must be at most {MAX_GROUP_COMMIT_MS} (every star code's answer may wait this long)"
+                ),
             ));
         }
         if self.storage.dir.as_os_str().is_empty() {

@@ -26,6 +26,12 @@ pub(super) fn recover(config: &mut Config) -> Result<(Engine, Store), ServerErro
         config.storage.sync,
         config.storage.backend,
     )?;
+    // Without fdatasync (benchmarks) there is nothing to group.
+    if config.storage.sync {
+        store.set_group_commit(std::time::Duration::from_millis(
+            config.storage.group_commit_ms.into(),
+        ));
+    }
     let model = model(config);
     config.agents = Vec::new();
     let mut engine = Engine::new(model);

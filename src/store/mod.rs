@@ -10,7 +10,13 @@
 //!
 //! One committer thread owns the files. It takes every batch queued while the
 //! previous sync ran, writes them with one `write`, calls `fdatasync` once,
-//! then reports each batch (group commit). The caller answers success only
+//! then reports each batch (group commit). With a group-commit interval
+//! ([`Store::set_group_commit`], `storage.group_commit_ms`) a sync starts no
+//! sooner than that after the previous one started: under load each
+//! `fdatasync` then covers every change of the interval, so their number per
+//! second is bounded whatever the disk's speed (PostgreSQL's `commit_delay`,
+//! MySQL's `binlog_group_commit_sync_delay`); an idle store syncs at once.
+//! The caller answers success only
 //! after its batch is reported durable. A failed write is reported to every
 //! batch it covered; the store then refuses appends until [`Store::reset`]
 //! (after the caller has rolled its state back) truncates the journal to its
@@ -27,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
@@ -118,6 +124,7 @@ pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 enum Cmd {
     Append(Vec<Vec<u8>>, Done),
+    GroupCommit(Duration),
     Checkpoint(Vec<u8>, Done),
     Reset,
     Close,
@@ -273,6 +280,8 @@ impl Store {
             journal,
             failed: false,
             sync,
+            interval: Duration::ZERO,
+            last_commit: None,
             stats: stats.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -305,6 +314,12 @@ impl Store {
         {
             done(Err(StoreError::Closed));
         }
+    }
+
+    /// Syncs start at least `interval` apart (see the module documentation);
+    /// zero, the default, syncs as soon as the previous sync has ended.
+    pub fn set_group_commit(&self, interval: Duration) {
+        let _ = self.tx.send(Cmd::GroupCommit(interval));
     }
 
     /// After a failure: drop what was not made durable and accept appends again.
@@ -460,18 +475,30 @@ struct Committer {
     journal: Journal,
     failed: bool,
     sync: bool,
+    /// Least time between the starts of two commits.
+    interval: Duration,
+    /// When the last commit started.
+    last_commit: Option<Instant>,
     stats: Arc<StoreStats>,
 }
 
 impl Committer {
     fn run(mut self, rx: mpsc::Receiver<Cmd>) {
         while let Ok(first) = rx.recv() {
+            // Group commit: wait out the interval since the last commit, so
+            // this one takes every append queued until then.
+            if let (Cmd::Append(..), Some(last)) = (&first, self.last_commit) {
+                if let Some(rest) = self.interval.checked_sub(last.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
             let mut batch = vec![first];
             batch.extend(rx.try_iter());
             let mut appends: Vec<(Vec<Vec<u8>>, Done)> = Vec::new();
             for cmd in batch {
                 match cmd {
                     Cmd::Append(records, done) => appends.push((records, done)),
+                    Cmd::GroupCommit(interval) => self.interval = interval,
                     Cmd::Checkpoint(snapshot, done) => {
                         self.commit(std::mem::take(&mut appends));
                         done(self.checkpoint(&snapshot));
@@ -495,6 +522,7 @@ impl Committer {
         if appends.is_empty() {
             return;
         }
+        self.last_commit = Some(Instant::now());
         if self.failed {
             for (_, done) in appends {
                 done(Err(StoreError::Failed));

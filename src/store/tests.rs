@@ -144,6 +144,35 @@ fn group_commit_syncs_less_than_it_appends() {
     assert_eq!(s.stats().records.load(Ordering::Relaxed), 400);
     assert!(syncs < 400, "{syncs} syncs for 400 appends");
 }
+#[test]
+fn a_group_commit_interval_puts_what_comes_within_it_in_one_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = Store::open(dir.path(), true).unwrap();
+    // Long enough that the ten appends below are queued before it ends,
+    // however slow the machine.
+    s.set_group_commit(std::time::Duration::from_secs(2));
+    // An idle store syncs at once: the first append does not wait.
+    sync_append(&s, vec![b"first".to_vec()]).unwrap();
+    assert_eq!(s.stats().syncs.load(Ordering::Relaxed), 1);
+    // Appends within the interval after it wait for its end and share a sync.
+    let (tx, rx) = channel();
+    for i in 0..10 {
+        let tx = tx.clone();
+        s.append(
+            vec![format!("r{i}").into_bytes()],
+            Box::new(move |r| tx.send(r).unwrap()),
+        );
+    }
+    for _ in 0..10 {
+        rx.recv().unwrap().unwrap();
+    }
+    assert_eq!(s.stats().syncs.load(Ordering::Relaxed), 2);
+    assert_eq!(s.stats().records.load(Ordering::Relaxed), 11);
+    s.close();
+    let (_s, rec) = Store::open(dir.path(), true).unwrap();
+    assert_eq!(rec.records.len(), 11);
+}
+
 
 #[test]
 fn a_failed_write_fails_its_batches_until_reset_and_keeps_what_was_durable() {
@@ -163,6 +192,8 @@ fn a_failed_write_fails_its_batches_until_reset_and_keeps_what_was_durable() {
         }),
         failed: false,
         sync: true,
+        interval: Duration::ZERO,
+        last_commit: None,
         stats: s.stats.clone(),
     };
     s.tx = tx;
