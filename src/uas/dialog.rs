@@ -405,7 +405,7 @@ impl<P: Clone> Dialogs<P> {
         let bye = build_bye(&d.bye, &branch, 1);
         d.phase = Phase::ByeSent;
         if std::mem::take(&mut d.playing) {
-            self.media.push_back(MediaOrder::Stop { tone: n });
+            stop_tone(&mut self.media, n);
         }
         if let Some(t) = d.armed.take() {
             self.timers.remove(&(t, n));
@@ -432,7 +432,7 @@ impl<P: Clone> Dialogs<P> {
     fn forget(&mut self, n: u64, how: EndReason) {
         if let Some(d) = self.dialogs.remove(&n) {
             if d.playing {
-                self.media.push_back(MediaOrder::Stop { tone: n });
+                stop_tone(&mut self.media, n);
             }
             if let Some(t) = d.armed {
                 self.timers.remove(&(t, n));
@@ -449,6 +449,21 @@ impl<P: Clone> Dialogs<P> {
             }
             self.timers.insert((when, n));
         }
+    }
+}
+
+/// Ends tone `n`: a `Play` the shell has not taken yet is withdrawn (a
+/// caller whose BYE follows its ACK at once costs the media sender
+/// nothing), else a `Stop` is ordered.
+fn stop_tone(orders: &mut VecDeque<MediaOrder>, n: u64) {
+    let queued = orders
+        .iter()
+        .rposition(|o| matches!(o, MediaOrder::Play { tone, .. } if *tone == n));
+    match queued {
+        Some(i) => {
+            orders.remove(i);
+        }
+        None => orders.push_back(MediaOrder::Stop { tone: n }),
     }
 }
 
@@ -776,6 +791,36 @@ mod tests {
             assert!(orders(&mut d).is_empty(), "confirm {confirm}");
             assert_eq!(run(&mut d, t0, 0, 30)[0].1, "BYE");
         }
+    }
+
+    #[test]
+    fn a_tone_ended_before_its_play_was_taken_is_never_ordered() {
+        // ACK and BYE in one turn: the Play is withdrawn, no Stop follows.
+        let (mut d, t0) = with_media(5000, ToneSource::Offer(Some(tone_to())));
+        d.ack(t0, &id(), None);
+        assert!(d.bye_received(t0, &id()));
+        assert!(orders(&mut d).is_empty());
+        // Another call's Play queued before it stays.
+        let (mut d, t0) = with_media(5000, ToneSource::Offer(Some(tone_to())));
+        let mut other = id();
+        other.call_id = Bytes::from_static(b"call-2");
+        d.answered(
+            t0,
+            other.clone(),
+            Bytes::from_static(b"200"),
+            2,
+            false,
+            template(),
+            ms(5000),
+            ToneSource::Offer(Some(tone_to())),
+        );
+        d.ack(t0, &other, None);
+        d.ack(t0, &id(), None);
+        assert!(d.bye_received(t0, &id()));
+        assert!(matches!(orders(&mut d)[..], [MediaOrder::Play { tone: 2, .. }]));
+        // Once the shell has taken a Play, ending the call orders a Stop.
+        d.hangup_all(t0);
+        assert_eq!(orders(&mut d), [MediaOrder::Stop { tone: 2 }]);
     }
 
     #[test]
