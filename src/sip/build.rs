@@ -92,6 +92,34 @@ pub fn error_response(ctx: &ReplyContext, src: SocketAddr, status: u16, reason: 
     Bytes::from(out)
 }
 
+/// A final error response in place of the 2xx `ok` facd built but did not
+/// send (a change that could not be made durable): the new status line,
+/// then `ok`'s Via, From, To (with the tag it gave), Call-ID, CSeq and
+/// Server, without its dialog headers (Contact, Record-Route) or body.
+/// Built only when needed, so the common path never pays for a 500
+/// (RFC 3261 §8.2.6: the same copied headers as the 2xx would have had).
+pub fn failure_from(ok: &[u8], status: u16, reason: &str) -> Bytes {
+    const KEEP: [&[u8]; 6] = [b"Via", b"From", b"To", b"Call-ID", b"CSeq", b"Server"];
+    let mut out = Vec::with_capacity(ok.len());
+    status_line(&mut out, status, reason);
+    // Header lines, each with its CRLF: after the status line, up to the
+    // empty line (a folded value's continuation lines go with their header).
+    let head_end = memchr::memmem::find(ok, b"\r\n\r\n").map_or(ok.len(), |i| i + 2);
+    let start = memchr::memmem::find(ok, b"\r\n").map_or(head_end, |i| i + 2);
+    let mut keep = false;
+    for l in ok[start.min(head_end)..head_end].split_inclusive(|&c| c == b'\n') {
+        if !matches!(l.first(), Some(b' ' | b'\t')) {
+            let name = l.split(|&c| c == b':').next().unwrap_or_default().trim_ascii();
+            keep = KEEP.iter().any(|k| name.eq_ignore_ascii_case(k));
+        }
+        if keep {
+            out.extend_from_slice(l);
+        }
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    Bytes::from(out)
+}
+
 impl ResponseBuilder {
     /// Adds our To tag unless the request's To already has one (§8.2.6.2).
     pub fn to_tag(mut self, tag: &str) -> Self {
@@ -600,6 +628,60 @@ mod tests {
              Content-Type: application/sdp\r\n\
              Content-Length: 5\r\n\r\nv=0\r\n"
         );
+    }
+
+    #[test]
+    fn a_failure_keeps_the_2xx_copied_headers_and_drops_its_dialog_and_body() {
+        let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        // A folded top Via (RFC 4475 §3.1.1.1 style) and a Record-Route.
+        let text = OPT
+            .replace(";rport\r\n", "\r\n ;rport\r\n")
+            .replace("Call-ID", "Record-Route: <sip:p;lr>\r\nCall-ID");
+        let r = req(&text);
+        let ok = response(&r, src, 200, "OK")
+            .to_tag("abc")
+            .record_route(&r)
+            .header("Contact", "<sip:a@127.0.0.1>")
+            .header("Server", "x")
+            .body("application/sdp", Bytes::from_static(b"v=0\r\n"))
+            .build();
+        let fail = failure_from(&ok, 500, "Server Internal Error - State Not Saved");
+        let want_via = String::from_utf8_lossy(&ok)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string();
+        assert!(want_via.starts_with("Via: "), "{want_via}");
+        let s = String::from_utf8_lossy(&fail);
+        assert_eq!(
+            s,
+            format!(
+                "SIP/2.0 500 Server Internal Error - State Not Saved\r\n\
+                 {}\r\n\
+                 Via: SIP/2.0/UDP proxy;branch=z9hG4bK0\r\n\
+                 From: <sip:x@y>;tag=1\r\n\
+                 To: <sip:a@b>;tag=abc\r\n\
+                 Call-ID: c1\r\n\
+                 CSeq: 7 OPTIONS\r\n\
+                 Server: x\r\n\
+                 Content-Length: 0\r\n\r\n",
+                String::from_utf8_lossy(&ok)
+                    .split("\r\nVia: SIP/2.0/UDP proxy")
+                    .next()
+                    .unwrap()
+                    .strip_prefix("SIP/2.0 200 OK\r\n")
+                    .unwrap()
+            )
+        );
+        // It parses, with the 2xx's tag and no body.
+        match parse_message(fail).unwrap() {
+            Message::Response(resp) => {
+                assert_eq!(resp.status, 500);
+                assert_eq!(resp.to_tag(), Some(&b"abc"[..]));
+                assert!(resp.at(resp.body).is_empty());
+            }
+            Message::Request(_) => panic!(),
+        }
     }
 
     #[test]

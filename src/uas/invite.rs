@@ -110,13 +110,12 @@ impl<F: Clone, W> Uas<F, W> {
             rq,
             vec![translate::star_code_command(&code, &agent)],
             Cause::Fac,
-            |uas, applied, fail| Reply::Sip {
+            |uas, applied| Reply::Sip {
                 id,
                 answer: Box::new(Answer {
                     media,
                     ..uas.answer(req, peer, applied, body)
                 }),
-                fail,
             },
         );
     }

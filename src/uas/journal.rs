@@ -7,15 +7,18 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use bytes::Bytes;
 use tracing::{info, warn};
 
 use super::reply::{Answer, Rq, SubAnswer};
 use super::subscription::Keys;
 use super::{translate, Now, Uas};
 use crate::engine::{AgentId, Applied, Cause, Change, Command, Event, Rejection};
+use crate::sip::build;
 use crate::sip::feature_sync::AcdState;
 use crate::transaction::TxId;
+
+/// The reason phrase of the 500 for a change that could not be saved.
+const NOT_SAVED: &str = "Server Internal Error - State Not Saved";
 
 /// What the shell must do with the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,18 +50,14 @@ pub enum ApplyError {
 pub(super) enum Reply<F, W> {
     /// Nobody (a wrap-up timer fired).
     None,
-    /// A star-code INVITE: the 200 to send, or the 500 if the write fails.
-    Sip {
-        id: TxId,
-        answer: Box<Answer<F>>,
-        fail: Bytes,
-    },
+    /// A star-code INVITE: the 200 to send, or a 500 built from it if the
+    /// write fails.
+    Sip { id: TxId, answer: Box<Answer<F>> },
     /// A SUBSCRIBE with `SetAgentState`: the 200 (and the subscription),
-    /// or the 500 if the write fails.
+    /// or a 500 built from it if the write fails.
     Subscribe {
         id: TxId,
         answer: Box<SubAnswer<F>>,
-        fail: Bytes,
     },
     /// A command from the API or a feature key.
     Waiter { applied: Applied, waiter: W },
@@ -152,15 +151,15 @@ impl<F: Clone, W> Uas<F, W> {
     /// agent), all or none: a refusal is answered at once with its status
     /// and phrase (SPEC §4) and undoes the commands applied before it; a
     /// success is journaled, and the reply `ok` builds from what was
-    /// applied (given the 500 to send should the write fail) goes out once
-    /// the change is durable (SPEC §7).
+    /// applied goes out once the change is durable (SPEC §7); should the
+    /// write fail, a 500 made from it ([`NOT_SAVED`]) goes instead.
     pub(super) fn apply_for_request(
         &mut self,
         now: Now,
         rq: Rq<'_, F>,
         cmds: Vec<Command>,
         cause: Cause,
-        ok: impl FnOnce(&mut Self, &Applied, Bytes) -> Reply<F, W>,
+        ok: impl FnOnce(&mut Self, &Applied) -> Reply<F, W>,
     ) {
         let Some(first) = cmds.first() else {
             return;
@@ -209,13 +208,7 @@ impl<F: Clone, W> Uas<F, W> {
         for ev in &applied.events {
             info!(agent = %ev.agent, queue = %ev.queue, from = ev.from.as_str(), to = ev.to.as_str(), cause = cause.as_str(), %call_id, "state changed");
         }
-        let fail = if self.journal.enabled {
-            let reason = "Server Internal Error - State Not Saved";
-            self.response(rq.req, rq.peer, 500, reason, |b| b)
-        } else {
-            Bytes::new()
-        };
-        let reply = ok(self, &applied, fail);
+        let reply = ok(self, &applied);
         let events = std::mem::take(&mut applied.events);
         self.commit(now, reply, events, undo);
     }
@@ -301,12 +294,14 @@ impl<F: Clone, W> Uas<F, W> {
                     }
                     match p.reply {
                         Reply::None => {}
-                        Reply::Sip { id, fail, .. } => {
+                        Reply::Sip { id, answer } => {
+                            let fail = build::failure_from(&answer.ok, 500, NOT_SAVED);
                             self.metrics
                                 .response(&crate::sip::message::Method::Invite, 500);
                             self.txs.respond(now.mono, id, 500, fail)
                         }
-                        Reply::Subscribe { id, fail, .. } => {
+                        Reply::Subscribe { id, answer } => {
+                            let fail = build::failure_from(&answer.ok, 500, NOT_SAVED);
                             self.metrics
                                 .response(&crate::sip::message::Method::Subscribe, 500);
                             self.txs.respond(now.mono, id, 500, fail)

@@ -185,12 +185,8 @@ impl<F: Clone, W> Uas<F, W> {
                 let before = self.keys_of(&agent).0;
                 let a = answer(self, Shows::Acd { before });
                 let cmd = translate::set_agent_state_command(state, reason, &agent);
-                self.apply_for_request(now, rq, vec![cmd], Cause::FeatureSync, |_, _, fail| {
-                    Reply::Subscribe {
-                        id,
-                        answer: a,
-                        fail,
-                    }
+                self.apply_for_request(now, rq, vec![cmd], Cause::FeatureSync, |_, _| {
+                    Reply::Subscribe { id, answer: a }
                 });
             }
             Some(FeatureRequest::SetDoNotDisturb { on }) => {
@@ -216,12 +212,8 @@ impl<F: Clone, W> Uas<F, W> {
                 if cmds.is_empty() {
                     return self.establish(now, id, *a);
                 }
-                self.apply_for_request(now, rq, cmds, Cause::FeatureSync, |_, _, fail| {
-                    Reply::Subscribe {
-                        id,
-                        answer: a,
-                        fail,
-                    }
+                self.apply_for_request(now, rq, cmds, Cause::FeatureSync, |_, _| {
+                    Reply::Subscribe { id, answer: a }
                 });
             }
             Some(FeatureRequest::SetForwarding {
