@@ -1339,6 +1339,10 @@ role = "admin"
                 "codes.ready",
             ),
             (
+                GOOD.replace("[auth]", "[storage]\ngroup_commit_ms = 101\n[auth]"),
+                "storage.group_commit_ms",
+            ),
+            (
                 GOOD.replace("[auth]", "[codes]\nlogin = \"*36\"\n[auth]"),
                 "codes.login",
             ),
