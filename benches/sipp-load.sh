@@ -70,6 +70,7 @@ SERVER_CPU=${SERVER_CPU:-1}
 GAP=${GAP:-2}                       # seconds of quiet between runs
 FACD_SYNC=${FACD_SYNC:-true}        # [storage] sync (fdatasync before answering)
 export FACD_BACKEND=${FACD_BACKEND:-journal}  # [storage] backend: journal (ours) or redb
+export FACD_GROUP_COMMIT_MS=${FACD_GROUP_COMMIT_MS:-2}  # [storage] group_commit_ms (facd's default)
 FACD_LOG=${FACD_LOG:-warn}          # RUST_LOG for facd
 WIRE=${WIRE:-0}                     # 1: also time INVITE->200 on the wire (tcpdump on lo, mid-run window)
 WIRE_SECS=${WIRE_SECS:-3}           # ... for this many seconds, from 2 s into each run
@@ -224,7 +225,8 @@ def facdconf(path, port, http_port, datadir, agents, per, sync, confirm_ms):
          '[auth]\nrequired = false\n',
          # SIPp is one source far above the per-source rate: exempt it.
          '[limits]\nexempt_sources = ["127.0.0.1"]\n',
-         f'[storage]\ndir = "{datadir}"\nsync = {sync}\nbackend = "{os.environ.get("FACD_BACKEND", "journal")}"\n',
+         f'[storage]\ndir = "{datadir}"\nsync = {sync}\nbackend = "{os.environ.get("FACD_BACKEND", "journal")}"\n'
+         f'group_commit_ms = {os.environ.get("FACD_GROUP_COMMIT_MS", "2")}\n',
          f'[http]\nlisten = "127.0.0.1:{http_port}"\n']
     o.append('[[reasons]]\ncode = 1\nname = "BREAK"\n')
     o.append('[[reasons]]\ncode = 2\nname = "LUNCH"\n')
@@ -697,7 +699,7 @@ vm() { awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/
 {
   echo "facd SIP load benchmark  $(date -u +%FT%TZ)  host $(hostname)  $(nproc --all) CPUs  load avg $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')  sipp $(sipp -v 2>&1 | grep -o 'v[0-9][^ -]*' | head -1)  kamailio $(kamailio -v 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1)"
-  echo "workload $WORKLOAD  scenario $SCEN  csv $CSV  rates: $RATES (driver $DRIVER unless named)  duration ${DUR}s  client on CPU $SIPP_CPU, servers on CPU $SERVER_CPU  facd storage.sync=$FACD_SYNC storage.backend=$FACD_BACKEND"
+  echo "workload $WORKLOAD  scenario $SCEN  csv $CSV  rates: $RATES (driver $DRIVER unless named)  duration ${DUR}s  client on CPU $SIPP_CPU, servers on CPU $SERVER_CPU  facd storage.sync=$FACD_SYNC storage.backend=$FACD_BACKEND storage.group_commit_ms=$FACD_GROUP_COMMIT_MS"
 } | tee "$REPORT"
 {
   echo "# facd sipp-load summary: one record per line, 'kind key=value ...'"
