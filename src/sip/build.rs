@@ -109,7 +109,11 @@ pub fn failure_from(ok: &[u8], status: u16, reason: &str) -> Bytes {
     let mut keep = false;
     for l in ok[start.min(head_end)..head_end].split_inclusive(|&c| c == b'\n') {
         if !matches!(l.first(), Some(b' ' | b'\t')) {
-            let name = l.split(|&c| c == b':').next().unwrap_or_default().trim_ascii();
+            let name = l
+                .split(|&c| c == b':')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
             keep = KEEP.iter().any(|k| name.eq_ignore_ascii_case(k));
         }
         if keep {

@@ -173,7 +173,6 @@ fn a_group_commit_interval_puts_what_comes_within_it_in_one_sync() {
     assert_eq!(rec.records.len(), 11);
 }
 
-
 #[test]
 fn a_failed_write_fails_its_batches_until_reset_and_keeps_what_was_durable() {
     let dir = tempfile::tempdir().unwrap();

@@ -817,7 +817,10 @@ mod tests {
         d.ack(t0, &other, None);
         d.ack(t0, &id(), None);
         assert!(d.bye_received(t0, &id()));
-        assert!(matches!(orders(&mut d)[..], [MediaOrder::Play { tone: 2, .. }]));
+        assert!(matches!(
+            orders(&mut d)[..],
+            [MediaOrder::Play { tone: 2, .. }]
+        ));
         // Once the shell has taken a Play, ending the call orders a Stop.
         d.hangup_all(t0);
         assert_eq!(orders(&mut d), [MediaOrder::Stop { tone: 2 }]);

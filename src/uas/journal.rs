@@ -55,10 +55,7 @@ pub(super) enum Reply<F, W> {
     Sip { id: TxId, answer: Box<Answer<F>> },
     /// A SUBSCRIBE with `SetAgentState`: the 200 (and the subscription),
     /// or a 500 built from it if the write fails.
-    Subscribe {
-        id: TxId,
-        answer: Box<SubAnswer<F>>,
-    },
+    Subscribe { id: TxId, answer: Box<SubAnswer<F>> },
     /// A command from the API or a feature key.
     Waiter { applied: Applied, waiter: W },
 }
