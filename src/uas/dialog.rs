@@ -669,18 +669,7 @@ mod tests {
     #[test]
     fn hangup_all_sends_bye_to_every_open_dialog() {
         let (mut d, t0) = dialogs(false, 60_000);
-        let mut other = id();
-        other.call_id = Bytes::from_static(b"call-2");
-        d.answered(
-            t0,
-            other.clone(),
-            Bytes::from_static(b"200"),
-            2,
-            true,
-            template(),
-            ms(60_000),
-            ToneSource::AnswerInAck,
-        );
+        let other = answer_call_2(&mut d, t0, true, 60_000, ToneSource::AnswerInAck);
         d.ack(t0, &other, None);
         d.hangup_all(t0 + ms(5));
         let byes: Vec<_> = std::iter::from_fn(|| d.poll_transmit()).collect();
@@ -730,6 +719,29 @@ mod tests {
             media,
         );
         (d, t0)
+    }
+
+    /// A second call ("call-2", peer 2) answered at `t0`; its id.
+    fn answer_call_2(
+        d: &mut Dialogs<u8>,
+        t0: Instant,
+        reliable: bool,
+        confirm: u64,
+        media: ToneSource,
+    ) -> DialogId {
+        let mut other = id();
+        other.call_id = Bytes::from_static(b"call-2");
+        d.answered(
+            t0,
+            other.clone(),
+            Bytes::from_static(b"200"),
+            2,
+            reliable,
+            template(),
+            ms(confirm),
+            media,
+        );
+        other
     }
 
     fn orders(d: &mut Dialogs<u8>) -> Vec<MediaOrder> {
@@ -802,18 +814,7 @@ mod tests {
         assert!(orders(&mut d).is_empty());
         // Another call's Play queued before it stays.
         let (mut d, t0) = with_media(5000, ToneSource::Offer(Some(tone_to())));
-        let mut other = id();
-        other.call_id = Bytes::from_static(b"call-2");
-        d.answered(
-            t0,
-            other.clone(),
-            Bytes::from_static(b"200"),
-            2,
-            false,
-            template(),
-            ms(5000),
-            ToneSource::Offer(Some(tone_to())),
-        );
+        let other = answer_call_2(&mut d, t0, false, 5000, ToneSource::Offer(Some(tone_to())));
         d.ack(t0, &other, None);
         d.ack(t0, &id(), None);
         assert!(d.bye_received(t0, &id()));
@@ -836,18 +837,7 @@ mod tests {
 
         let (mut d, t0) = with_media(5000, ToneSource::Offer(Some(tone_to())));
         d.ack(t0, &id(), None);
-        let mut other = id();
-        other.call_id = Bytes::from_static(b"call-2");
-        d.answered(
-            t0,
-            other,
-            Bytes::from_static(b"200"),
-            2,
-            false,
-            template(),
-            ms(5000),
-            ToneSource::Offer(Some(tone_to())),
-        );
+        answer_call_2(&mut d, t0, false, 5000, ToneSource::Offer(Some(tone_to())));
         assert_eq!(orders(&mut d).len(), 1);
         d.hangup_all(t0 + ms(100));
         // Only the playing tone is stopped; the unacknowledged call never played.
