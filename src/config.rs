@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::limits::IpNet;
 
 mod keys;
+mod plain;
 mod split;
 
 /// The whole configuration file.
