@@ -235,16 +235,26 @@ impl Engine {
     /// Memberships naming unknown queues are ignored (config validation
     /// refuses them before this point).
     pub fn new(model: Model) -> Self {
-        let queue_ix: HashMap<QueueId, usize> = model
-            .queues
+        Self::build(model.queues, model.reasons, model.agents)
+    }
+
+    /// [`Engine::new`] from the agents one at a time (each definition is
+    /// consumed as it is made, while it is in the cache).
+    pub fn build(
+        queues: Vec<QueueDef>,
+        reasons: Vec<ReasonDef>,
+        defs: impl IntoIterator<Item = AgentDef>,
+    ) -> Self {
+        let defs = defs.into_iter();
+        let queue_ix: HashMap<QueueId, usize> = queues
             .iter()
             .enumerate()
             .map(|(i, q)| (q.number.clone(), i))
             .collect();
-        let mut members = vec![Vec::new(); model.queues.len()];
-        let mut agents = Vec::with_capacity(model.agents.len());
-        let mut agent_ix = HashMap::with_capacity(model.agents.len());
-        for def in model.agents {
+        let mut members = vec![Vec::new(); queues.len()];
+        let mut agents = Vec::with_capacity(defs.size_hint().0);
+        let mut agent_ix = HashMap::with_capacity(defs.size_hint().0);
+        for def in defs {
             let ai = agents.len();
             let slots: Vec<usize> = def
                 .queues
@@ -269,12 +279,12 @@ impl Engine {
             });
         }
         Self {
-            queues: model.queues,
+            queues,
             queue_ix,
             members,
             agents,
             agent_ix,
-            reasons: model.reasons,
+            reasons,
             timers: BTreeSet::new(),
             dirty: BTreeSet::new(),
         }

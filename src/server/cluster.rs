@@ -17,7 +17,7 @@ use ahash::{AHashMap, AHashSet};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{recover::model, ServerError, ShellUas};
+use super::{recover::engine, ServerError, ShellUas};
 use crate::config::{Config, DbUrl};
 use crate::engine::{AgentState, Change, Engine};
 use crate::store::postgres::{self, Failure, Pg, PgAppend, PgEvent};
@@ -95,9 +95,7 @@ pub(super) async fn recover(config: &mut Config) -> Result<(Engine, Storage), Se
     };
     let agents: Vec<&str> = config.agents.iter().map(|a| a.extension.as_str()).collect();
     let loaded = postgres::open(&url, &agents).await?;
-    let model = model(config);
-    config.agents = Vec::new();
-    let mut engine = Engine::new(model);
+    let mut engine = engine(config);
     let mut restored = 0usize;
     for (agent, text) in &loaded.records {
         match serde_json::from_str::<Change>(text) {

@@ -6,7 +6,7 @@ use tracing::info;
 
 use super::ServerError;
 use crate::config::Config;
-use crate::engine::{AgentDef, Engine, Model, QueueDef, ReasonDef};
+use crate::engine::{AgentDef, Engine, Model, QueueDef, QueueId, ReasonDef};
 use crate::sip::auth::Secret;
 use crate::sip::star_code::Codes;
 use crate::store::Store;
@@ -32,9 +32,7 @@ pub(super) fn recover(config: &mut Config) -> Result<(Engine, Store), ServerErro
             config.storage.group_commit_ms.into(),
         ));
     }
-    let model = model(config);
-    config.agents = Vec::new();
-    let mut engine = Engine::new(model);
+    let mut engine = engine(config);
     let dir = config.storage.dir.display().to_string();
     let corrupt = |offset: u64, what: String| crate::store::StoreError::Corrupt {
         path: config.storage.dir.clone(),
@@ -86,7 +84,37 @@ pub(super) fn recover(config: &mut Config) -> Result<(Engine, Store), ServerErro
 
 /// The engine's model from the configuration.
 pub fn model(cfg: &Config) -> Model {
-    let queues: Vec<QueueDef> = cfg
+    let (queues, reasons) = queues_and_reasons(cfg);
+    let ids = QueueIds::of(&queues);
+    Model {
+        agents: cfg
+            .agents
+            .iter()
+            .map(|a| ids.agent(a.extension.as_str(), a.name.clone(), &a.queues))
+            .collect(),
+        queues,
+        reasons,
+    }
+}
+
+/// The engine of the configuration, taking its agents (`config.agents` is
+/// left empty): each agent's configuration becomes its engine entry and is
+/// dropped in one pass, while its memory is still in the cache (with a
+/// million agents, a model built first and an engine built from it walked
+/// every agent three times: 0.3 s more of the start-up).
+pub(super) fn engine(config: &mut Config) -> Engine {
+    let (queues, reasons) = queues_and_reasons(config);
+    let ids = QueueIds::of(&queues);
+    let agents = std::mem::take(&mut config.agents);
+    let defs = agents
+        .into_iter()
+        .map(|a| ids.agent(a.extension.as_str(), a.name, &a.queues));
+    Engine::build(queues, reasons, defs)
+}
+
+/// The configured queues and not-ready reasons.
+fn queues_and_reasons(cfg: &Config) -> (Vec<QueueDef>, Vec<ReasonDef>) {
+    let queues = cfg
         .queues
         .iter()
         .map(|q| QueueDef {
@@ -97,32 +125,46 @@ pub fn model(cfg: &Config) -> Model {
             not_ready_after_other_call: q.not_ready_after_other_call,
         })
         .collect();
-    // Every membership shares its queue's id (a million agents' memberships
-    // are then no million allocations).
-    let ids: ahash::AHashMap<&str, &crate::engine::QueueId> = queues
+    let reasons = cfg
+        .reasons
         .iter()
-        .map(|q| (q.number.as_str(), &q.number))
+        .map(|r| ReasonDef {
+            code: r.code,
+            name: r.name.as_str().into(),
+        })
         .collect();
-    let queue_id = |q: &str| ids.get(q).map_or_else(|| q.into(), |&id| id.clone());
-    Model {
-        agents: cfg
-            .agents
-            .iter()
-            .map(|a| AgentDef {
-                extension: a.extension.as_str().into(),
-                name: a.name.clone(),
-                queues: a.queues.iter().map(|q| queue_id(q)).collect(),
-            })
-            .collect(),
-        queues: queues.clone(),
-        reasons: cfg
-            .reasons
-            .iter()
-            .map(|r| ReasonDef {
-                code: r.code,
-                name: r.name.as_str().into(),
-            })
-            .collect(),
+    (queues, reasons)
+}
+
+/// The configured queues' ids by number: every membership shares its
+/// queue's id (a million agents' memberships are then no million
+/// allocations).
+struct QueueIds(ahash::AHashMap<String, QueueId>);
+
+impl QueueIds {
+    fn of(queues: &[QueueDef]) -> Self {
+        Self(
+            queues
+                .iter()
+                .map(|q| (q.number.to_string(), q.number.clone()))
+                .collect(),
+        )
+    }
+
+    /// An agent's definition.
+    fn agent(&self, extension: &str, name: String, queues: &[String]) -> AgentDef {
+        AgentDef {
+            extension: extension.into(),
+            name,
+            queues: queues
+                .iter()
+                .map(|q| {
+                    self.0
+                        .get(q.as_str())
+                        .map_or_else(|| q.as_str().into(), Clone::clone)
+                })
+                .collect(),
+        }
     }
 }
 
