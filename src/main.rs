@@ -47,6 +47,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let started = std::time::Instant::now();
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(errors) => {
@@ -90,6 +91,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    tracing::info!(
+        path = %cli.config.display(),
+        queues = config.queues.len(),
+        agents = config.agents.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "configuration loaded"
+    );
     runtime.block_on(async move {
         if !config.auth.required {
             tracing::warn!("auth.required = false: trusting the From user (lab mode)");
@@ -121,7 +129,12 @@ fn main() -> ExitCode {
             .collect();
         // Tests and scripts read this line to learn the ephemeral ports.
         println!("facd listening on {}", addrs.join(" "));
-        tracing::info!(listen = %addrs.join(" "), version = env!("CARGO_PKG_VERSION"), "facd started");
+        tracing::info!(
+            listen = %addrs.join(" "),
+            version = env!("CARGO_PKG_VERSION"),
+            startup_ms = started.elapsed().as_millis() as u64,
+            "facd started"
+        );
         notify("READY=1");
         // The core loop runs as a task, not on the thread that blocks on
         // the runtime: with facd on one CPU it then shares the worker with
