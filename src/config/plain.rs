@@ -3,7 +3,7 @@
 //! A million agents are 80 MB of TOML, and toml takes about 3 s of CPU to
 //! parse them (it builds a token, an event and a tree node for everything,
 //! [`super::split`]). Nearly every agent's section is written the same
-//! plain way, the way `contrib/` and the benchmark generate them:
+//! plain way (the shipped `config.toml`, the benchmark's generated files):
 //!
 //! ```toml
 //! [[agents]]
