@@ -19,6 +19,18 @@ mod keys;
 mod plain;
 mod split;
 
+/// A repeatable pseudo-random pick in `0..n` (xorshift64), for the tests
+/// that generate texts (`split`, `plain`).
+#[cfg(test)]
+fn picker(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

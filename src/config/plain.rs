@@ -281,13 +281,7 @@ mod tests {
             "[\"8000\"\n]",
         ];
         let pads = ["", " ", "\t", "  "];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::config::picker(0x9e37_79b9_7f4a_7c15u64);
         let mut plain = 0;
         for round in 0..4000 {
             let mut t = String::new();

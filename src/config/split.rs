@@ -410,13 +410,7 @@ mod tests {
             "[ \"q\" ]",
             "['r']",
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::config::picker(0x2545_f491_4f6c_dd1du64);
         let mut valid = 0;
         for round in 0..3000 {
             let mut t = String::new();
