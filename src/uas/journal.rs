@@ -15,6 +15,7 @@ use super::{translate, Now, Uas};
 use crate::engine::{AgentId, Applied, Cause, Change, Command, Event, Rejection};
 use crate::sip::build;
 use crate::sip::feature_sync::AcdState;
+use crate::sip::message::Method;
 use crate::transaction::TxId;
 
 /// The reason phrase of the 500 for a change that could not be saved.
@@ -289,24 +290,18 @@ impl<F: Clone, W> Uas<F, W> {
                     for c in p.undo {
                         let _ = self.engine.restore(c);
                     }
-                    match p.reply {
-                        Reply::None => {}
-                        Reply::Sip { id, answer } => {
-                            let fail = build::failure_from(&answer.ok, 500, NOT_SAVED);
-                            self.metrics
-                                .response(&crate::sip::message::Method::Invite, 500);
-                            self.txs.respond(now.mono, id, 500, fail)
-                        }
-                        Reply::Subscribe { id, answer } => {
-                            let fail = build::failure_from(&answer.ok, 500, NOT_SAVED);
-                            self.metrics
-                                .response(&crate::sip::message::Method::Subscribe, 500);
-                            self.txs.respond(now.mono, id, 500, fail)
-                        }
+                    let (id, ok, method) = match p.reply {
+                        Reply::None => continue,
                         Reply::Waiter { waiter, .. } => {
-                            self.finished.push_back((waiter, Err(ApplyError::NotSaved)))
+                            self.finished.push_back((waiter, Err(ApplyError::NotSaved)));
+                            continue;
                         }
-                    }
+                        Reply::Sip { id, answer } => (id, answer.ok, Method::Invite),
+                        Reply::Subscribe { id, answer } => (id, answer.ok, Method::Subscribe),
+                    };
+                    let fail = build::failure_from(&ok, 500, NOT_SAVED);
+                    self.metrics.response(&method, 500);
+                    self.txs.respond(now.mono, id, 500, fail);
                 }
                 let _ = self.engine.take_changes();
                 // Writes not yet handed to the store are of undone changes too.
