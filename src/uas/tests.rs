@@ -974,3 +974,30 @@ fn tag_of(resp: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+#[test]
+fn a_failed_journal_write_answers_a_key_press_500_in_its_dialog() {
+    let mut h = Harness::new(true);
+    let tag = feature_subscription(&mut h, "k9");
+    h.udp(&subscribe_to(
+        "1001",
+        "1001",
+        "as-feature-event",
+        "k9",
+        Some(&tag),
+        2,
+        600,
+        &set_agent_state("loggedOn", None),
+    ));
+    let ticket = h.ticket();
+    assert!(h.sent().is_empty(), "nothing is answered before the write");
+    h.uas.on_durable(h.now(), ticket, Err("disk full"));
+    let sent = h.sent_text();
+    assert_eq!(statuses(&sent), vec![500], "{sent:?}");
+    assert!(sent[0].contains("Server Internal Error - State Not Saved"));
+    assert!(header(&sent[0], "CSeq").unwrap().ends_with("SUBSCRIBE"));
+    assert!(header(&sent[0], "To").unwrap().ends_with(&format!(";tag={tag}")));
+    assert_eq!(header(&sent[0], "Content-Length"), Some("0"));
+    assert_eq!(h.state("1001", "8000"), AgentState::LoggedOut);
+    assert!(h.events().is_empty(), "an undone change is never published");
+}
