@@ -996,7 +996,9 @@ fn a_failed_journal_write_answers_a_key_press_500_in_its_dialog() {
     assert_eq!(statuses(&sent), vec![500], "{sent:?}");
     assert!(sent[0].contains("Server Internal Error - State Not Saved"));
     assert!(header(&sent[0], "CSeq").unwrap().ends_with("SUBSCRIBE"));
-    assert!(header(&sent[0], "To").unwrap().ends_with(&format!(";tag={tag}")));
+    assert!(header(&sent[0], "To")
+        .unwrap()
+        .ends_with(&format!(";tag={tag}")));
     assert_eq!(header(&sent[0], "Content-Length"), Some("0"));
     assert_eq!(h.state("1001", "8000"), AgentState::LoggedOut);
     assert!(h.events().is_empty(), "an undone change is never published");
