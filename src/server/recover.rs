@@ -99,9 +99,9 @@ pub fn model(cfg: &Config) -> Model {
 
 /// The engine of the configuration, taking its agents (`config.agents` is
 /// left empty): each agent's configuration becomes its engine entry and is
-/// dropped in one pass, while its memory is still in the cache (with a
-/// million agents, a model built first and an engine built from it walked
-/// every agent three times: 0.3 s more of the start-up).
+/// dropped in one pass, while its memory is still in the cache (a model
+/// of every agent built first, then the engine from it, walked a million
+/// agents three times).
 pub(super) fn engine(config: &mut Config) -> Engine {
     let (queues, reasons) = queues_and_reasons(config);
     let ids = QueueIds::of(&queues);
